@@ -1,0 +1,427 @@
+//! Configuration: one TOML file, every key overridable by an environment variable.
+//!
+//! `IMAGELAKE_LISTEN` and `IMAGELAKE_DATA_DIR` override the top-level keys;
+//! `IMAGELAKE_<SECTION>__<KEY>` overrides `[section] key`. A value from the environment
+//! is read as a TOML value when it parses as one (`5`, `true`, `"x"`), else as a string.
+//! No file and no variables gives the embedded default: `./data`, `127.0.0.1:8080`.
+
+use crate::auth::Role;
+use crate::units::{ByteSize, Dur};
+use crate::CoreError;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration. See `README.md` for an annotated example.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// On SIGTERM, how long in-flight uploads and jobs may take to finish.
+    pub shutdown_grace: Dur,
+    pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    pub keys: Vec<KeyConfig>,
+    pub ingest: IngestConfig,
+    pub processor: ProcessorConfig,
+    pub lake: LakeConfig,
+    pub retention: RetentionConfig,
+    pub capacity: CapacityConfig,
+    pub reporting: ReportingConfig,
+    pub lifecycle: LifecycleConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            shutdown_grace: Dur(Duration::from_secs(30)),
+            storage: StorageConfig::default(),
+            queue: QueueConfig::default(),
+            keys: Vec::new(),
+            ingest: IngestConfig::default(),
+            processor: ProcessorConfig::default(),
+            lake: LakeConfig::default(),
+            retention: RetentionConfig::default(),
+            capacity: CapacityConfig::default(),
+            reporting: ReportingConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded default: a directory or an embedded queue under `data_dir`.
+    #[default]
+    Local,
+    S3,
+    Sqs,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` (a directory under `data_dir`) or `s3`.
+    pub backend: Backend,
+    pub bucket: Option<String>,
+    /// A custom endpoint (Garage, MinIO); unset for AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// A key prefix inside the bucket (`prod/`), so that deployments can share a bucket.
+    pub prefix: Option<String>,
+    pub force_path_style: bool,
+    /// Garage and some other S3 servers reject the SDK's default streaming checksums.
+    /// `true` sets `request_checksum_calculation = WhenRequired`.
+    pub checksum_when_required: bool,
+    /// Bodies above this size are sent as a multipart upload.
+    pub multipart_threshold: ByteSize,
+    /// Size of one multipart part (S3 needs at least 5 MiB).
+    pub part_size: ByteSize,
+    /// Parts uploaded at once for one object.
+    pub part_concurrency: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Local,
+            bucket: None,
+            endpoint: None,
+            region: None,
+            prefix: None,
+            force_path_style: false,
+            checksum_when_required: true,
+            multipart_threshold: ByteSize(16 << 20),
+            part_size: ByteSize(16 << 20),
+            part_concurrency: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `local` (embedded, durable, under `data_dir/queue`) or `sqs`.
+    pub backend: Backend,
+    pub queue_url: Option<String>,
+    pub dead_letter_url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// A message received this many times without being acknowledged goes to the
+    /// dead-letter queue.
+    pub max_receives: u32,
+    pub visibility_timeout: Dur,
+    /// Long-poll wait of one receive.
+    pub wait: Dur,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Local,
+            queue_url: None,
+            dead_letter_url: None,
+            endpoint: None,
+            region: None,
+            max_receives: 5,
+            visibility_timeout: Dur(Duration::from_secs(300)),
+            wait: Dur(Duration::from_secs(20)),
+        }
+    }
+}
+
+/// One API key: only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub sha256: String,
+    pub customer: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_upload_bytes: ByteSize,
+    /// How long an `Idempotency-Key` answer is remembered.
+    pub idempotency_ttl: Dur,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_upload_bytes: ByteSize(10 << 30), idempotency_ttl: Dur(Duration::from_secs(86_400)) }
+    }
+}
+
+/// One variant the processor can make.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VariantPreset {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// `jpeg`, `png` or `webp`.
+    pub format: String,
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+}
+
+fn default_quality() -> u8 {
+    80
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Jobs processed at once; 0 means one per CPU.
+    pub concurrency: usize,
+    pub variants: Vec<VariantPreset>,
+    /// Images with more pixels than this fail with `image_too_large`.
+    pub max_pixels: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        let p = |name: &str, w, h, format: &str, quality| VariantPreset {
+            name: name.into(),
+            width: w,
+            height: h,
+            format: format.into(),
+            quality,
+        };
+        Self {
+            concurrency: 0,
+            variants: vec![
+                p("thumb", 400, 300, "jpeg", 80),
+                p("medium", 1600, 1200, "jpeg", 85),
+                p("webp", 1600, 1200, "webp", 80),
+            ],
+            max_pixels: 100_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    pub flush_rows: usize,
+    pub flush_bytes: ByteSize,
+    pub flush_age: Dur,
+    /// Target size of a compacted file.
+    pub compact_target: ByteSize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            flush_rows: 100_000,
+            flush_bytes: ByteSize(64 << 20),
+            flush_age: Dur(Duration::from_secs(60)),
+            compact_target: ByteSize(256 << 20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Processed variants are deleted this long after they were made.
+    pub processed: Dur,
+    /// Originals are kept until deleted by their owner when unset.
+    pub originals: Option<Dur>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { processed: Dur(Duration::from_secs(7 * 86_400)), originals: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    pub bytes: ByteSize,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        Self { bytes: ByteSize(100_000_000_000_000) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportingConfig {
+    pub query_timeout: Dur,
+    /// How stale a cached answer may be.
+    pub cache_ttl: Dur,
+}
+
+impl Default for ReportingConfig {
+    fn default() -> Self {
+        Self { query_timeout: Dur(Duration::from_secs(30)), cache_ttl: Dur(Duration::from_secs(2)) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    pub expire: String,
+    pub usage: String,
+    pub compact: String,
+    pub abort_multipart: String,
+    pub reconcile: String,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        // tokio-cron-scheduler's six-field form: sec min hour day month weekday.
+        Self {
+            expire: "0 0 * * * *".into(),
+            usage: "0 */15 * * * *".into(),
+            compact: "0 30 0 * * *".into(),
+            abort_multipart: "0 0 3 * * *".into(),
+            reconcile: "0 0 4 * * *".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any) and applies the `IMAGELAKE_*` variables of `env`.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, CoreError> {
+        let mut doc: toml::Table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| CoreError::Config(format!("cannot read {}: {e}", p.display())))?;
+                text.parse().map_err(|e| CoreError::Config(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            apply_env(&mut doc, &name, &value)?;
+        }
+        toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| CoreError::Config(e.to_string()))
+    }
+
+    /// [`Config::load`] with the process environment.
+    pub fn from_env(path: Option<&Path>) -> Result<Self, CoreError> {
+        Self::load(path, std::env::vars())
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.join("objects")
+    }
+
+    pub fn queue_dir(&self) -> PathBuf {
+        self.data_dir.join("queue")
+    }
+}
+
+/// Variables that are not configuration keys even though they share the prefix.
+const NOT_CONFIG: &[&str] = &["IMAGELAKE_URL", "IMAGELAKE_KEY", "IMAGELAKE_CONFIG", "IMAGELAKE_LOG"];
+
+fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), CoreError> {
+    let Some(rest) = name.strip_prefix("IMAGELAKE_") else { return Ok(()) };
+    if NOT_CONFIG.contains(&name) || rest.starts_with("TEST_") {
+        return Ok(());
+    }
+    let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+    if path.iter().any(|p| p.is_empty()) || path.len() > 2 {
+        return Err(CoreError::Config(format!("{name}: expected IMAGELAKE_KEY or IMAGELAKE_SECTION__KEY")));
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (table, key) = if path.len() == 2 {
+        let section = doc
+            .entry(path[0].clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = section else {
+            return Err(CoreError::Config(format!("{name}: `{}` is not a section", path[0])));
+        };
+        (t, &path[1])
+    } else {
+        (&mut *doc, &path[0])
+    };
+    table.insert(key.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn zero_configuration_is_the_embedded_default() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.storage.backend, Backend::Local);
+        assert_eq!(c.queue.max_receives, 5);
+        assert_eq!(c.queue.visibility_timeout.0, Duration::from_secs(300));
+        assert_eq!(c.capacity.bytes.0, 100_000_000_000_000);
+        assert_eq!(c.ingest.max_upload_bytes.0, 10 << 30);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("imagelake-cfg-{}", crate::ids::new_compact_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\n[queue]\nmax_receives = 3\n[[keys]]\nsha256 = \"ab\"\ncustomer = \"acme\"\nrole = \"analyst\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("IMAGELAKE_LISTEN", "127.0.0.1:9999"),
+                ("IMAGELAKE_DATA_DIR", "/tmp/x"),
+                ("IMAGELAKE_QUEUE__VISIBILITY_TIMEOUT", "30s"),
+                ("IMAGELAKE_STORAGE__BACKEND", "s3"),
+                ("IMAGELAKE_STORAGE__BUCKET", "images"),
+                ("IMAGELAKE_CAPACITY__BYTES", "500GB"),
+                ("IMAGELAKE_URL", "http://ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.queue.max_receives, 3);
+        assert_eq!(c.queue.visibility_timeout.0, Duration::from_secs(30));
+        assert_eq!(c.storage.backend, Backend::S3);
+        assert_eq!(c.storage.bucket.as_deref(), Some("images"));
+        assert_eq!(c.capacity.bytes.0, 500_000_000_000);
+        assert_eq!(c.keys[0].role, Role::Analyst);
+    }
+
+    #[test]
+    fn the_documented_example_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.example.toml");
+        let documented = Config::load(Some(&path), env(&[])).unwrap();
+        let json = |c: &Config| serde_json::to_value(c).unwrap();
+        assert_eq!(json(&documented), json(&Config::default()), "docs/config.example.toml drifted from the code");
+    }
+
+    #[test]
+    fn typos_are_errors_not_silence() {
+        let e = Config::load(None, env(&[("IMAGELAKE_QUEUE__MAX_RECIEVES", "3")])).unwrap_err();
+        assert!(e.to_string().contains("max_recieves"), "{e}");
+        let e = Config::load(None, env(&[("IMAGELAKE_QUEUE__VISIBILITY_TIMEOUT", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
+}

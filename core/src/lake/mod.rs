@@ -1,0 +1,165 @@
+//! The metadata lake: every fact the platform learns, as Parquet on the object store,
+//! under `lake/{table}/dt=YYYY-MM-DD/{writer_id}-{sortable_id}.parquet`.
+//!
+//! The row types below are the one definition of each table's columns; `sql/README.md`
+//! documents them for analysts. `event_id` is derived from what happened, so a fact
+//! written twice (a redelivered job) has the same id, and the views keep one row per id.
+
+pub mod schema;
+mod writer;
+
+pub use writer::{LakeError, LakeWriter};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The lake's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Uploads,
+    Jobs,
+    Variants,
+    Deletions,
+    Downloads,
+    Usage,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] = [Table::Uploads, Table::Jobs, Table::Variants, Table::Deletions, Table::Downloads, Table::Usage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Uploads => "uploads",
+            Table::Jobs => "jobs",
+            Table::Variants => "variants",
+            Table::Deletions => "deletions",
+            Table::Downloads => "downloads",
+            Table::Usage => "usage",
+        }
+    }
+}
+
+/// One accepted upload (written by the processor from the job message, which carries it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRow {
+    pub event_id: String,
+    pub image_id: String,
+    pub customer_id: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub content_type: String,
+    pub format: String,
+    pub bytes: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sha256: String,
+}
+
+/// One finished processing attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    pub event_id: String,
+    pub job_id: String,
+    pub image_id: String,
+    pub customer_id: String,
+    pub attempt: u32,
+    /// `succeeded`, `failed` or `dead_lettered`.
+    pub status: String,
+    pub enqueued_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub error_code: Option<String>,
+    pub output_bytes: u64,
+}
+
+/// One variant written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantRow {
+    pub event_id: String,
+    pub image_id: String,
+    pub customer_id: String,
+    pub variant: String,
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One object removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletionRow {
+    pub event_id: String,
+    pub image_id: String,
+    pub customer_id: String,
+    /// `original` or `variant`.
+    pub kind: String,
+    pub variant: Option<String>,
+    pub bytes: u64,
+    /// `expired` or `deleted`.
+    pub reason: String,
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// One object served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadRow {
+    pub event_id: String,
+    pub image_id: String,
+    pub customer_id: String,
+    /// `None` for the original.
+    pub variant: Option<String>,
+    pub bytes: u64,
+    pub served_at: DateTime<Utc>,
+}
+
+/// One usage snapshot, per customer or in total (`customer_id = None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// Derived from `taken_at` and `customer_id`, like every other table's.
+    pub event_id: String,
+    pub taken_at: DateTime<Utc>,
+    pub customer_id: Option<String>,
+    pub originals_bytes: u64,
+    pub variants_bytes: u64,
+    pub objects: u64,
+    pub capacity_bytes: u64,
+}
+
+/// A fact for the lake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Upload(UploadRow),
+    Job(JobRow),
+    Variant(VariantRow),
+    Deletion(DeletionRow),
+    Download(DownloadRow),
+    Usage(UsageRow),
+}
+
+impl Event {
+    pub fn table(&self) -> Table {
+        match self {
+            Event::Upload(_) => Table::Uploads,
+            Event::Job(_) => Table::Jobs,
+            Event::Variant(_) => Table::Variants,
+            Event::Deletion(_) => Table::Deletions,
+            Event::Download(_) => Table::Downloads,
+            Event::Usage(_) => Table::Usage,
+        }
+    }
+
+    /// The UTC time that decides the row's `dt` partition.
+    pub fn time(&self) -> DateTime<Utc> {
+        match self {
+            Event::Upload(r) => r.uploaded_at,
+            Event::Job(r) => r.finished_at,
+            Event::Variant(r) => r.created_at,
+            Event::Deletion(r) => r.deleted_at,
+            Event::Download(r) => r.served_at,
+            Event::Usage(r) => r.taken_at,
+        }
+    }
+}

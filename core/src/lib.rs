@@ -1,0 +1,25 @@
+//! imagelake-core: everything the services share.
+//!
+//! Configuration, ids, API keys, the clock, the object-store and job-queue traits with
+//! their implementations, the image record, and the lake's schemas and writer. Service
+//! crates depend on this crate and never on each other.
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod ids;
+pub mod job;
+pub mod lake;
+pub mod problem;
+pub mod queue;
+pub mod record;
+pub mod store;
+pub mod testing;
+pub mod units;
+pub mod usage;
+
+pub use error::CoreError;

@@ -1,0 +1,190 @@
+//! Downloads of originals and variants: streamed, with `Content-Length`, `ETag`,
+//! `If-None-Match` (304), one `Range` (206), and `410 Gone` once a variant expired.
+
+use crate::error::IngestError;
+use crate::images::find;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use imagelake_core::app::Context;
+use imagelake_core::auth::Principal;
+use imagelake_core::ids;
+use imagelake_core::lake::{DownloadRow, Event};
+use imagelake_core::record::{self, VariantState};
+use std::ops::Range;
+
+pub async fn original(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, IngestError> {
+    let rec = find(&ctx, &principal, &id).await?;
+    // The content hash is the strongest validator there is, and the same on every backend.
+    let etag = format!("\"{}\"", rec.sha256);
+    let key = record::original_key(&rec.customer, &rec.id);
+    serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None)).await
+}
+
+pub async fn variant(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, IngestError> {
+    let rec = find(&ctx, &principal, &id).await?;
+    let v = rec
+        .variants
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| IngestError::NoVariant(id.clone(), name.chars().take(64).collect()))?;
+    if v.state == VariantState::Expired || v.expires_at <= ctx.clock.now() {
+        return Err(IngestError::Gone(id, name, v.expires_at.to_rfc3339()));
+    }
+    let key = v.object_key(&rec.customer, &rec.id);
+    let etag = match ctx.store.head(&key).await? {
+        Some(m) => m.etag,
+        None => return Err(IngestError::Gone(id, name, v.expires_at.to_rfc3339())),
+    };
+    let content_type = match v.format.as_str() {
+        "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        _ => "application/octet-stream",
+    };
+    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name))).await
+}
+
+async fn serve(
+    ctx: &Context,
+    headers: &HeaderMap,
+    key: &str,
+    etag: &str,
+    content_type: &str,
+    size: u64,
+    who: (&str, &str, Option<&str>),
+) -> Result<Response, IngestError> {
+    if if_none_match(headers, etag) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut().insert(header::ETAG, hv(etag));
+        return Ok(res);
+    }
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        // A Range is honoured only while the client's copy (If-Range) is still current.
+        Some(r) if if_range_ok(headers, etag) => parse_range(r, size)?,
+        _ => None,
+    };
+    let got = ctx.store.get(key, range.clone()).await?;
+    let served = got.range.end - got.range.start;
+    let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let (image_id, customer, variant) = (who.0.to_string(), who.1.to_string(), who.2.map(str::to_string));
+    let lake = ctx.lake.clone();
+    let clock = ctx.clock.clone();
+    // The download is logged once the body has been sent whole, with the bytes sent.
+    let mut sent = 0u64;
+    let body = got.body.map(move |chunk| {
+        if let Ok(c) = &chunk {
+            sent += c.len() as u64;
+            if sent == served {
+                let at = clock.now();
+                let event = Event::Download(DownloadRow {
+                    event_id: ids::event_id(&["download", &image_id, variant.as_deref().unwrap_or(""), &ids::new_id()]),
+                    image_id: image_id.clone(),
+                    customer_id: customer.clone(),
+                    variant: variant.clone(),
+                    bytes: served,
+                    served_at: at,
+                });
+                lake.append_buffered(event);
+            }
+        }
+        chunk
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(served));
+    h.insert(header::ETAG, hv(etag));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    if range.is_some() {
+        h.insert(header::CONTENT_RANGE, hv(&format!("bytes {}-{}/{}", got.range.start, got.range.end - 1, got.meta.size)));
+    }
+    Ok(res)
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn if_range_ok(headers: &HeaderMap, etag: &str) -> bool {
+    match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) => v.trim() == etag,
+    }
+}
+
+/// One `bytes=` range. Several ranges, or a syntax we do not know, are ignored (the whole
+/// object is sent, as RFC 9110 allows); a range outside the object is a 416.
+pub fn parse_range(header: &str, size: u64) -> Result<Option<Range<u64>>, IngestError> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return Ok(None) };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // The last `b` bytes.
+        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
+        if n == 0 || size == 0 {
+            return Err(IngestError::RangeNotSatisfiable(size));
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let Ok(start) = a.parse::<u64>() else { return Ok(None) };
+        let end = if b.is_empty() {
+            size
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e.saturating_add(1).min(size),
+                _ => return Ok(None),
+            }
+        };
+        if start >= size {
+            return Err(IngestError::RangeNotSatisfiable(size));
+        }
+        start..end
+    };
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000).unwrap(), Some(0..100));
+        assert_eq!(parse_range("bytes=900-", 1000).unwrap(), Some(900..1000));
+        assert_eq!(parse_range("bytes=-100", 1000).unwrap(), Some(900..1000));
+        assert_eq!(parse_range("bytes=990-2000", 1000).unwrap(), Some(990..1000));
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000).unwrap(), None);
+        assert_eq!(parse_range("items=0-1", 1000).unwrap(), None);
+        assert_eq!(parse_range("bytes=5-1", 1000).unwrap(), None);
+        assert!(parse_range("bytes=1000-", 1000).is_err());
+        assert!(parse_range("bytes=-0", 1000).is_err());
+    }
+}

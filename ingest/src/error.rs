@@ -1,0 +1,131 @@
+//! The ingest crate's errors, each with an HTTP status and a stable `code`.
+
+use imagelake_core::problem::Problem;
+use imagelake_core::queue::QueueError;
+use imagelake_core::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The key's role may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such image for this caller (another customer's image is also "not found").
+    #[error("no image with id `{0}`")]
+    NotFound(String),
+    /// The variant exists in no record of this image, or is not made yet.
+    #[error("image `{0}` has no variant `{1}` (yet)")]
+    NoVariant(String, String),
+    /// The variant expired and was deleted.
+    #[error("variant `{1}` of image `{0}` expired at {2}")]
+    Gone(String, String, String),
+    /// The body is empty.
+    #[error("the request body is empty: send the image bytes, or a multipart field `file`")]
+    EmptyBody,
+    /// The bytes are not an image in an accepted format.
+    #[error("{0}")]
+    NotAnImage(String),
+    /// The body is over `max_upload_bytes`.
+    #[error("the upload is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The client went away before the body was complete.
+    #[error("the request body ended early: {0}")]
+    Truncated(String),
+    /// A query parameter or header is invalid.
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// A `Range` header that lies outside the object.
+    #[error("range not satisfiable for {0} bytes")]
+    RangeNotSatisfiable(u64),
+    /// Storage is at or over capacity.
+    #[error("storage is full: {0}")]
+    InsufficientStorage(String),
+    /// The object store is unreachable; retry later.
+    #[error("object store unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    /// The queue is unreachable; retry later.
+    #[error("job queue unavailable")]
+    QueueUnavailable(#[source] QueueError),
+    /// Anything else; logged, not shown.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Io(_) => IngestError::StoreUnavailable(e),
+            StoreError::Body(m) => IngestError::Truncated(m),
+            StoreError::InvalidRange { size, .. } => IngestError::RangeNotSatisfiable(size),
+            StoreError::InvalidKey { .. } => IngestError::BadRequest("invalid_id", e.to_string()),
+            other => IngestError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for IngestError {
+    fn from(e: QueueError) -> Self {
+        IngestError::QueueUnavailable(e)
+    }
+}
+
+impl IngestError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::Forbidden(_) => "forbidden",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::NoVariant(..) => "variant_not_found",
+            IngestError::Gone(..) => "variant_expired",
+            IngestError::EmptyBody => "empty_body",
+            IngestError::NotAnImage(_) => "unsupported_media_type",
+            IngestError::TooLarge(_) => "payload_too_large",
+            IngestError::Truncated(_) => "body_incomplete",
+            IngestError::BadRequest(code, _) => code,
+            IngestError::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            IngestError::InsufficientStorage(_) => "insufficient_storage",
+            IngestError::StoreUnavailable(_) => "store_unavailable",
+            IngestError::QueueUnavailable(_) => "queue_unavailable",
+            IngestError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::NotFound(_) | IngestError::NoVariant(..) => StatusCode::NOT_FOUND,
+            IngestError::Gone(..) => StatusCode::GONE,
+            IngestError::EmptyBody | IngestError::BadRequest(..) | IngestError::Truncated(_) => StatusCode::BAD_REQUEST,
+            IngestError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            IngestError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            IngestError::StoreUnavailable(_) | IngestError::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            IngestError::Internal(detail) => Problem::internal(detail),
+            IngestError::StoreUnavailable(e) => {
+                tracing::warn!(error = %e, "object store unavailable");
+                Problem::unavailable(self.code(), "the object store is unavailable; retry later")
+            }
+            IngestError::QueueUnavailable(e) => {
+                tracing::warn!(error = %e, "queue unavailable");
+                Problem::unavailable(self.code(), "the job queue is unavailable; retry later")
+            }
+            _ => Problem::new(self.status(), self.code(), self.to_string()),
+        };
+        let mut res = problem.into_response();
+        if let IngestError::RangeNotSatisfiable(size) = self {
+            if let Ok(v) = format!("bytes */{size}").parse() {
+                res.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+            }
+        }
+        res
+    }
+}

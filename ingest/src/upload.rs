@@ -1,0 +1,227 @@
+//! `POST /v1/images`: stream the body to the store, write the record, enqueue the job.
+//!
+//! The answer is `202` only once the original is durably stored, the record written and
+//! the job enqueued. Any failure before that removes what was written, so a client that
+//! did not get a `202` can retry without leaving anything behind.
+
+use crate::error::IngestError;
+use crate::inspect::{inspect, Inspection};
+use crate::{idempotency, sniff};
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use imagelake_core::app::Context;
+use imagelake_core::auth::Principal;
+use imagelake_core::job::JobMessage;
+use imagelake_core::lake::UploadRow;
+use imagelake_core::record::{self, ImageRecord, Status};
+use imagelake_core::store::upload::{upload_stream, UploadOptions};
+use imagelake_core::ids;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct UploadParams {
+    /// Comma-separated preset names; all configured presets when absent.
+    pub variants: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+pub async fn create(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Query(params): Query<UploadParams>,
+    request: Request,
+) -> Result<Response, IngestError> {
+    if !principal.can_upload() {
+        return Err(IngestError::Forbidden("this key's role cannot upload images"));
+    }
+    let variants = requested_variants(&ctx, params.variants.as_deref())?;
+    let callback_url = params.callback_url.map(validate_callback).transpose()?;
+    let headers = request.headers().clone();
+    let limit = ctx.config.ingest.max_upload_bytes.0;
+    if let Some(len) = content_length(&headers) {
+        if len > limit {
+            return Err(IngestError::TooLarge(limit));
+        }
+    }
+    crate::capacity::check(&ctx)?;
+    let idem = idempotency::key(&headers)?;
+    if let Some(key) = &idem {
+        if let Some(first) = idempotency::lookup(&ctx, &principal.customer, key).await? {
+            return Ok(accepted(&first));
+        }
+    }
+    // The rest runs as its own task: if the client goes away, the handler's future is
+    // dropped, but the task still sees the body fail and cleans up after itself.
+    let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem };
+    tokio::spawn(job.run(request))
+        .await
+        .map_err(|e| IngestError::Internal(format!("upload task: {e}")))?
+}
+
+struct Accept {
+    ctx: Context,
+    customer: String,
+    variants: Vec<String>,
+    callback_url: Option<String>,
+    headers: HeaderMap,
+    limit: u64,
+    idem: Option<String>,
+}
+
+impl Accept {
+    async fn run(self, request: Request) -> Result<Response, IngestError> {
+        let Accept { ctx, customer, variants, callback_url, headers, limit, idem } = self;
+        let id = ids::new_id();
+        let key = record::original_key(&customer, &id);
+        let inspection = store_body(&ctx, &key, &headers, request, limit).await?;
+        let format = inspection.format.expect("a stored body was identified");
+        let sha256 = inspection.sha256.clone().expect("a stored body was hashed");
+        let (width, height) = sniff::dimensions(&inspection.head).map_or((None, None), |(w, h)| (Some(w), Some(h)));
+        let now = ctx.clock.now();
+        let rec = ImageRecord {
+            id: id.clone(),
+            customer: customer.clone(),
+            status: Status::Uploaded,
+            content_type: format.content_type.into(),
+            format: format.name.into(),
+            bytes: inspection.bytes,
+            width,
+            height,
+            sha256: sha256.clone(),
+            uploaded_at: now,
+            processed_at: None,
+            error: None,
+            exif: sniff::exif(&inspection.head),
+            requested_variants: variants.clone(),
+            variants: Vec::new(),
+            attempts: 0,
+            callback_url: callback_url.clone(),
+        };
+        let job = JobMessage {
+            job_id: ids::new_id(),
+            image_id: id.clone(),
+            customer: customer.clone(),
+            variants,
+            enqueued_at: now,
+            request_id: headers.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string),
+            callback_url,
+            upload: UploadRow {
+                event_id: ids::event_id(&["upload", &id]),
+                image_id: id.clone(),
+                customer_id: customer.clone(),
+                uploaded_at: now,
+                content_type: format.content_type.into(),
+                format: format.name.into(),
+                bytes: inspection.bytes,
+                width,
+                height,
+                sha256,
+            },
+        };
+        if let Err(e) = commit(&ctx, &rec, &job).await {
+            // Not acknowledged: take back what was written, so that nothing half-done stays.
+            let _ = record::remove(ctx.store.as_ref(), &rec.customer, &rec.id).await;
+            let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
+            return Err(e);
+        }
+        crate::capacity::added(&ctx, inspection.bytes);
+        if let Some(k) = &idem {
+            if let Err(e) = idempotency::remember(&ctx, &customer, k, &rec).await {
+                tracing::warn!(error = %e, "could not store the idempotency answer");
+            }
+        }
+        tracing::info!(image_id = %id, customer = %rec.customer, bytes = rec.bytes, format = %rec.format, "upload accepted");
+        Ok(accepted(&rec))
+    }
+}
+
+fn accepted(rec: &ImageRecord) -> Response {
+    let location = format!("/v1/images/{}", rec.id);
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(rec)).into_response()
+}
+
+async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage) -> Result<(), IngestError> {
+    record::create(ctx.store.as_ref(), rec).await?;
+    let body = serde_json::to_string(job).map_err(|e| IngestError::Internal(e.to_string()))?;
+    ctx.queue.send(&body).await?;
+    Ok(())
+}
+
+/// Streams the raw body, or the multipart field `file`, to `key`.
+async fn store_body(
+    ctx: &Context,
+    key: &str,
+    headers: &HeaderMap,
+    request: Request,
+    limit: u64,
+) -> Result<Inspection, IngestError> {
+    let opts = UploadOptions::from_config(&ctx.config.storage);
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (result, shared) = if is_multipart {
+        let mut form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?;
+        let mut stored = None;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?
+        {
+            if field.name() == Some("file") {
+                let (stream, shared) = inspect(field, limit);
+                stored = Some((upload_stream(&ctx.store, key, stream, opts).await, shared));
+                break;
+            }
+        }
+        stored.ok_or_else(|| IngestError::BadRequest("missing_file", "the multipart body has no field `file`".into()))?
+    } else {
+        let (stream, shared) = inspect(Body::from(request.into_body()).into_data_stream(), limit);
+        (upload_stream(&ctx.store, key, stream, opts).await, shared)
+    };
+    let mut inspection = std::mem::take(&mut *shared.lock().unwrap());
+    match result {
+        Ok(_) => Ok(inspection),
+        Err(e) => Err(inspection.failure.take().unwrap_or_else(|| e.into())),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn requested_variants(ctx: &Context, asked: Option<&str>) -> Result<Vec<String>, IngestError> {
+    let presets = &ctx.config.processor.variants;
+    let Some(asked) = asked else {
+        return Ok(presets.iter().map(|p| p.name.clone()).collect());
+    };
+    let mut out = Vec::new();
+    for name in asked.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !presets.iter().any(|p| p.name == name) {
+            let known: Vec<&str> = presets.iter().map(|p| p.name.as_str()).collect();
+            return Err(IngestError::BadRequest(
+                "unknown_variant",
+                format!("unknown variant `{name}`; configured: {}", known.join(", ")),
+            ));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn validate_callback(url: String) -> Result<String, IngestError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048 && url.parse::<axum::http::Uri>().is_ok();
+    if ok {
+        Ok(url)
+    } else {
+        Err(IngestError::BadRequest("invalid_callback_url", format!("callback_url `{url}` is not an http(s) URL")))
+    }
+}
+

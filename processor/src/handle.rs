@@ -1,0 +1,280 @@
+//! One job, start to finish.
+//!
+//! Order matters for at-least-once delivery: render, write the variants, write the
+//! job's facts to the lake (durably), update the record, and only then acknowledge the
+//! message. A crash anywhere before the acknowledgement redelivers the job; the second
+//! run overwrites the same objects and writes the same `event_id`s (upload and variant
+//! rows are keyed by image, job rows by job and attempt). A record already `processed`
+//! means the facts are in the lake: the message is just acknowledged.
+
+use crate::error::JobError;
+use crate::pipeline::{self, Limits, OutputFormat, Preset};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use imagelake_core::app::Context;
+use imagelake_core::ids;
+use imagelake_core::job::JobMessage;
+use imagelake_core::lake::{Event, JobRow, VariantRow};
+use imagelake_core::queue::Message;
+use imagelake_core::record::{self, RecordError, Status, VariantRecord, VariantState};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+pub async fn handle(ctx: &Context, m: Message) {
+    let job: JobMessage = match serde_json::from_str(&m.body) {
+        Ok(j) => j,
+        Err(e) => {
+            // Nothing can ever process it; keeping it would only clog the queue.
+            tracing::error!(message_id = %m.id, error = %e, "unreadable job message dropped");
+            let _ = ctx.queue.ack(&m.receipt).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("job", job_id = %job.job_id, image_id = %job.image_id, attempt = m.receive_count,
+        request_id = job.request_id.as_deref().unwrap_or(""));
+    let _enter = span.enter();
+    drop(_enter);
+    let started = ctx.clock.now();
+    let heartbeat = keep_invisible(ctx, &m.receipt);
+    let result = process(ctx, &job, m.receive_count, started).await;
+    heartbeat.abort();
+    let last_attempt = m.receive_count >= ctx.queue.max_receives();
+    match result {
+        Ok(()) => ack(ctx, &m).await,
+        Err(e) if !e.is_retryable() => {
+            tracing::warn!(job_id = %job.job_id, code = e.code(), error = %e, "job failed for good");
+            if fail(ctx, &job, &e, m.receive_count, started, "failed", true).await {
+                ack(ctx, &m).await;
+            }
+        }
+        Err(e) if last_attempt => {
+            // Left unacknowledged: the queue moves it to the dead-letter queue.
+            tracing::error!(job_id = %job.job_id, code = e.code(), error = %e, "job dead-lettered");
+            fail(ctx, &job, &e, m.receive_count, started, "dead_lettered", true).await;
+        }
+        Err(e) => {
+            let delay = backoff(m.receive_count, ctx.queue.visibility_timeout());
+            tracing::warn!(job_id = %job.job_id, code = e.code(), error = %e, retry_in = ?delay, "job failed; will retry");
+            fail(ctx, &job, &e, m.receive_count, started, "failed", false).await;
+            let _ = ctx.queue.extend(&m.receipt, delay).await;
+        }
+    }
+}
+
+async fn ack(ctx: &Context, m: &Message) {
+    if let Err(e) = ctx.queue.ack(&m.receipt).await {
+        // The job will be redelivered and recognised as done.
+        tracing::warn!(message_id = %m.id, error = %e, "ack failed");
+    }
+}
+
+/// Retries wait 5 s, 10 s, 20 s ... up to the visibility timeout.
+fn backoff(attempt: u32, cap: Duration) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << attempt.saturating_sub(1).min(10))).min(cap)
+}
+
+/// Extends the message's visibility while the job runs, so a long job is not handed to
+/// a second worker.
+fn keep_invisible(ctx: &Context, receipt: &str) -> tokio::task::JoinHandle<()> {
+    let (queue, receipt) = (ctx.queue.clone(), receipt.to_string());
+    let vt = queue.visibility_timeout();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep((vt / 3).max(Duration::from_secs(1))).await;
+            if let Err(e) = queue.extend(&receipt, vt).await {
+                tracing::warn!(error = %e, "could not extend the job's visibility");
+            }
+        }
+    })
+}
+
+fn presets(ctx: &Context, names: &[String]) -> Vec<Preset> {
+    ctx.config
+        .processor
+        .variants
+        .iter()
+        .filter(|p| names.iter().any(|n| n == &p.name))
+        .map(|p| Preset {
+            name: p.name.clone(),
+            width: p.width,
+            height: p.height,
+            format: match p.format.as_str() {
+                "png" => OutputFormat::Png,
+                "webp" => OutputFormat::WebP,
+                _ => OutputFormat::Jpeg,
+            },
+            quality: p.quality,
+        })
+        .collect()
+}
+
+async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTime<Utc>) -> Result<(), JobError> {
+    let store = ctx.store.as_ref();
+    let mut rec = record::read(store, &job.customer, &job.image_id)
+        .await?
+        .ok_or_else(|| JobError::OriginalMissing(job.image_id.clone()))?;
+    if rec.status == Status::Processed || rec.status == Status::Failed {
+        return Ok(());
+    }
+    rec.status = Status::Processing;
+    rec.attempts = attempt;
+    record::write(store, &rec).await?;
+
+    let original = download_original(ctx, job).await?;
+    let presets = presets(ctx, &job.variants);
+    let limits = Limits { max_pixels: ctx.config.processor.max_pixels, ..Limits::default() };
+    let path = original.path().to_path_buf();
+    let (source, rendered) = tokio::task::spawn_blocking(move || pipeline::render_file(&path, &presets, &limits))
+        .await
+        .map_err(|e| JobError::Internal(e.to_string()))??;
+    drop(original);
+
+    let made = ctx.clock.now();
+    let expires = made + chrono::Duration::from_std(ctx.config.retention.processed.0).unwrap_or(chrono::Duration::days(7));
+    let mut variants = Vec::new();
+    let mut events = vec![Event::Upload(job.upload.clone())];
+    for v in rendered {
+        let format = match v.format {
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Png => "png",
+            OutputFormat::WebP => "webp",
+        };
+        let vr = VariantRecord {
+            name: v.name.clone(),
+            format: format.into(),
+            width: v.width,
+            height: v.height,
+            bytes: v.bytes.len() as u64,
+            url: format!("/v1/images/{}/variants/{}", job.image_id, v.name),
+            created_at: made,
+            expires_at: expires,
+            state: VariantState::Ready,
+        };
+        store.put(&vr.object_key(&job.customer, &job.image_id), v.bytes.into()).await?;
+        events.push(Event::Variant(VariantRow {
+            event_id: ids::event_id(&["variant", &job.image_id, &vr.name]),
+            image_id: job.image_id.clone(),
+            customer_id: job.customer.clone(),
+            variant: vr.name.clone(),
+            format: vr.format.clone(),
+            width: vr.width,
+            height: vr.height,
+            bytes: vr.bytes,
+            created_at: made,
+            expires_at: expires,
+        }));
+        variants.push(vr);
+    }
+    let output_bytes = variants.iter().map(|v| v.bytes).sum();
+    let finished = ctx.clock.now();
+    events.push(job_event(job, attempt, "succeeded", None, started, finished, output_bytes));
+    ctx.lake.write_durable(events).await?;
+
+    rec.status = Status::Processed;
+    rec.processed_at = Some(finished);
+    rec.width = rec.width.or(Some(source.width));
+    rec.height = rec.height.or(Some(source.height));
+    rec.variants = variants;
+    rec.error = None;
+    record::write(store, &rec).await?;
+    ctx.usage.add(output_bytes);
+    tracing::info!(job_id = %job.job_id, image_id = %job.image_id, ms = (finished - started).num_milliseconds(), "job done");
+    if let Some(url) = &job.callback_url {
+        crate::webhook::notify(url, &rec).await;
+    }
+    Ok(())
+}
+
+/// Streams the original into a temporary file under `data_dir/tmp`: decoding reads from
+/// disk, so memory does not grow with the upload's size.
+async fn download_original(ctx: &Context, job: &JobMessage) -> Result<tempfile::NamedTempFile, JobError> {
+    let key = record::original_key(&job.customer, &job.image_id);
+    let got = match ctx.store.get(&key, None).await {
+        Ok(g) => g,
+        Err(imagelake_core::store::StoreError::NotFound(_)) => return Err(JobError::OriginalMissing(job.image_id.clone())),
+        Err(e) => return Err(e.into()),
+    };
+    let dir = ctx.config.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| JobError::Internal(e.to_string()))?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| JobError::Internal(e.to_string()))?;
+    let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| JobError::Internal(e.to_string()))?);
+    let mut body = got.body;
+    while let Some(chunk) = body.try_next().await? {
+        file.write_all(&chunk).await.map_err(|e| JobError::Internal(e.to_string()))?;
+    }
+    file.flush().await.map_err(|e| JobError::Internal(e.to_string()))?;
+    Ok(tmp)
+}
+
+fn job_event(
+    job: &JobMessage,
+    attempt: u32,
+    status: &str,
+    error_code: Option<&str>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    output_bytes: u64,
+) -> Event {
+    Event::Job(JobRow {
+        event_id: ids::event_id(&["job", &job.job_id, &attempt.to_string()]),
+        job_id: job.job_id.clone(),
+        image_id: job.image_id.clone(),
+        customer_id: job.customer.clone(),
+        attempt,
+        status: status.into(),
+        enqueued_at: job.enqueued_at,
+        started_at: started,
+        finished_at: finished,
+        duration_ms: (finished - started).num_milliseconds(),
+        error_code: error_code.map(str::to_string),
+        output_bytes,
+    })
+}
+
+/// Records a failed attempt: the lake gets the upload and the attempt; when `final_`,
+/// the record says `failed` with the stable code. Returns whether the facts are durable.
+async fn fail(
+    ctx: &Context,
+    job: &JobMessage,
+    e: &JobError,
+    attempt: u32,
+    started: DateTime<Utc>,
+    status: &str,
+    final_: bool,
+) -> bool {
+    let finished = ctx.clock.now();
+    let events = vec![
+        Event::Upload(job.upload.clone()),
+        job_event(job, attempt, status, Some(e.code()), started, finished, 0),
+    ];
+    if let Err(err) = ctx.lake.write_durable(events).await {
+        tracing::warn!(error = %err, "failure facts not written; the job will come back");
+        return false;
+    }
+    if !final_ {
+        return true;
+    }
+    let store = ctx.store.as_ref();
+    match record::read(store, &job.customer, &job.image_id).await {
+        Ok(Some(mut rec)) => {
+            rec.status = Status::Failed;
+            rec.attempts = attempt;
+            rec.processed_at = Some(finished);
+            rec.error = Some(RecordError { code: e.code().into(), message: e.to_string() });
+            if let Err(err) = record::write(store, &rec).await {
+                tracing::warn!(error = %err, "could not mark the record failed");
+                return false;
+            }
+            if let Some(url) = &job.callback_url {
+                crate::webhook::notify(url, &rec).await;
+            }
+            true
+        }
+        Ok(None) => true, // deleted meanwhile: nothing to mark
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the record to mark it failed");
+            false
+        }
+    }
+}
+

@@ -1,0 +1,10 @@
+//! imagelake-processor: consumes processing jobs, makes the variants, updates the record
+//! and writes the job's facts to the lake before it acknowledges the message.
+
+pub mod error;
+mod handle;
+pub mod pipeline;
+mod webhook;
+mod worker;
+
+pub use worker::{run, ProcessorHandle};

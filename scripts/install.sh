@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Install the real servers and tools imagelake's integration tests run against:
+#   (a) Garage (S3-compatible object store), built from crates.io with cargo;
+#   (b) a Python venv with moto[server] (SQS-compatible server), boto3 and the
+#       independent Parquet readers (duckdb, pyarrow, polars).
+#
+# Idempotent and cached under $IMAGELAKE_CACHE: each step is skipped in well
+# under a second when already done, so the test entry point can call this
+# unconditionally. A cold run builds Garage (~15-25 min on 2 cores).
+#
+# Env knobs:
+#   IMAGELAKE_CACHE        cache root (default ~/.cache/imagelake)
+#   IMAGELAKE_SKIP_GARAGE  =1 to skip the Garage step
+#   IMAGELAKE_SKIP_VENV    =1 to skip the venv step
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+GARAGE_VERSION=2.5.0
+REQUIREMENTS=$IMAGELAKE_SCRIPTS_DIR/requirements-test.txt
+LOG_DIR=$IMAGELAKE_CACHE/logs
+mkdir -p "$IMAGELAKE_CACHE/tools" "$LOG_DIR"
+
+# True when the cached binary exists and reports the pinned version
+# ("garage cargo:2.5.0 [features: ...]" for a crates.io build).
+garage_ok() {
+    [[ -x $IMAGELAKE_GARAGE_BIN ]] &&
+        "$IMAGELAKE_GARAGE_BIN" --version 2>/dev/null | grep -qE "(cargo:|v)${GARAGE_VERSION//./\\.}( |\$)"
+}
+
+install_garage() {
+    local t0
+    t0=$(now)
+    if garage_ok; then
+        log "garage $GARAGE_VERSION already installed ($IMAGELAKE_GARAGE_BIN) [$(elapsed "$t0")]"
+        return
+    fi
+
+    # Two concurrent builds of the same crate would fight over the same target
+    # dir and root (and double the 2-core build time): if one is already
+    # running (e.g. started by another session/script), wait for it instead.
+    if pgrep -f "cargo install garage" >/dev/null; then
+        log "a 'cargo install garage' is already running; waiting for it (log: $LOG_DIR/garage-build.log)"
+        while pgrep -f "cargo install garage" >/dev/null; do
+            sleep 5
+        done
+        if garage_ok; then
+            log "garage $GARAGE_VERSION installed by the other build [$(elapsed "$t0")]"
+            return
+        fi
+        warn "the other garage build finished without a usable binary; building now"
+    fi
+
+    log "building garage $GARAGE_VERSION with cargo (takes ~15-25 min cold; log: $LOG_DIR/garage-build.log)"
+    # Own CARGO_TARGET_DIR: never touch (or lock) the project's target dir.
+    # No default features: skip sqlite/k8s/consul/telemetry we do not need;
+    # bundled-libs avoids needing system libs; lmdb is the db engine we use.
+    if ! CARGO_TARGET_DIR=$IMAGELAKE_CACHE/garage-target \
+        cargo install garage --version "$GARAGE_VERSION" --locked \
+        --no-default-features --features bundled-libs,lmdb \
+        --root "$IMAGELAKE_CACHE/tools" >"$LOG_DIR/garage-build.log" 2>&1; then
+        tail -n 40 "$LOG_DIR/garage-build.log" >&2
+        die "cargo install garage failed (full log: $LOG_DIR/garage-build.log)"
+    fi
+    garage_ok || die "garage built but '$IMAGELAKE_GARAGE_BIN --version' does not report $GARAGE_VERSION"
+    log "garage $GARAGE_VERSION installed [$(elapsed "$t0")]"
+}
+
+install_venv() {
+    local t0 want stamp
+    t0=$(now)
+    want=$(sha256_of "$REQUIREMENTS")
+    # The stamp records which requirements the venv was last built from, so
+    # pip (slow even when nothing changes) runs only when the file changed.
+    stamp=$IMAGELAKE_VENV/.requirements.sha256
+    if [[ -x $IMAGELAKE_PYTHON && -f $stamp && $(<"$stamp") == "$want" ]]; then
+        log "python venv up to date ($IMAGELAKE_VENV) [$(elapsed "$t0")]"
+        return
+    fi
+
+    # A venv whose interpreter is gone (python upgraded/removed) is useless.
+    if [[ -d $IMAGELAKE_VENV ]] && ! "$IMAGELAKE_PYTHON" -c 'pass' 2>/dev/null; then
+        warn "venv at $IMAGELAKE_VENV is broken; recreating it"
+        rm -rf "$IMAGELAKE_VENV"
+    fi
+    if [[ ! -d $IMAGELAKE_VENV ]]; then
+        log "creating python venv at $IMAGELAKE_VENV"
+        python3 -m venv "$IMAGELAKE_VENV"
+    fi
+
+    log "installing python test requirements (log: $LOG_DIR/venv-install.log)"
+    rm -f "$stamp" # a failed pip run must not leave a stale "up to date" stamp
+    if ! "$IMAGELAKE_PYTHON" -m pip install --disable-pip-version-check --no-input \
+        -r "$REQUIREMENTS" >"$LOG_DIR/venv-install.log" 2>&1; then
+        tail -n 40 "$LOG_DIR/venv-install.log" >&2
+        die "pip install failed (full log: $LOG_DIR/venv-install.log)"
+    fi
+    # Fail here rather than in the middle of a test run if something is missing.
+    "$IMAGELAKE_PYTHON" -c 'import boto3, duckdb, pyarrow, polars, moto.server' ||
+        die "venv installed but an import failed"
+    [[ -x $IMAGELAKE_VENV/bin/moto_server ]] || die "moto_server missing from the venv"
+    printf '%s\n' "$want" >"$stamp"
+    log "python venv ready [$(elapsed "$t0")]"
+}
+
+main() {
+    local t0
+    t0=$(now)
+    # The venv first: it is quick and independent, and servers.sh needs both.
+    [[ ${IMAGELAKE_SKIP_VENV:-0} == 1 ]] || install_venv
+    [[ ${IMAGELAKE_SKIP_GARAGE:-0} == 1 ]] || install_garage
+    log "install.sh done [$(elapsed "$t0")]"
+}
+
+main "$@"

@@ -1,0 +1,168 @@
+//! The `imagelake` command line: wiring only. Each subcommand builds a [`Context`] from
+//! the configuration and hands it to the service crates.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use imagelake_core::app::Context;
+use imagelake_core::auth::{self, Role};
+use imagelake_core::config::{Config, KeyConfig};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "imagelake", version, about = "Image uploads, processed variants, and an analytics lake of every fact")]
+struct Cli {
+    /// The TOML configuration file. Every key can also be set with IMAGELAKE_* variables.
+    #[arg(long, global = true, env = "IMAGELAKE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process (ingest, processor, reporting, lifecycle).
+    Serve,
+    /// Run the upload and download API only.
+    Ingest,
+    /// Run the job consumer only.
+    Processor,
+    /// Run the statistics API and dashboard only.
+    Reporting,
+    /// Run the scheduled jobs only.
+    Lifecycle,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key and store its hash (in --config if given, else in data_dir/keys.toml).
+    Add {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let config = Config::from_env(cli.config.as_deref())?;
+    match cli.command {
+        Command::Keys { command: KeysCommand::Add { customer, role } } => {
+            let key = auth::generate_key();
+            let entry = KeyConfig { sha256: auth::hash_key(&key), customer, role };
+            let file = cli.config.clone().unwrap_or_else(|| auth::keys_file(&config.data_dir));
+            auth::append_key(&file, &entry)?;
+            println!("{key}");
+            eprintln!("stored the key's SHA-256 in {}", file.display());
+            Ok(())
+        }
+        Command::Serve => serve(config, Services::ALL).await,
+        Command::Ingest => serve(config, Services { ingest: true, ..Services::NONE }).await,
+        Command::Processor => serve(config, Services { processor: true, ..Services::NONE }).await,
+        Command::Reporting => serve(config, Services { reporting: true, ..Services::NONE }).await,
+        Command::Lifecycle => serve(config, Services { lifecycle: true, ..Services::NONE }).await,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Services {
+    ingest: bool,
+    processor: bool,
+    reporting: bool,
+    lifecycle: bool,
+}
+
+impl Services {
+    const ALL: Self = Self { ingest: true, processor: true, reporting: true, lifecycle: true };
+    const NONE: Self = Self { ingest: false, processor: false, reporting: false, lifecycle: false };
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMAGELAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// With no key anywhere, the first start creates an admin key and prints it once.
+fn ensure_first_key(config: &Config) -> anyhow::Result<Option<String>> {
+    let keys = auth::KeyStore::load(&config.keys, &config.data_dir)?;
+    if !keys.is_empty() {
+        return Ok(None);
+    }
+    let key = auth::generate_key();
+    let entry = KeyConfig { sha256: auth::hash_key(&key), customer: "admin".into(), role: Role::Admin };
+    auth::append_key(&auth::keys_file(&config.data_dir), &entry)?;
+    Ok(Some(key))
+}
+
+async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let first_key = ensure_first_key(&config)?;
+    let ctx = Context::connect(config).await?;
+    let shutdown = CancellationToken::new();
+
+    let grace = ctx.config.shutdown_grace.0;
+    let mut background = Vec::new();
+    background.push(tokio::spawn(ctx.lake.clone().run_flusher(shutdown.child_token())));
+    let mut routes = imagelake_core::health::router();
+    if services.ingest {
+        routes = routes.merge(imagelake_ingest::router());
+    }
+    if services.processor {
+        background.push(imagelake_processor::run(ctx.clone(), shutdown.child_token(), grace));
+    }
+    let app = imagelake_core::http::layers(routes.with_state(ctx.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&ctx.config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", ctx.config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("imagelake listening on http://{addr}");
+    println!("  data:   {} (storage {}, queue {})", ctx.config.data_dir.display(), ctx.store.backend(), ctx.queue.backend());
+    if let Some(key) = first_key {
+        println!("  admin key (shown once, its hash is stored in {}):", auth::keys_file(&ctx.config.data_dir).display());
+        println!("    {key}");
+    }
+    println!("  try:    curl http://{addr}/healthz");
+    let token = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            token.cancel();
+        })
+        .await?;
+    // In-flight requests are done; let the processor drain and the lake flush.
+    shutdown.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
