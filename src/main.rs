@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use imagelake_core::app::Context;
 use imagelake_core::auth::{self, Role};
 use imagelake_core::config::{Config, KeyConfig};
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +33,16 @@ enum Command {
     Processor,
     /// Run the statistics API and dashboard only.
     Reporting,
-    /// Run the scheduled jobs only.
-    Lifecycle,
+    /// Run the scheduled jobs only, or one job now (`run`), or show their state (`status`).
+    Lifecycle {
+        #[command(subcommand)]
+        command: Option<LifecycleCommand>,
+    },
+    /// Work on the metadata lake directly.
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -49,6 +58,40 @@ enum KeysCommand {
         customer: String,
         #[arg(long)]
         role: Role,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCommand {
+    /// Run one job now and print what it did: expire, usage, compact, abort-multipart, reconcile.
+    Run {
+        job: imagelake_lifecycle::JobName,
+        /// Run as if the clock read this time (RFC 3339).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// List the jobs, their schedules, and their last run and outcome.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum LakeCommand {
+    /// Write a realistic synthetic lake into the configured object store.
+    Generate {
+        #[arg(long, default_value_t = 100_000)]
+        images: u64,
+        #[arg(long, default_value_t = 200)]
+        customers: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Merge the small files of every closed day (before today, UTC).
+    Compact {
+        /// Compact days before this date instead (YYYY-MM-DD).
+        #[arg(long)]
+        before: Option<chrono::NaiveDate>,
     },
 }
 
@@ -71,11 +114,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest => serve(config, Services { ingest: true, ..Services::NONE }).await,
         Command::Processor => serve(config, Services { processor: true, ..Services::NONE }).await,
         Command::Reporting => serve(config, Services { reporting: true, ..Services::NONE }).await,
-        Command::Lifecycle => serve(config, Services { lifecycle: true, ..Services::NONE }).await,
+        Command::Lifecycle { command: None } => serve(config, Services { lifecycle: true, ..Services::NONE }).await,
+        Command::Lifecycle { command: Some(LifecycleCommand::Run { job, at }) } => {
+            let ctx = Context::connect(config).await?;
+            let report = imagelake_lifecycle::run_job(&ctx, job, at).await?;
+            ctx.lake.flush().await?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Lifecycle { command: Some(LifecycleCommand::Status) } => {
+            let ctx = Context::connect(config).await?;
+            for s in imagelake_lifecycle::status(&ctx).await {
+                println!("{s}");
+            }
+            Ok(())
+        }
+        Command::Lake { command } => lake(config, command).await,
     }
 }
 
 #[derive(Clone, Copy)]
+/// Which services this process runs.
 struct Services {
     ingest: bool,
     processor: bool,
@@ -125,8 +184,24 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     if services.ingest {
         routes = routes.merge(imagelake_ingest::router());
     }
+    if services.reporting {
+        routes = routes.merge(imagelake_reporting::router(ctx.clone()).await?);
+    }
     if services.processor {
         background.push(imagelake_processor::run(ctx.clone(), shutdown.child_token(), grace));
+    }
+    if services.lifecycle {
+        imagelake_lifecycle::validate_schedules(&ctx)?;
+        background.push(imagelake_lifecycle::spawn(ctx.clone(), shutdown.child_token()));
+    }
+    if services.ingest {
+        // The capacity gate starts from the measured usage, not from zero.
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = imagelake_lifecycle::measure_usage(&c).await {
+                tracing::warn!(error = %e, "could not measure usage at start-up");
+            }
+        });
     }
     let app = imagelake_core::http::layers(routes.with_state(ctx.clone()));
 
@@ -142,12 +217,20 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     }
     println!("  try:    curl http://{addr}/healthz");
     let token = shutdown.clone();
-    axum::serve(listener, app)
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             token.cancel();
         })
-        .await?;
+        .into_future();
+    // After SIGTERM, in-flight requests get the grace period; uploads cut off then are
+    // not acknowledged, and clean up after themselves.
+    tokio::select! {
+        r = server => r?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests still running after the grace period were cut off");
+        }
+    }
     // In-flight requests are done; let the processor drain and the lake flush.
     shutdown.cancel();
     for task in background {
@@ -165,4 +248,36 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
+    use imagelake_core::lake::{compact, generate};
+    let ctx = Context::connect(config).await?;
+    match command {
+        LakeCommand::Generate { images, customers, days, seed } => {
+            let opts = generate::GenerateOptions { images, customers, days, seed, ..Default::default() };
+            let r = generate::generate(&ctx.store, opts).await?;
+            for (table, rows) in &r.rows {
+                println!("{:<10} {rows:>12} rows", table.name());
+            }
+            println!("{} files, {} bytes, {:.1} s", r.files, r.bytes, r.seconds);
+        }
+        LakeCommand::Compact { before } => {
+            let before = before.unwrap_or_else(|| ctx.clock.now().date_naive());
+            let target = ctx.config.lake.compact_target.0;
+            let reports = compact::compact_closed_days(&ctx.store, before, &[], target, ctx.lake.writer_id()).await?;
+            for r in reports.iter().filter(|r| !r.skipped) {
+                println!(
+                    "{} {}: {} files ({} bytes) -> {} files ({} bytes)",
+                    r.table.map(|t| t.name()).unwrap_or("?"),
+                    r.day.map(|d| d.to_string()).unwrap_or_default(),
+                    r.inputs,
+                    r.input_bytes,
+                    r.outputs.len(),
+                    r.output_bytes
+                );
+            }
+        }
+    }
+    Ok(())
 }

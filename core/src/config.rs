@@ -315,7 +315,7 @@ impl Config {
     }
 
     pub fn storage_dir(&self) -> PathBuf {
-        self.data_dir.join("objects")
+        self.data_dir.join("store")
     }
 
     pub fn queue_dir(&self) -> PathBuf {

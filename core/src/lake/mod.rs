@@ -5,10 +5,12 @@
 //! documents them for analysts. `event_id` is derived from what happened, so a fact
 //! written twice (a redelivered job) has the same id, and the views keep one row per id.
 
+pub mod compact;
+pub mod generate;
 pub mod schema;
 mod writer;
 
-pub use writer::{LakeError, LakeWriter};
+pub use writer::{encode, writer_properties, FlushReport, LakeError, LakeWriter};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -100,6 +100,14 @@ impl SqsQueue {
         &self.client
     }
 
+    pub fn queue_url(&self) -> &str {
+        &self.opts.queue_url
+    }
+
+    pub fn dead_letter_url(&self) -> &str {
+        &self.opts.dead_letter_url
+    }
+
     async fn attributes(&self, url: &str, names: &[QueueAttributeName]) -> Result<HashMap<QueueAttributeName, String>> {
         let out = self
             .client

@@ -144,6 +144,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Multipart uploads under `prefix` not yet completed or aborted.
     async fn list_multipart(&self, prefix: &str) -> Result<Vec<PendingUpload>>;
+
+    /// Installs (or replaces) a rule in the backend itself that deletes the objects under
+    /// `prefix` `days` days after they were written: a backstop to the lifecycle sweep,
+    /// which stays the one that records deletions. Returns whether the backend has such
+    /// rules; the default (the local directory) has none and does nothing.
+    async fn install_expiry_rule(&self, prefix: &str, days: u32) -> Result<bool> {
+        let _ = (prefix, days);
+        Ok(false)
+    }
 }
 
 pub type SharedStore = Arc<dyn ObjectStore>;

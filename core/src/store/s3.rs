@@ -363,4 +363,42 @@ impl ObjectStore for S3Store {
             }
         }
     }
+
+    /// PutBucketLifecycleConfiguration replaces the bucket's whole configuration, so the
+    /// rules already there are read first and kept; ours is identified by its prefix
+    /// (deployments sharing a bucket under different prefixes each keep their own).
+    async fn install_expiry_rule(&self, prefix: &str, days: u32) -> Result<bool> {
+        use aws_sdk_s3::types::{
+            BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+        };
+        validate_prefix(prefix)?;
+        let full = self.full(prefix);
+        let id = format!("imagelake-expire-{}", full.replace('/', "-").trim_end_matches('-'));
+        let mut rules: Vec<LifecycleRule> = match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            Ok(out) => out.rules().iter().filter(|r| r.id() != Some(id.as_str())).cloned().collect(),
+            // No configuration yet (404 NoSuchLifecycleConfiguration).
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Vec::new(),
+            Err(e) => return Err(map_err(prefix, e)),
+        };
+        let rule = LifecycleRule::builder()
+            .id(&id)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(&full).build())
+            .expiration(LifecycleExpiration::builder().days(days.min(i32::MAX as u32) as i32).build())
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("lifecycle rule: {e}")))?;
+        rules.push(rule);
+        let config = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("lifecycle configuration: {e}")))?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        Ok(true)
+    }
 }

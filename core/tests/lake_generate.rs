@@ -1,0 +1,96 @@
+//! The synthetic lake generator: right counts, sane contents, deterministic, bounded files.
+
+use arrow::array::{Array, AsArray};
+use chrono::{TimeZone, Utc};
+use imagelake_core::lake::generate::{generate, GenerateOptions};
+use imagelake_core::lake::Table;
+use imagelake_core::store::{list_all, LocalStore, SharedStore};
+use imagelake_core::testing;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+fn opts() -> GenerateOptions {
+    GenerateOptions {
+        images: 5_000,
+        customers: 50,
+        days: 20,
+        seed: 7,
+        end: Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap(),
+        file_rows: 4_000,
+    }
+}
+
+/// (column values as strings) of every row of `table`.
+async fn column(store: &SharedStore, table: Table, name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for f in list_all(store.as_ref(), &format!("lake/{}/", table.name())).await.unwrap() {
+        let body = store.get(&f.key, None).await.unwrap().bytes().await.unwrap();
+        for b in ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap() {
+            let b = b.unwrap();
+            let c = arrow::compute::cast(b.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+            let s = c.as_string::<i32>();
+            out.extend((0..s.len()).map(|i| (!s.is_null(i)).then(|| s.value(i).to_string())));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn generates_a_realistic_deterministic_lake() {
+    let store: SharedStore = Arc::new(LocalStore::open(testing::temp_dir("lake-gen")).unwrap());
+    let report = generate(&store, opts()).await.unwrap();
+    assert_eq!(report.rows[&Table::Uploads], 5_000);
+    for t in Table::ALL {
+        assert!(report.rows.get(&t).copied().unwrap_or(0) > 0, "{t:?} has rows: {report:?}");
+    }
+    let files = list_all(store.as_ref(), "lake/").await.unwrap();
+    assert_eq!(files.len() as u64, report.files);
+    assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), report.bytes);
+    let end_day = opts().end.date_naive();
+    for f in &files {
+        let dt = f.key.split("/dt=").nth(1).unwrap().split('/').next().unwrap();
+        let d = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").unwrap();
+        assert!(d <= end_day && d > end_day - chrono::Duration::days(20), "{}", f.key);
+    }
+
+    // Every event id is unique within its table.
+    for t in Table::ALL {
+        let ids = column(&store, t, "event_id").await;
+        let set: BTreeSet<_> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len(), "{t:?} event ids are unique");
+    }
+    // Jobs: mostly first-attempt successes, some failures, some retries, statuses known.
+    let status = column(&store, Table::Jobs, "status").await;
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for s in status.iter().flatten() {
+        *by.entry(s.clone()).or_default() += 1;
+    }
+    assert!(by.keys().all(|k| ["succeeded", "failed", "dead_lettered"].contains(&k.as_str())), "{by:?}");
+    let failed = by.get("failed").copied().unwrap_or(0) as f64 / status.len() as f64;
+    assert!((0.01..0.08).contains(&failed), "about 3% of attempts fail: {by:?}");
+    assert!(by["succeeded"] > 4_800);
+    assert!(by.get("dead_lettered").is_some_and(|n| *n > 0), "some jobs are dead-lettered: {by:?}");
+    // Customers are skewed: the biggest has far more than an even share.
+    let customers = column(&store, Table::Uploads, "customer_id").await;
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for c in customers.iter().flatten() {
+        *per.entry(c.clone()).or_default() += 1;
+    }
+    let top = per.values().max().copied().unwrap();
+    assert!(top > 5 * 5_000 / 50, "Zipf-like skew: top customer has {top}");
+    // Usage snapshots include a total row (customer_id null) per day.
+    let usage_customers = column(&store, Table::Usage, "customer_id").await;
+    // (the midnight after the last day is after `end`: 19 snapshots for 20 days)
+    assert_eq!(usage_customers.iter().filter(|c| c.is_none()).count(), 19);
+    // Variants expire after 7 days: there are expiry deletions.
+    let reasons = column(&store, Table::Deletions, "reason").await;
+    assert!(reasons.iter().flatten().any(|r| r == "expired"));
+
+    // Same options, same lake.
+    let again: SharedStore = Arc::new(LocalStore::open(testing::temp_dir("lake-gen")).unwrap());
+    let r2 = generate(&again, opts()).await.unwrap();
+    assert_eq!(r2.rows, report.rows);
+    let keys = |fs: &Vec<imagelake_core::store::ObjectMeta>| fs.iter().map(|f| (f.key.clone(), f.size)).collect::<Vec<_>>();
+    assert_eq!(keys(&list_all(again.as_ref(), "lake/").await.unwrap()), keys(&files));
+}

@@ -1,0 +1,160 @@
+//! The jobs, their schedules, and what one run reports.
+
+use crate::LifecycleError;
+use chrono::{DateTime, Utc};
+use imagelake_core::config::LifecycleConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One scheduled job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobName {
+    /// Deletes processed variants past `expires_at`.
+    Expire,
+    /// Measures usage against capacity and writes a `usage` snapshot.
+    Usage,
+    /// Merges the lake's small files of closed days.
+    Compact,
+    /// Aborts multipart uploads left incomplete for more than 24 h.
+    AbortMultipart,
+    /// Compares records, lake and object store, and repairs what it can.
+    Reconcile,
+}
+
+impl JobName {
+    pub const ALL: [JobName; 5] =
+        [JobName::Expire, JobName::Usage, JobName::Compact, JobName::AbortMultipart, JobName::Reconcile];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobName::Expire => "expire",
+            JobName::Usage => "usage",
+            JobName::Compact => "compact",
+            JobName::AbortMultipart => "abort-multipart",
+            JobName::Reconcile => "reconcile",
+        }
+    }
+
+    /// The job's cron expression from `[lifecycle]`.
+    pub fn schedule(self, c: &LifecycleConfig) -> &str {
+        match self {
+            JobName::Expire => &c.expire,
+            JobName::Usage => &c.usage,
+            JobName::Compact => &c.compact,
+            JobName::AbortMultipart => &c.abort_multipart,
+            JobName::Reconcile => &c.reconcile,
+        }
+    }
+}
+
+impl std::fmt::Display for JobName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobName {
+    type Err = LifecycleError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase().replace('_', "-");
+        JobName::ALL.into_iter().find(|j| j.as_str() == s).ok_or(LifecycleError::UnknownJob(s))
+    }
+}
+
+/// What one run did: counts and bytes by name, and the store requests it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job: JobName,
+    /// The time the job ran "as of" (the clock, or `--at`).
+    pub at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Object-store requests made through the job's store handle (a `delete_many` of up
+    /// to 1000 keys is one request; lake files written count under `lake_files_written`).
+    pub requests: u64,
+    /// Named counts (`variants_expired`, `bytes_freed`, ...), in name order.
+    pub counts: BTreeMap<String, u64>,
+    /// Findings worth a human's eye (reconcile), at most a few dozen.
+    pub notes: Vec<String>,
+}
+
+impl JobReport {
+    pub fn new(job: JobName, at: DateTime<Utc>) -> Self {
+        Self { job, at, duration_ms: 0, requests: 0, counts: BTreeMap::new(), notes: Vec::new() }
+    }
+    pub fn add(&mut self, name: &str, n: u64) {
+        *self.counts.entry(name.to_string()).or_default() += n;
+    }
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
+    pub fn note(&mut self, s: String) {
+        if self.notes.len() < 50 {
+            self.notes.push(s);
+        }
+    }
+}
+
+impl std::fmt::Display for JobReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} as of {}: {} ms, {} store requests", self.job, self.at.to_rfc3339(), self.duration_ms, self.requests)?;
+        for (k, v) in &self.counts {
+            writeln!(f, "  {k:<28} {v}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "  ! {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Tunables that are not (yet) `[lifecycle]` configuration keys; [`Options::default`]
+/// is what the scheduler and `run_job` use.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a lease lasts without renewal (renewed every third of it).
+    pub lease_ttl: Duration,
+    /// How long a runner waits after writing its lease before it re-reads it (see [`crate::lease`]).
+    pub lease_settle: Duration,
+    /// Variant keys deleted per chunk (deleted in `delete_many` calls of 1000, then their
+    /// `deletions` rows written durably, then their records updated).
+    pub expire_chunk: usize,
+    /// Records read or written at once.
+    pub concurrency: usize,
+    /// Reconcile: the share of originals and records checked, 0 < x <= 1 (1 = complete).
+    pub reconcile_sample: f64,
+    /// Reconcile: an original without a record is deleted only once older than this
+    /// (ingest writes the original before the record).
+    pub orphan_age: Duration,
+    /// Abort-multipart: uploads initiated longer ago than this are aborted.
+    pub multipart_age: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(300),
+            lease_settle: Duration::from_secs(2),
+            expire_chunk: 10_000,
+            concurrency: 64,
+            reconcile_sample: 1.0,
+            orphan_age: Duration::from_secs(3600),
+            multipart_age: Duration::from_secs(86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_round_trip() {
+        for j in JobName::ALL {
+            assert_eq!(j.as_str().parse::<JobName>().unwrap(), j);
+        }
+        assert_eq!("abort_multipart".parse::<JobName>().unwrap(), JobName::AbortMultipart);
+        assert_eq!("nope".parse::<JobName>().unwrap_err().code(), "unknown_job");
+    }
+}

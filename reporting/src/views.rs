@@ -1,0 +1,161 @@
+//! The lake views: `sql/views.sql` (the shared definition, embedded at build time; the
+//! crate's `dev_views.sql` until it exists) split into statements, each recognised as the
+//! view of a lake table or kept as an extra statement.
+//!
+//! A table with no files yet cannot have a `read_parquet` view (DuckDB refuses an empty
+//! glob), so the service creates an empty table of the table's schema in its place, and
+//! swaps in the view as soon as a file appears: an empty lake answers zeros.
+
+use imagelake_core::lake::{schema::schema, Table};
+use arrow::datatypes::{DataType, TimeUnit};
+
+/// The embedded view definitions.
+pub const VIEWS_SQL: &str = include_str!(concat!(env!("OUT_DIR"), "/views.sql"));
+/// The stand-in, used for any table that `VIEWS_SQL` does not define.
+pub const DEV_VIEWS_SQL: &str = include_str!("../dev_views.sql");
+
+#[derive(Debug, Clone)]
+pub struct ViewStatement {
+    /// The lake table this statement defines a view of, if it does.
+    pub table: Option<Table>,
+    /// With `${LAKE}` still in it.
+    pub sql: String,
+}
+
+/// The statements to run: those of `views`, then a stand-in from `fallback` for each table
+/// that `views` does not define.
+pub fn statements(views: &str, fallback: &str) -> Vec<ViewStatement> {
+    let mut out: Vec<ViewStatement> = split(views).into_iter().map(classify).collect();
+    for st in split(fallback).into_iter().map(classify) {
+        if let Some(t) = st.table {
+            if !out.iter().any(|s| s.table == Some(t)) {
+                out.push(st);
+            }
+        }
+    }
+    out
+}
+
+/// `sql` with the lake root in place of `${LAKE}` (quoted for a string literal).
+pub fn with_lake(sql: &str, lake_root: &str) -> String {
+    sql.replace("${LAKE}", &lake_root.replace('\'', "''"))
+}
+
+fn classify(sql: String) -> ViewStatement {
+    // Tokens of the statement, without comments, lower-cased, quotes and schema dropped.
+    let code = strip_comments(&sql).to_ascii_lowercase();
+    let words: Vec<&str> = code.split_whitespace().collect();
+    let mut table = None;
+    if words.first() == Some(&"create") {
+        if let Some(pos) = words.iter().position(|w| *w == "view") {
+            let mut i = pos + 1;
+            if words.get(i) == Some(&"if") {
+                i += 3; // if not exists
+            }
+            if let Some(name) = words.get(i) {
+                let name = name.trim_end_matches(|c: char| c == '(' || c == ';');
+                let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+                table = Table::ALL.into_iter().find(|t| t.name() == name);
+            }
+        }
+    }
+    ViewStatement { table, sql }
+}
+
+fn strip_comments(sql: &str) -> String {
+    sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+/// Splits a script at `;` outside strings, quoted identifiers and comments.
+pub fn split(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                cur.push(c);
+                for d in chars.by_ref() {
+                    cur.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        cur.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            ';' => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// `CREATE TABLE` of an empty table with `table`'s columns, standing in for its view.
+pub fn empty_table_sql(table: Table) -> String {
+    let cols: Vec<String> = schema(table)
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match f.data_type() {
+                DataType::Utf8 => "VARCHAR",
+                DataType::Int32 => "INTEGER",
+                DataType::Int64 => "BIGINT",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "TIMESTAMPTZ",
+                DataType::Timestamp(_, _) => "TIMESTAMP",
+                DataType::Boolean => "BOOLEAN",
+                DataType::Float64 => "DOUBLE",
+                other => unreachable!("lake column type {other:?} has no DuckDB mapping here"),
+            };
+            format!("\"{}\" {ty}", f.name())
+        })
+        .collect();
+    format!("CREATE TABLE {} ({}, dt DATE)", table.name(), cols.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_recognises_views() {
+        let s = statements(
+            "-- a; comment\nCREATE OR REPLACE VIEW uploads AS SELECT 'a;b' FROM x;\n/* ; */ create view if not exists main.\"jobs\" as select 1;\nCREATE MACRO m() AS 1;",
+            DEV_VIEWS_SQL,
+        );
+        assert_eq!(s[0].table, Some(Table::Uploads));
+        assert!(s[0].sql.contains("'a;b'"));
+        assert_eq!(s[1].table, Some(Table::Jobs));
+        assert_eq!(s[2].table, None);
+        assert_eq!(s.iter().filter(|v| v.table.is_some()).count(), 6, "the stand-in fills the other tables");
+    }
+
+    #[test]
+    fn lake_root_is_quoted() {
+        assert_eq!(with_lake("'${LAKE}/a'", "/tmp/o'k"), "'/tmp/o''k/a'");
+    }
+}

@@ -1,0 +1,335 @@
+//! The statistics API in-process (the router on a real `Context` over a temp data_dir):
+//! every report checked against an independent polars computation over the same lake
+//! files (tests/peers/reports_check.py), roles, bad parameters, the empty lake, the four
+//! encodings, freshness, the query timeout and concurrency.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use imagelake_core::app::Context;
+use imagelake_core::lake::Event;
+use imagelake_core::units::Dur;
+use imagelake_reporting::{Report, Reporting, ReportingError};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+mod support;
+use support::{config, lake_events, ADMIN, ANALYST, UPLOADER};
+
+async fn app(ctx: &Context) -> Router {
+    imagelake_reporting::router(ctx.clone()).await.expect("reporting router").with_state(ctx.clone())
+}
+
+struct Got {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+async fn get(app: &Router, key: Option<&str>, uri: &str, accept: Option<&str>) -> Got {
+    let mut req = Request::get(uri);
+    if let Some(k) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    if let Some(a) = accept {
+        req = req.header(header::ACCEPT, a);
+    }
+    let res = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    let content_type = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Got { status, content_type, body }
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("IMAGELAKE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelake/venv/bin/python")
+    })
+}
+
+/// The report as computed by polars over the lake files.
+fn independent(lake: &Path, report: &str, args: &[(&str, &str)], capacity: u64) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/reports_check.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg(lake).arg(report).arg("--capacity").arg(capacity.to_string());
+    for (k, v) in args {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e} (set IMAGELAKE_TEST_PYTHON)", python().display()));
+    assert!(out.status.success(), "reports_check.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Every field the independent computation gives is in the API's row, equal (floats to
+/// 1e-6 relative).
+fn assert_same(report: &str, api: &Value, expected: &Value) {
+    let (a, e) = (api.as_array().unwrap(), expected.as_array().unwrap());
+    assert_eq!(a.len(), e.len(), "{report}: row count\napi: {api}\nexpected: {expected}");
+    for (i, (ra, re)) in a.iter().zip(e).enumerate() {
+        for (k, ve) in re.as_object().unwrap() {
+            let va = ra.get(k).unwrap_or_else(|| panic!("{report} row {i}: no `{k}` in {ra}"));
+            let same = match (va, ve) {
+                (Value::Number(x), Value::Number(y)) => close(x.as_f64().unwrap(), y.as_f64().unwrap()),
+                _ => va == ve,
+            };
+            assert!(same, "{report} row {i} `{k}`: api {va} != independent {ve}\napi row: {ra}\nexpected row: {re}");
+        }
+    }
+}
+
+async fn lake_with_data(tag: &str) -> (Context, PathBuf) {
+    let ctx = Context::connect(config(tag)).await.unwrap();
+    for batch in lake_events() {
+        ctx.lake.write_durable(batch).await.unwrap();
+    }
+    let lake = ctx.config.storage_dir().join("objects/lake");
+    (ctx, lake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_matches_an_independent_computation() {
+    let (ctx, lake) = lake_with_data("reports").await;
+    let app = app(&ctx).await;
+    let capacity = ctx.config.capacity.bytes.0;
+    let range = [("from", "2026-11-03T00:00:00Z"), ("to", "2026-11-07T00:00:00Z")];
+    let mut cases: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+    for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
+        cases.push((report, vec![]));
+        cases.push((report, range.to_vec()));
+        cases.push((report, vec![("customer", "acme")]));
+        cases.push((report, vec![("customer", "globex"), range[0], range[1]]));
+    }
+    for interval in ["hour", "week", "month"] {
+        cases.push(("volume", vec![("interval", interval)]));
+    }
+    cases.push(("types", vec![("by", "content_type")]));
+    cases.push(("customers", vec![("customer", "nobody")]));
+    for (report, args) in cases {
+        let query: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let uri = format!("/v1/stats/{report}?{}", query.join("&"));
+        let got = get(&app, Some(ANALYST), &uri, None).await;
+        assert_eq!(got.status, 200, "{uri}: {}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.content_type, "application/json");
+        assert_same(&uri, &got.json(), &independent(&lake, report, &args, capacity));
+    }
+    // Dates as dates: `to` is the whole day.
+    let got = get(&app, Some(ADMIN), "/v1/stats/summary?from=2026-11-03&to=2026-11-06", None).await;
+    assert_same("dates", &got.json(), &independent(&lake, "summary", &range, capacity));
+
+    // Sanity of the data itself, so that a wrong generator cannot make both sides agree on nothing.
+    let s = &get(&app, Some(ADMIN), "/v1/stats/summary", None).await.json()[0];
+    assert_eq!(s["images"], 60);
+    assert_eq!(s["processed"], 48, "{s}"); // 42 first-time + 6 after a retry; redeliveries counted once
+    assert_eq!(s["failed"], 6);
+    assert_eq!(s["gauge_used_bytes"], ctx.usage.used());
+    assert_eq!(s["capacity_bytes"], capacity);
+    let p = get(&app, Some(ADMIN), "/v1/stats/processing", None).await.json();
+    let retries: u64 = p.as_array().unwrap().iter().map(|d| d["retries"].as_u64().unwrap()).sum();
+    assert_eq!(retries, 12);
+    let u = get(&app, Some(ADMIN), "/v1/stats/usage", None).await.json();
+    assert_eq!(u[0]["customer_id"], Value::Null);
+    assert_eq!(u[0]["trend_source"], "snapshots");
+    assert!(u[0]["days_until_full"].as_f64().unwrap() > 0.0);
+    let acme = u.as_array().unwrap().iter().find(|r| r["customer_id"] == "acme").unwrap();
+    assert_eq!(acme["trend_source"], "uploads", "one acme snapshot is not a trend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_bad_parameters() {
+    let (ctx, _lake) = lake_with_data("roles").await;
+    let app = app(&ctx).await;
+    let no_key = get(&app, None, "/v1/stats/summary", None).await;
+    assert_eq!(no_key.status, 401);
+    assert_eq!(no_key.content_type, "application/problem+json");
+    let wrong_key = get(&app, Some("ilk_nope"), "/v1/stats/summary", None).await;
+    assert_eq!(wrong_key.status, 401);
+    for report in Report::ALL {
+        let uri = format!("/v1/stats/{}", report.name());
+        let got = get(&app, Some(UPLOADER), &uri, None).await;
+        assert_eq!(got.status, 403, "{uri}");
+        assert_eq!(got.content_type, "application/problem+json");
+        assert_eq!(got.json()["code"], "forbidden");
+        assert_eq!(get(&app, Some(ANALYST), &uri, None).await.status, 200, "{uri}");
+        assert_eq!(get(&app, Some(ADMIN), &uri, None).await.status, 200, "{uri}");
+    }
+    let cases = [
+        ("/v1/stats/summary?from=2026-11-05&to=2026-11-01", "invalid_range", "after"),
+        ("/v1/stats/customers?from=yesterday", "invalid_date", "RFC 3339"),
+        ("/v1/stats/customers?to=2026-13-45", "invalid_date", "`to`"),
+        ("/v1/stats/volume?interval=fortnight", "unknown_interval", "hour, day, week or month"),
+        ("/v1/stats/volume?interval=day%27%3B%20DROP%20VIEW%20uploads%3B--", "unknown_interval", "interval"),
+        ("/v1/stats/types?format=xml", "unknown_format", "json, csv, arrow or parquet"),
+        ("/v1/stats/types?by=colour", "invalid_parameter", "format or content_type"),
+        ("/v1/stats/summary?interval=day", "unknown_parameter", "interval"),
+        ("/v1/stats/customers?customer=x%27%20OR%201%3D1%20--", "invalid_customer", "customer"),
+    ];
+    for (uri, code, words) in cases {
+        let got = get(&app, Some(ANALYST), uri, None).await;
+        assert_eq!(got.status, 400, "{uri}: {}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.content_type, "application/problem+json", "{uri}");
+        let p = got.json();
+        assert_eq!(p["code"], code, "{uri}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains(words), "{uri}: {p}");
+    }
+    // The lake is intact after the attempts, and a customer that does not exist gets nothing.
+    let all = get(&app, Some(ANALYST), "/v1/stats/customers", None).await.json();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let none = get(&app, Some(ANALYST), "/v1/stats/customers?customer=x_OR_1", None).await.json();
+    assert_eq!(none, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_lake_answers_zeros_then_sees_the_first_facts() {
+    let ctx = Context::connect(config("empty")).await.unwrap();
+    let app = app(&ctx).await;
+    let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    let s = &s.json()[0];
+    for k in ["images", "bytes", "processed", "failed", "expired", "expired_bytes", "used_bytes"] {
+        assert_eq!(s[k], 0, "{k}: {s}");
+    }
+    assert_eq!(s["failure_rate"], Value::Null);
+    for report in ["customers", "types", "volume", "processing"] {
+        let got = get(&app, Some(ANALYST), &format!("/v1/stats/{report}"), None).await;
+        assert_eq!(got.status, 200, "{report}: {}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.json(), serde_json::json!([]), "{report}");
+        for accept in ["text/csv", "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"] {
+            let got = get(&app, Some(ANALYST), &format!("/v1/stats/{report}"), Some(accept)).await;
+            assert_eq!(got.status, 200, "{report} {accept}");
+            assert_eq!(decode(&got.body, accept).0, 0, "{report} {accept}");
+        }
+    }
+    let u = get(&app, Some(ANALYST), "/v1/stats/usage", None).await.json();
+    assert_eq!(u.as_array().unwrap().len(), 1);
+    assert_eq!(u[0]["used_bytes"], 0);
+    assert_eq!(u[0]["days_until_full"], Value::Null);
+
+    // A fact flushed to the lake is in the next answer (after `cache_ttl`).
+    let mut events = lake_events().remove(0);
+    events.truncate(3);
+    let uploads = events.iter().filter(|e| matches!(e, Event::Upload(_))).count();
+    ctx.lake.write_durable(events).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await.json();
+    assert_eq!(s[0]["images"], uploads as u64, "{s}");
+}
+
+/// Rows of a CSV, Arrow IPC stream or Parquet body, and its column names.
+fn decode(body: &[u8], accept: &str) -> (usize, Vec<String>) {
+    use arrow::record_batch::RecordBatch;
+    let batches: Vec<RecordBatch> = match accept {
+        "text/csv" => {
+            let text = std::str::from_utf8(body).unwrap();
+            let mut lines = text.lines();
+            let header: Vec<String> = lines.next().unwrap_or("").split(',').map(str::to_string).collect();
+            return (lines.count(), header);
+        }
+        "application/vnd.apache.arrow.stream" => {
+            let r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None).unwrap();
+            let names = r.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let n = r.map(|b| b.unwrap().num_rows()).sum();
+            return (n, names);
+        }
+        _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(body.to_vec()))
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect(),
+    };
+    let names = batches.first().map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect()).unwrap_or_default();
+    (batches.iter().map(|b| b.num_rows()).sum(), names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_arrow_and_parquet_carry_the_same_rows() {
+    let (ctx, _lake) = lake_with_data("formats").await;
+    let app = app(&ctx).await;
+    for report in Report::ALL {
+        let uri = format!("/v1/stats/{}", report.name());
+        let json = get(&app, Some(ANALYST), &uri, None).await.json();
+        let rows = json.as_array().unwrap().len();
+        let columns: Vec<String> = json[0].as_object().unwrap().keys().cloned().collect();
+        for (accept, query) in [
+            ("text/csv", "format=csv"),
+            ("application/vnd.apache.arrow.stream", "format=arrow"),
+            ("application/vnd.apache.parquet", "format=parquet"),
+        ] {
+            for got in [
+                get(&app, Some(ANALYST), &uri, Some(accept)).await,
+                get(&app, Some(ANALYST), &format!("{uri}?{query}"), Some("application/json")).await,
+            ] {
+                assert_eq!(got.status, 200, "{uri} {accept}");
+                assert!(got.content_type.starts_with(accept), "{uri}: {} for {accept}", got.content_type);
+                let (n, mut names) = decode(&got.body, accept);
+                assert_eq!(n, rows, "{uri} {accept}");
+                names.sort();
+                let mut expected = columns.clone();
+                expected.sort();
+                assert_eq!(names, expected, "{uri} {accept}");
+            }
+        }
+    }
+    // CSV values are the JSON values.
+    let csv = get(&app, Some(ANALYST), "/v1/stats/summary?format=csv", None).await;
+    let text = String::from_utf8(csv.body).unwrap();
+    let json = get(&app, Some(ANALYST), "/v1/stats/summary", None).await.json();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let values: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let images = header.iter().position(|h| *h == "images").unwrap();
+    assert_eq!(values[images], json[0]["images"].to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_times_out_with_503_and_does_not_block_others() {
+    let mut cfg = config("timeout");
+    cfg.reporting.query_timeout = Dur(Duration::from_millis(1_500));
+    let ctx = Context::connect(cfg).await.unwrap();
+    for batch in lake_events() {
+        ctx.lake.write_durable(batch).await.unwrap();
+    }
+    let reporting = Reporting::open(ctx.clone()).await.unwrap();
+    let engine = reporting.engine().clone();
+    // Far more work than 1.5 s on any machine.
+    let slow = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = engine
+            .query("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b".into(), vec![])
+            .await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile, reports answer on other connections.
+    let app = app(&ctx).await;
+    let got = get(&app, Some(ANALYST), "/v1/stats/summary", None).await;
+    assert_eq!(got.status, 200);
+    assert!(!slow.is_finished(), "the report waited for the slow query instead of running beside it");
+    let (result, took) = slow.await.unwrap();
+    let err = result.err().expect("the slow query must time out");
+    assert!(matches!(err, ReportingError::Timeout(_)), "{err:?}");
+    assert!(took < Duration::from_secs(3), "interrupted after {took:?}");
+    let res = axum::response::IntoResponse::into_response(err);
+    assert_eq!(res.status(), 503);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(p["code"], "query_timeout");
+    assert!(p["detail"].as_str().unwrap().contains("longer than"), "{p}");
+    // The engine still answers.
+    let ok = reporting.engine().query("SELECT 42 AS answer".into(), vec![]).await.unwrap();
+    assert_eq!(ok.batches[0].num_rows(), 1);
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench-pipeline.sh [CORPUS] — benchmark the image pipeline against libvips and
+# ImageMagick on one core.
+#
+# The reference job: every JPEG in the corpus fitted into 400x300 and written as
+# JPEG quality 80. Each tool runs it pinned to CPU 0 (`taskset -c 0`), wrapped in
+# `/usr/bin/time` for wall time and peak RSS:
+#
+#   imagelake   target/release/examples/bench_pipeline --box 400x300 --quality 80
+#   libvips     VIPS_CONCURRENCY=1 vipsthumbnail F -s 400x300 -o OUT/%s.jpg[Q=80]
+#   ImageMagick convert F -thumbnail 400x300 -quality 80 OUT   (OMP_NUM_THREADS=1)
+#
+# vipsthumbnail and convert are started once per image (that is how they are used
+# from a shell); the process start cost is part of their figures. A warm-up pass
+# reads every file first so that the page cache is equally hot for all three.
+#
+# CORPUS defaults to $IMAGELAKE_CACHE/corpus, built by scripts/corpus.sh.
+# Extra knobs: REPEAT=N runs each tool N times and keeps the fastest run.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(cd "$IMAGELAKE_SCRIPTS_DIR/.." && pwd)
+CORPUS=${1:-$IMAGELAKE_CACHE/corpus}
+REPEAT=${REPEAT:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
+
+"$IMAGELAKE_SCRIPTS_DIR/corpus.sh" "$CORPUS" >/dev/null
+
+need_pkgs=()
+command -v vipsthumbnail >/dev/null || need_pkgs+=(libvips-tools)
+# /usr/local/bin/convert may be a stand-in: require the real ImageMagick.
+if ! dpkg -s imagemagick >/dev/null 2>&1; then need_pkgs+=(imagemagick); fi
+[[ -x /usr/bin/time ]] || need_pkgs+=(time)
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
+fi
+CONVERT=/usr/bin/convert
+[[ -x $CONVERT ]] || CONVERT=$(command -v convert)
+
+log "building the bench binary (release)"
+(cd "$ROOT" && cargo build --release -p imagelake-processor --example bench_pipeline) >&2
+BENCH=$CARGO_TARGET_DIR/release/examples/bench_pipeline
+
+mapfile -t FILES < <(find "$CORPUS" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) | sort)
+((${#FILES[@]})) || die "no JPEG in $CORPUS"
+N=${#FILES[@]}
+cat "${FILES[@]}" >/dev/null # warm the page cache
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+RESULTS=$WORK/results.tsv
+
+# run NAME CMD...: run CMD under taskset + time, REPEAT times; record the fastest.
+run() {
+    local name=$1
+    shift
+    local best_s="" best_kb="" i
+    for ((i = 0; i < REPEAT; i++)); do
+        rm -rf "$WORK/out-$name" && mkdir -p "$WORK/out-$name"
+        /usr/bin/time -f "%e s wall, %M KB peak" -o "$WORK/time-$name" \
+            taskset -c 0 "$@" >"$WORK/log-$name" 2>&1 ||
+            die "$name failed: $(tail -5 "$WORK/log-$name")"
+        local s kb
+        s=$(awk '{print $1}' "$WORK/time-$name")
+        kb=$(awk '{print $4}' "$WORK/time-$name")
+        log "$name: $(cat "$WORK/time-$name")"
+        if [[ -z $best_s ]] || awk -v a="$s" -v b="$best_s" 'BEGIN{exit !(a<b)}'; then
+            best_s=$s best_kb=$kb
+        fi
+    done
+    local made
+    made=$(find "$WORK/out-$name" -type f | wc -l)
+    [[ $made -eq $N ]] || die "$name wrote $made of $N thumbnails"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$N" "$best_s" "$best_kb" >>"$RESULTS"
+}
+
+run imagelake "$BENCH" --box 400x300 --format jpeg --quality 80 --out "$WORK/out-imagelake" "${FILES[@]}"
+
+# One process per image, as the tools are normally used; a single shell loops.
+# shellcheck disable=SC2016 # the inner scripts expand their own arguments
+run vipsthumbnail env VIPS_CONCURRENCY=1 bash -c '
+    out=$1; shift
+    for f in "$@"; do vipsthumbnail "$f" -s 400x300 -o "$out/%s.jpg[Q=80]"; done
+' _ "$WORK/out-vipsthumbnail" "${FILES[@]}"
+
+# shellcheck disable=SC2016
+run imagemagick env OMP_NUM_THREADS=1 MAGICK_THREAD_LIMIT=1 bash -c '
+    convert=$1 out=$2; shift 2
+    for f in "$@"; do b=${f##*/}; "$convert" "$f" -thumbnail 400x300 -quality 80 "$out/${b%.*}.jpg"; done
+' _ "$CONVERT" "$WORK/out-imagemagick" "${FILES[@]}"
+
+# Output bytes, for a rough quality/size comparison.
+for t in imagelake vipsthumbnail imagemagick; do
+    printf '%s\t%s\n' "$t" "$(du -sb "$WORK/out-$t" | awk '{print $1}')"
+done >"$WORK/sizes.tsv"
+
+echo
+echo "Reference job: $N JPEGs from $CORPUS -> fit 400x300, JPEG q80, one core (taskset -c 0)"
+printf '%-14s %7s %9s %9s %14s %12s\n' tool images seconds images/s "peak RSS MiB" "output KiB"
+while IFS=$'\t' read -r name n s kb; do
+    bytes=$(awk -v t="$name" '$1==t{print $2}' "$WORK/sizes.tsv")
+    awk -v name="$name" -v n="$n" -v s="$s" -v kb="$kb" -v b="$bytes" 'BEGIN{
+        printf "%-14s %7d %9.2f %9.2f %14.1f %12.0f\n", name, n, s, (s > 0 ? n / s : 0), kb / 1024, b / 1024 }'
+done <"$RESULTS"
+echo
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "versions: $(vips --version 2>/dev/null | head -1); $("$CONVERT" -version | head -1 | sed 's/ https.*//')"

@@ -1,0 +1,173 @@
+//! Every bad input gets a clear 4xx problem+json with a stable code, and leaves nothing
+//! behind: no object, no record, no job, no pending multipart upload.
+
+mod common;
+
+use common::{image_bytes, Backend, Server, Setup};
+use image::ImageFormat;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "expected {status} {code}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["code"], code, "{p}");
+    assert_eq!(p["status"], status);
+    assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+    p
+}
+
+/// Nothing of any upload of `customer` is stored.
+async fn assert_nothing_stored(server: &Server, customer: &str) {
+    // The upload task cleans up after the client is gone; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let store = server.store().await;
+    for prefix in ["originals/", "records/", "listing/"] {
+        let p = format!("{prefix}{customer}/");
+        let page = store.list(&p, None, 10).await.unwrap();
+        assert!(page.objects.is_empty(), "left behind under {p}: {:?}", page.objects);
+    }
+    assert!(store.list_multipart("originals/").await.unwrap().is_empty(), "pending multipart upload left behind");
+}
+
+async fn auth_and_roles(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let img = image_bytes(20, 20, ImageFormat::Png);
+    let res = c.http.post(c.url("/v1/images")).body(img.clone()).send().await.unwrap();
+    problem(res, 401, "unauthorized").await;
+    let res = c.upload("ilk_not_a_key", img.clone(), "image/png").await;
+    problem(res, 401, "unauthorized").await;
+    let res = c.http.post(c.url("/v1/images")).header("authorization", "Basic YTpi").body(img.clone()).send().await.unwrap();
+    problem(res, 401, "unauthorized").await;
+    let res = c.upload(&server.keys.analyst, img.clone(), "image/png").await;
+    problem(res, 403, "forbidden").await;
+    let res = c.get(&server.keys.acme, "/v1/images/not-an-id").send().await.unwrap();
+    problem(res, 404, "not_found").await;
+    let res = c.get(&server.keys.acme, "/v1/images/../../etc/passwd").send().await.unwrap();
+    assert!(res.status().is_client_error());
+    let res = c.get(&server.keys.acme, &format!("/v1/images/{}", imagelake_core::ids::new_id())).send().await.unwrap();
+    problem(res, 404, "not_found").await;
+    let res = c.get(&server.keys.acme, "/v1/nothing-here").send().await.unwrap();
+    problem(res, 404, "not_found").await;
+    let res = c.http.put(c.url("/v1/images")).bearer_auth(&server.keys.acme).send().await.unwrap();
+    problem(res, 405, "method_not_allowed").await;
+    assert_nothing_stored(&server, "ops").await;
+}
+
+async fn bodies_that_are_not_images(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    problem(c.upload(key, Vec::new(), "image/jpeg").await, 400, "empty_body").await;
+    let p = problem(c.upload(key, b"hello, I am text pretending".to_vec(), "image/jpeg").await, 415, "unsupported_media_type").await;
+    assert!(p["detail"].as_str().unwrap().contains("JPEG, PNG, WebP, GIF and TIFF"));
+    problem(c.upload(key, b"GIF".to_vec(), "image/gif").await, 415, "unsupported_media_type").await;
+    let mut avif = vec![0, 0, 0, 0x20];
+    avif.extend_from_slice(b"ftypavif");
+    avif.extend(vec![0u8; 100]);
+    problem(c.upload(key, avif, "image/avif").await, 415, "unsupported_media_type").await;
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).multipart(form).send().await.unwrap();
+    problem(res, 400, "missing_file").await;
+    assert_nothing_stored(&server, "acme").await;
+}
+
+async fn bad_parameters(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    let img = image_bytes(20, 20, ImageFormat::Png);
+    let post = |q: &str| c.http.post(c.url(&format!("/v1/images{q}"))).bearer_auth(key).body(img.clone()).send();
+    problem(post("?variants=thumb,gigantic").await.unwrap(), 400, "unknown_variant").await;
+    problem(post("?callback_url=ftp://x").await.unwrap(), 400, "invalid_callback_url").await;
+    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("idempotency-key", "").body(img.clone()).send().await.unwrap();
+    problem(res, 400, "invalid_idempotency_key").await;
+    problem(c.get(key, "/v1/images?limit=0").send().await.unwrap(), 400, "invalid_limit").await;
+    problem(c.get(key, "/v1/images?limit=abc").send().await.unwrap(), 400, "bad_request").await;
+    problem(c.get(key, "/v1/images?cursor=zzz").send().await.unwrap(), 400, "invalid_cursor").await;
+    problem(c.get(key, "/v1/images?customer=globex").send().await.unwrap(), 403, "forbidden").await;
+    assert_nothing_stored(&server, "acme").await;
+}
+
+async fn oversized_bodies(backend: Backend) {
+    let server = Setup::new(backend)
+        .toml("[ingest]\nmax_upload_bytes = \"12MiB\"\n[storage]\nmultipart_threshold = \"5MiB\"\npart_size = \"5MiB\"")
+        .start()
+        .await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    // Declared too large: refused before a byte is read.
+    let res = c
+        .http
+        .post(c.url("/v1/images"))
+        .bearer_auth(key)
+        .header("content-length", (13u64 << 20).to_string())
+        .body(reqwest::Body::from(vec![0u8; 10]))
+        .send()
+        .await;
+    if let Ok(res) = res {
+        problem(res, 413, "payload_too_large").await;
+    }
+    // Chunked, with no length: cut off when it crosses the limit, multipart aborted.
+    let mut head = image_bytes(64, 64, ImageFormat::Jpeg);
+    head.truncate(200);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        std::iter::once(Ok(head)).chain((0..20).map(|_| Ok(vec![7u8; 1 << 20]))).collect();
+    let res = c
+        .http
+        .post(c.url("/v1/images"))
+        .bearer_auth(key)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("the server answers before the client finishes sending");
+    problem(res, 413, "payload_too_large").await;
+    assert_nothing_stored(&server, "acme").await;
+}
+
+async fn truncated_body(backend: Backend) {
+    let server = Setup::new(backend).toml("[storage]\nmultipart_threshold = \"5MiB\"\npart_size = \"5MiB\"").start().await;
+    let addr = server.url.trim_start_matches("http://").to_string();
+    for sent in [4_000usize, 11 << 20] {
+        // Promise 20 MiB, send part of it, hang up.
+        let mut body = image_bytes(64, 64, ImageFormat::Jpeg);
+        body.resize(sent, 9);
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/images HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            server.keys.acme,
+            20u64 << 20
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_nothing_stored(&server, "acme").await;
+    // And the queue got no job: a fresh upload is the only thing processed.
+    let c = server.client();
+    let page: serde_json::Value = c.get(&server.keys.acme, "/v1/images").send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    raw.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "server still healthy: {out}");
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Embedded).await } )*
+        }
+        mod garage_and_sqs {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Servers).await } )*
+        }
+    };
+}
+
+on_both_backends!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body);

@@ -1,0 +1,131 @@
+//! The lake survives kill -9: the server dies in the middle of a batch of uploads, comes
+//! back, finishes the batch; every accepted upload is in `uploads` exactly once and every
+//! processed image has its succeeded job, through the deduplicating views (the raw files
+//! may hold a fact twice: a job redelivered after the crash writes its facts again).
+
+mod common;
+
+use common::{image_bytes, Backend, Server, Setup};
+use image::ImageFormat;
+use imagelake_core::store::list_all;
+use imagelake_core::testing;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn python() -> String {
+    std::env::var("IMAGELAKE_TEST_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/imagelake/venv/bin/python", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+    })
+}
+
+async fn lake_dir(server: &Server) -> PathBuf {
+    match server.backend {
+        Backend::Embedded => server.data_dir.join("store/objects/lake"),
+        Backend::Servers => {
+            let store = server.store().await;
+            let dir = testing::temp_dir("lake-copy");
+            for m in list_all(store.as_ref(), "lake/").await.unwrap() {
+                let body = store.get(&m.key, None).await.unwrap().bytes().await.unwrap();
+                let path = dir.join(&m.key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, body).unwrap();
+            }
+            dir.join("lake")
+        }
+    }
+}
+
+fn check_lake(lake: &Path, args: &[String]) -> serde_json::Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(python())
+        .arg(format!("{root}/tests/peers/check_lake.py"))
+        .arg(lake)
+        .arg("--views")
+        .arg(format!("{root}/sql/views.sql"))
+        .args(args)
+        .output()
+        .expect("run the Python peer (the venv of scripts/install.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check_lake.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("JSON summary")
+}
+
+const N: usize = 30;
+
+async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
+    // A short visibility timeout, so the jobs the dead process held come back quickly.
+    let env = [("IMAGELAKE_QUEUE__VISIBILITY_TIMEOUT".to_string(), "4s".to_string())];
+    let mut server = Setup::new(backend).env(&env[0].0, &env[0].1).start().await;
+    let c = server.client();
+    let key = server.keys.acme.clone();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let (body, ct) = match i % 3 {
+            0 => (image_bytes(2400 + i as u32, 1800, ImageFormat::Jpeg), "image/jpeg"),
+            1 => (image_bytes(1600, 1200 + i as u32, ImageFormat::Png), "image/png"),
+            _ => (image_bytes(1200 + i as u32, 900, ImageFormat::WebP), "image/webp"),
+        };
+        let res = c.upload(&key, body, ct).await;
+        assert_eq!(res.status(), 202, "upload {i}");
+        let rec: serde_json::Value = res.json().await.unwrap();
+        ids.push(rec["id"].as_str().unwrap().to_string());
+    }
+
+    // Kill as soon as some of the batch is processed (the rest is queued or in progress).
+    let start = Instant::now();
+    let processed_at_kill = loop {
+        let mut processed = 0;
+        for id in &ids {
+            let r: serde_json::Value =
+                c.get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+            processed += (r["status"] == "processed") as usize;
+        }
+        if processed >= 1 {
+            break processed;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "nothing processed in 2 minutes:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.kill9();
+    eprintln!("killed with {processed_at_kill}/{N} processed");
+
+    server.spawn(&env).await;
+    for id in &ids {
+        let done = c.wait_done(&key, id, Duration::from_secs(180)).await;
+        assert_eq!(done["status"], "processed", "{done}");
+    }
+    assert!(server.terminate(Duration::from_secs(30)).success(), "{}", server.log());
+
+    let lake = lake_dir(&server).await;
+    let ids_file = lake.parent().unwrap().join("accepted-ids.txt");
+    std::fs::write(&ids_file, ids.iter().map(|id| format!("{id}\n")).collect::<String>()).unwrap();
+    // Without --exact: the raw files may repeat a fact; the views must not.
+    let summary = check_lake(
+        &lake,
+        &[
+            format!("--expect=uploads={N}"),
+            format!("--expect=variants={}", 3 * N),
+            format!("--uploads-ids={}", ids_file.display()),
+            format!("--succeeded-ids={}", ids_file.display()),
+        ],
+    );
+    eprintln!("{summary}");
+    assert_eq!(summary["uploads"]["duckdb"]["view_rows"], N);
+    assert_eq!(summary["uploads_checked"], N);
+    assert_eq!(summary["jobs_checked"], N);
+}
+
+mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill9_mid_batch_loses_and_doubles_nothing() {
+        super::kill9_mid_batch_loses_and_doubles_nothing(super::Backend::Embedded).await
+    }
+}
+
+mod garage_and_sqs {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill9_mid_batch_loses_and_doubles_nothing() {
+        super::kill9_mid_batch_loses_and_doubles_nothing(super::Backend::Servers).await
+    }
+}
