@@ -93,7 +93,9 @@ async fn bad_parameters(backend: Backend) {
 
 async fn oversized_bodies(backend: Backend) {
     let server = Setup::new(backend)
-        .toml("[ingest]\nmax_upload_bytes = \"12MiB\"\n[storage]\nmultipart_threshold = \"5MiB\"\npart_size = \"5MiB\"")
+        .toml("[ingest]\nmax_upload_bytes = \"12MiB\"")
+        .env("IMAGELAKE_STORAGE__MULTIPART_THRESHOLD", "5MiB")
+        .env("IMAGELAKE_STORAGE__PART_SIZE", "5MiB")
         .start()
         .await;
     let c = server.client();
@@ -128,7 +130,11 @@ async fn oversized_bodies(backend: Backend) {
 }
 
 async fn truncated_body(backend: Backend) {
-    let server = Setup::new(backend).toml("[storage]\nmultipart_threshold = \"5MiB\"\npart_size = \"5MiB\"").start().await;
+    let server = Setup::new(backend)
+        .env("IMAGELAKE_STORAGE__MULTIPART_THRESHOLD", "5MiB")
+        .env("IMAGELAKE_STORAGE__PART_SIZE", "5MiB")
+        .start()
+        .await;
     let addr = server.url.trim_start_matches("http://").to_string();
     for sent in [4_000usize, 11 << 20] {
         // Promise 20 MiB, send part of it, hang up.
