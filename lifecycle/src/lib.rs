@@ -137,7 +137,14 @@ async fn start_scheduler(ctx: &Context) -> Result<JobScheduler, LifecycleError> 
         let j = Job::new_async(expr.as_str(), move |_id, _lock| {
             let c = c.clone();
             Box::pin(async move {
-                match run_job(&c, job, None).await {
+                // The scheduler needs a `Send` future, and rustc cannot prove `run_job`'s
+                // future `Send` for every lifetime (a known limitation with `&dyn` borrows
+                // held across awaits). The job runs on a blocking thread of the same runtime.
+                let rt = tokio::runtime::Handle::current();
+                let result = tokio::task::spawn_blocking(move || rt.block_on(run_job(&c, job, None)))
+                    .await
+                    .unwrap_or_else(|e| Err(LifecycleError::Scheduler(format!("job task: {e}"))));
+                match result {
                     Ok(_) => {}
                     Err(LifecycleError::Busy { owner, .. }) => {
                         tracing::info!(job = %job, %owner, "lifecycle job already running elsewhere; skipped")
