@@ -97,12 +97,22 @@ async fn main() {
             );
             for (t, rows) in &r.rows {
                 let (files, bytes) = sizes(&store).await[t];
-                println!("  {:<10} {rows:>12} rows {files:>5} files {bytes:>14} bytes {:>7.1} bytes/row", t.name(), bytes as f64 / *rows as f64);
+                println!(
+                    "  {:<10} {rows:>12} rows {files:>5} files {bytes:>14} bytes {:>7.1} bytes/row",
+                    t.name(),
+                    bytes as f64 / *rows as f64
+                );
             }
             let start = Instant::now();
-            let reports = compact_closed_days(&store, opts.end.date_naive() + Duration::days(1), &[], DEFAULT_TARGET_BYTES, "bench")
-                .await
-                .unwrap();
+            let reports = compact_closed_days(
+                &store,
+                opts.end.date_naive() + Duration::days(1),
+                &[],
+                DEFAULT_TARGET_BYTES,
+                "bench",
+            )
+            .await
+            .unwrap();
             let done: Vec<_> = reports.iter().filter(|r| !r.skipped).collect();
             println!(
                 "compact: {} partitions ({} already compact) in {:.1} s",
@@ -115,9 +125,17 @@ async fn main() {
             for (t, rows) in &r.rows {
                 let (files, bytes) = after[t];
                 total += bytes;
-                println!("  {:<10} {rows:>12} rows {files:>5} files {bytes:>14} bytes {:>7.1} bytes/row (compacted)", t.name(), bytes as f64 / *rows as f64);
+                println!(
+                    "  {:<10} {rows:>12} rows {files:>5} files {bytes:>14} bytes {:>7.1} bytes/row (compacted)",
+                    t.name(),
+                    bytes as f64 / *rows as f64
+                );
             }
-            println!("  all        {:>12} rows             {total:>14} bytes {:>7.1} bytes/event", r.total_rows(), total as f64 / r.total_rows() as f64);
+            println!(
+                "  all        {:>12} rows             {total:>14} bytes {:>7.1} bytes/event",
+                r.total_rows(),
+                total as f64 / r.total_rows() as f64
+            );
         }
         _ => {
             eprintln!("usage: lake_bench encode ROWS | lake_bench generate IMAGES CUSTOMERS DAYS DIR");

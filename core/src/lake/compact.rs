@@ -89,7 +89,10 @@ fn conform(table: Table, target: &SchemaRef, batch: &RecordBatch) -> Result<Reco
     for f in src.fields() {
         if target.field_with_name(f.name()).is_err() {
             // A newer writer added a column this binary does not know: merging would drop it.
-            return Err(enc(table, format!("column `{}` is not in this version's schema; refusing to compact", f.name())));
+            return Err(enc(
+                table,
+                format!("column `{}` is not in this version's schema; refusing to compact", f.name()),
+            ));
         }
     }
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
@@ -149,13 +152,8 @@ impl Output<'_> {
     async fn finish_file(&mut self) -> Result<(), LakeError> {
         let Some(w) = self.writer.take() else { return Ok(()) };
         let body = w.into_inner().map_err(|e| enc(self.table, e))?;
-        let key = format!(
-            "{}compact-{}-{:04}-{}.parquet",
-            self.prefix,
-            self.generation,
-            self.written.len(),
-            self.writer_id
-        );
+        let key =
+            format!("{}compact-{}-{:04}-{}.parquet", self.prefix, self.generation, self.written.len(), self.writer_id);
         let size = body.len() as u64;
         self.store.put(&key, Bytes::from(body)).await?;
         self.written.push((key, size));
@@ -228,9 +226,8 @@ pub async fn compact_day(
             let batch = conform(table, &target, &batch)?;
             report.rows_in += batch.num_rows() as u64;
             let ids = batch.column(0).as_string::<i32>();
-            let keep: arrow::array::BooleanArray = (0..ids.len())
-                .map(|i| Some(ids.is_null(i) || seen.insert(ids.value(i))))
-                .collect();
+            let keep: arrow::array::BooleanArray =
+                (0..ids.len()).map(|i| Some(ids.is_null(i) || seen.insert(ids.value(i)))).collect();
             let kept = filter_record_batch(&batch, &keep).map_err(|e| enc(table, e))?;
             report.rows_out += kept.num_rows() as u64;
             out.write(&kept).await?;

@@ -138,8 +138,11 @@ const FORMATS: [(&str, &str, f64); 6] = [
 const SIZES: [(u32, u32); 8] =
     [(4032, 3024), (3024, 4032), (1920, 1080), (1080, 1920), (1280, 720), (800, 600), (6000, 4000), (1080, 1080)];
 /// (variant, format, max width, max height, bytes per megapixel of output).
-const VARIANTS: [(&str, &str, u32, u32, f64); 3] =
-    [("thumb", "jpeg", 400, 300, 180_000.0), ("medium", "jpeg", 1600, 1200, 160_000.0), ("webp", "webp", 1600, 1200, 95_000.0)];
+const VARIANTS: [(&str, &str, u32, u32, f64); 3] = [
+    ("thumb", "jpeg", 400, 300, 180_000.0),
+    ("medium", "jpeg", 1600, 1200, 160_000.0),
+    ("webp", "webp", 1600, 1200, 95_000.0),
+];
 const RETRYABLE: [&str; 3] = ["store_unavailable", "internal", "queue_unavailable"];
 const FINAL: [&str; 3] = ["corrupt_image", "unsupported_format", "image_too_large"];
 
@@ -274,7 +277,8 @@ impl Gen {
 
     /// The usage snapshot at midnight after day index `di` (everything up to then is known).
     fn snapshot(&mut self, di: usize, sink: &Sink) {
-        let taken_at = Utc.from_utc_datetime(&(self.start_day + Duration::days(di as i64 + 1)).and_hms_opt(0, 0, 0).unwrap());
+        let taken_at =
+            Utc.from_utc_datetime(&(self.start_day + Duration::days(di as i64 + 1)).and_hms_opt(0, 0, 0).unwrap());
         for (c, d) in self.deltas[di].iter().enumerate() {
             let t = &mut self.totals[c];
             t.originals += d.originals;
@@ -439,7 +443,8 @@ impl Gen {
         }
 
         // A user deletes about 1% of images, at some point in the following 30 days.
-        let deleted_at = rng.chance(0.01).then(|| micros(uploaded_at, rng.f() * 30.0 * 86_400e6)).filter(|t| *t <= o_end);
+        let deleted_at =
+            rng.chance(0.01).then(|| micros(uploaded_at, rng.f() * 30.0 * 86_400e6)).filter(|t| *t <= o_end);
 
         // Variants, their expiry (the lifecycle job runs hourly) or deletion with the original.
         for v in variant_rows {
@@ -492,7 +497,13 @@ impl Gen {
                 }
                 let r = rng.f();
                 let (variant, vbytes) = if served_at < done + Duration::days(7) && r < 0.8 {
-                    let (name, _, mw, mh, per_mp) = VARIANTS[if r < 0.5 { 0 } else if r < 0.7 { 1 } else { 2 }];
+                    let (name, _, mw, mh, per_mp) = VARIANTS[if r < 0.5 {
+                        0
+                    } else if r < 0.7 {
+                        1
+                    } else {
+                        2
+                    }];
                     let (vw, vh) = fit(w, h, mw, mh);
                     (Some(name), ((vw as f64 * vh as f64 / 1e6) * per_mp) as u64 + 500)
                 } else {
