@@ -8,6 +8,7 @@
 #
 #   imagelake   target/release/examples/bench_pipeline --box 400x300 --quality 80
 #   libvips     VIPS_CONCURRENCY=1 vipsthumbnail F -s 400x300 -o OUT/%s.jpg[Q=80]
+#               (once per image, and once more with all images in one process)
 #   ImageMagick convert F -thumbnail 400x300 -quality 80 OUT   (OMP_NUM_THREADS=1)
 #
 # vipsthumbnail and convert are started once per image (that is how they are used
@@ -15,7 +16,8 @@
 # reads every file first so that the page cache is equally hot for all three.
 #
 # CORPUS defaults to $IMAGELAKE_CACHE/corpus, built by scripts/corpus.sh.
-# Extra knobs: REPEAT=N runs each tool N times and keeps the fastest run.
+# Extra knobs: REPEAT=N runs each tool N times and keeps the fastest run;
+# BENCH_BIN=PATH uses an already built bench_pipeline instead of building it.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,9 +42,13 @@ fi
 CONVERT=/usr/bin/convert
 [[ -x $CONVERT ]] || CONVERT=$(command -v convert)
 
-log "building the bench binary (release)"
-(cd "$ROOT" && cargo build --release -p imagelake-processor --example bench_pipeline) >&2
-BENCH=$CARGO_TARGET_DIR/release/examples/bench_pipeline
+# BENCH_BIN=path skips the build and uses that bench_pipeline binary.
+BENCH=${BENCH_BIN:-}
+if [[ -z $BENCH ]]; then
+    log "building the bench binary (release)"
+    (cd "$ROOT" && cargo build --release -p imagelake-processor --example bench_pipeline) >&2
+    BENCH=$CARGO_TARGET_DIR/release/examples/bench_pipeline
+fi
 
 mapfile -t FILES < <(find "$CORPUS" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) | sort)
 ((${#FILES[@]})) || die "no JPEG in $CORPUS"
@@ -86,6 +92,10 @@ run vipsthumbnail env VIPS_CONCURRENCY=1 bash -c '
     for f in "$@"; do vipsthumbnail "$f" -s 400x300 -o "$out/%s.jpg[Q=80]"; done
 ' _ "$WORK/out-vipsthumbnail" "${FILES[@]}"
 
+# vipsthumbnail also takes many files in one process: libvips without the per-image
+# process start, the fairest library-to-library comparison.
+run vips-1proc env VIPS_CONCURRENCY=1 vipsthumbnail "${FILES[@]}" -s 400x300 -o "$WORK/out-vips-1proc/%s.jpg[Q=80]"
+
 # shellcheck disable=SC2016
 run imagemagick env OMP_NUM_THREADS=1 MAGICK_THREAD_LIMIT=1 bash -c '
     convert=$1 out=$2; shift 2
@@ -93,7 +103,7 @@ run imagemagick env OMP_NUM_THREADS=1 MAGICK_THREAD_LIMIT=1 bash -c '
 ' _ "$CONVERT" "$WORK/out-imagemagick" "${FILES[@]}"
 
 # Output bytes, for a rough quality/size comparison.
-for t in imagelake vipsthumbnail imagemagick; do
+for t in imagelake vipsthumbnail vips-1proc imagemagick; do
     printf '%s\t%s\n' "$t" "$(du -sb "$WORK/out-$t" | awk '{print $1}')"
 done >"$WORK/sizes.tsv"
 

@@ -12,11 +12,14 @@
 //!    *before* anything is decoded ([`PipelineError::ImageTooLarge`]); the memory the decode
 //!    will need is estimated and checked against [`Limits::max_alloc_bytes`]
 //!    ([`PipelineError::DecodeLimit`]), and the decoders are given the same allocation limit.
-//! 3. The image is decoded once. JPEGs (the common case for photographs) are decoded with
-//!    DCT-domain downscaling (`jpeg-decoder`'s 1/2, 1/4, 1/8 scaled IDCT), the same
-//!    "shrink-on-load" libvips does: the decoder never materialises the full-size image
-//!    when the largest preset is much smaller. Like libvips and Pillow, it leaves at
-//!    least a factor of two for the final filtered resize, so quality is unaffected.
+//! 3. The image is decoded once. When the largest preset is at least 4x smaller than a
+//!    JPEG, it is decoded with DCT-domain downscaling (`jpeg-decoder`'s 1/2, 1/4, 1/8
+//!    scaled IDCT), the "shrink-on-load" libvips does: the full-size image is never
+//!    materialised. Like libvips and Pillow, a factor of two is left for the final
+//!    filtered resize, so quality is unaffected. Other JPEGs (and CMYK, 12-bit,
+//!    arithmetic-coded ones) are decoded at full size by `image`'s zune-jpeg, which is
+//!    faster than `jpeg-decoder` at full size; PNG, WebP, GIF (first frame) and TIFF by
+//!    `image`.
 //! 4. The largest variant is resized from the decoded image (Lanczos3, `fast_image_resize`,
 //!    SIMD), then EXIF orientation is applied to it, so every variant is upright. Each
 //!    smaller variant is derived from the smallest already-rendered variant that is at

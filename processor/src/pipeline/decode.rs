@@ -161,7 +161,12 @@ pub(super) fn decode(
     limits: &Limits,
 ) -> Result<DynamicImage, PipelineError> {
     if let Some(header) = &probe.jpeg {
-        return jpeg::decode(data, header, stored_target, limits);
+        // jpeg-decoder only when its DCT-domain scaling applies: it then never holds
+        // the full-size image. For full-size decodes `image`'s zune-jpeg is faster
+        // (SIMD IDCT and colour conversion, faster Huffman decoding).
+        if jpeg::choose_shrink(header.width, header.height, stored_target) > 1 {
+            return jpeg::decode(data, header, stored_target, limits);
+        }
     }
     let decoder = generic_decoder(data, probe.format, limits)?;
     let total = decoder.total_bytes();

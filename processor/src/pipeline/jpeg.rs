@@ -185,7 +185,7 @@ fn ceil_div(a: u64, b: u64) -> u64 {
 }
 
 /// Largest DCT shrink (1, 2, 4 or 8) that keeps `SHRINK_HEADROOM` x the target.
-fn choose_shrink(width: u32, height: u32, target: (u32, u32)) -> u32 {
+pub(super) fn choose_shrink(width: u32, height: u32, target: (u32, u32)) -> u32 {
     let (w, h) = (u64::from(width), u64::from(height));
     let (tw, th) = (u64::from(target.0.max(1)), u64::from(target.1.max(1)));
     for shrink in [8u64, 4, 2] {
