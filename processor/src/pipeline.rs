@@ -463,7 +463,12 @@ fn render_inner(
             encode::encode(img, preset.format, preset.quality.clamp(1, 100))
         })) {
             Ok(r) => r.map_err(|e| fail(preset, e))?,
-            Err(payload) => return Err(fail(preset, format!("encoder panicked: {}", panic_message(&payload)))),
+            Err(payload) => {
+                return Err(fail(
+                    preset,
+                    format!("encoder panicked: {}", panic_message(&payload)),
+                ))
+            }
         };
         variants.push(RenderedVariant {
             name: preset.name.clone(),

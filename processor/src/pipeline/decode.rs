@@ -75,7 +75,12 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
         Ok(ImageFormat::Gif) => Ok(SourceFormat::Gif),
         Ok(ImageFormat::Tiff) => Ok(SourceFormat::Tiff),
         Ok(other) => Err(PipelineError::UnsupportedFormat(
-            other.extensions_str().first().copied().unwrap_or("unknown").to_string(),
+            other
+                .extensions_str()
+                .first()
+                .copied()
+                .unwrap_or("unknown")
+                .to_string(),
         )),
         Err(_) => {
             // A few common non-raster uploads get a precise answer instead of "corrupt".

@@ -8,7 +8,11 @@ use image::{DynamicImage, ExtendedColorType, ImageEncoder};
 use super::OutputFormat;
 
 /// Encode `img` (L8, RGB8 or RGBA8) as `format` at `quality` (1..=100).
-pub(super) fn encode(img: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, String> {
+pub(super) fn encode(
+    img: &DynamicImage,
+    format: OutputFormat,
+    quality: u8,
+) -> Result<Vec<u8>, String> {
     match format {
         OutputFormat::Jpeg => encode_jpeg(img, quality),
         OutputFormat::Png => encode_png(img),
@@ -29,7 +33,10 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
             Cow::Owned(flatten_on_white(rgba.as_raw())),
             jpeg_encoder::ColorType::Rgb,
         ),
-        other => (Cow::Owned(other.to_rgb8().into_raw()), jpeg_encoder::ColorType::Rgb),
+        other => (
+            Cow::Owned(other.to_rgb8().into_raw()),
+            jpeg_encoder::ColorType::Rgb,
+        ),
     };
     // Compressed size is typically well under 1 byte per pixel at these qualities.
     let mut out = Vec::with_capacity((w as usize * h as usize / 4).max(1024));

@@ -37,7 +37,10 @@ impl Header {
         matches!(self.sof, 0xC0..=0xC2)
             && self.precision == 8
             && matches!(self.sampling.len(), 1 | 3)
-            && self.sampling.iter().all(|&(h, v)| (1..=4).contains(&h) && (1..=4).contains(&v))
+            && self
+                .sampling
+                .iter()
+                .all(|&(h, v)| (1..=4).contains(&h) && (1..=4).contains(&v))
     }
 }
 
@@ -189,7 +192,8 @@ pub(super) fn choose_shrink(width: u32, height: u32, target: (u32, u32)) -> u32 
     let (w, h) = (u64::from(width), u64::from(height));
     let (tw, th) = (u64::from(target.0.max(1)), u64::from(target.1.max(1)));
     for shrink in [8u64, 4, 2] {
-        if ceil_div(w, shrink) >= SHRINK_HEADROOM * tw && ceil_div(h, shrink) >= SHRINK_HEADROOM * th
+        if ceil_div(w, shrink) >= SHRINK_HEADROOM * tw
+            && ceil_div(h, shrink) >= SHRINK_HEADROOM * th
         {
             return shrink as u32;
         }
@@ -262,8 +266,12 @@ pub(super) fn decode(
         .ok_or_else(|| corrupt("JPEG decoder returned no frame information"))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     let img = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
-        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        jpeg_decoder::PixelFormat::L8 => {
+            GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+        }
+        jpeg_decoder::PixelFormat::RGB24 => {
+            RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        }
         other => {
             return Err(PipelineError::UnsupportedFormat(format!(
                 "JPEG pixel format {other:?}"

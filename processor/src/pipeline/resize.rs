@@ -22,7 +22,12 @@ impl Resizer {
     }
 
     /// Resize an L8, RGB8 or RGBA8 image to exactly `width` x `height`.
-    pub fn resize(&mut self, src: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, String> {
+    pub fn resize(
+        &mut self,
+        src: &DynamicImage,
+        width: u32,
+        height: u32,
+    ) -> Result<DynamicImage, String> {
         let pixel_type = match src {
             DynamicImage::ImageLuma8(_) => PixelType::U8,
             DynamicImage::ImageRgb8(_) => PixelType::U8x3,
