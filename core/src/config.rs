@@ -323,6 +323,9 @@ impl Config {
     }
 }
 
+/// The top-level keys an `IMAGELAKE_<KEY>` variable can set.
+const TOP_LEVEL: &[&str] = &["listen", "data_dir", "shutdown_grace"];
+
 /// Variables that are not configuration keys even though they share the prefix.
 const NOT_CONFIG: &[&str] = &["IMAGELAKE_URL", "IMAGELAKE_KEY", "IMAGELAKE_CONFIG", "IMAGELAKE_LOG"];
 
@@ -332,6 +335,11 @@ fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), CoreE
         return Ok(());
     }
     let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+    if path.len() == 1 && !TOP_LEVEL.contains(&path[0].as_str()) {
+        // Other tools share the prefix (IMAGELAKE_CACHE for the scripts, say): a single
+        // segment names configuration only if it is one of the top-level keys.
+        return Ok(());
+    }
     if path.iter().any(|p| p.is_empty()) || path.len() > 2 {
         return Err(CoreError::Config(format!("{name}: expected IMAGELAKE_KEY or IMAGELAKE_SECTION__KEY")));
     }
@@ -395,6 +403,7 @@ mod tests {
                 ("IMAGELAKE_STORAGE__BUCKET", "images"),
                 ("IMAGELAKE_CAPACITY__BYTES", "500GB"),
                 ("IMAGELAKE_URL", "http://ignored"),
+                ("IMAGELAKE_CACHE", "/root/.cache/imagelake"),
                 ("PATH", "/bin"),
             ]),
         )
