@@ -163,10 +163,12 @@ impl Params {
             Some(s) => parse_time("to", s, true)?,
             None => default_to(),
         };
-        if from > to {
+        // `to` is exclusive (a date means the end of that day), so an empty range is as
+        // wrong as a reversed one.
+        if from >= to {
             return Err(ReportingError::bad(
                 "invalid_range",
-                format!("`from` ({}) is after `to` ({})", from.to_rfc3339(), to.to_rfc3339()),
+                format!("`from` ({}) must be before `to` ({})", from.to_rfc3339(), to.to_rfc3339()),
             ));
         }
         let customer = match query.get("customer").filter(|s| !s.is_empty()) {
