@@ -168,7 +168,7 @@ impl Params {
         if from >= to {
             return Err(ReportingError::bad(
                 "invalid_range",
-                format!("`from` ({}) must be before `to` ({})", from.to_rfc3339(), to.to_rfc3339()),
+                format!("`from` ({}) is after `to` ({}), or equal to it: `to` is exclusive", from.to_rfc3339(), to.to_rfc3339()),
             ));
         }
         let customer = match query.get("customer").filter(|s| !s.is_empty()) {
