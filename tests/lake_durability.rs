@@ -7,49 +7,9 @@ mod common;
 
 use common::{image_bytes, Backend, Server, Setup};
 use image::ImageFormat;
-use imagelake_core::store::list_all;
+use common::lake::{check_lake, lake_dir};
 use imagelake_core::testing;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn python() -> String {
-    std::env::var("IMAGELAKE_TEST_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/imagelake/venv/bin/python", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-    })
-}
-
-async fn lake_dir(server: &Server) -> PathBuf {
-    match server.backend {
-        Backend::Embedded => server.data_dir.join("store/objects/lake"),
-        Backend::Servers => {
-            let store = server.store().await;
-            let dir = testing::temp_dir("lake-copy");
-            for m in list_all(store.as_ref(), "lake/").await.unwrap() {
-                let body = store.get(&m.key, None).await.unwrap().bytes().await.unwrap();
-                let path = dir.join(&m.key);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, body).unwrap();
-            }
-            dir.join("lake")
-        }
-    }
-}
-
-fn check_lake(lake: &Path, args: &[String]) -> serde_json::Value {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(python())
-        .arg(format!("{root}/tests/peers/check_lake.py"))
-        .arg(lake)
-        .arg("--views")
-        .arg(format!("{root}/sql/views.sql"))
-        .args(args)
-        .output()
-        .expect("run the Python peer (the venv of scripts/install.sh)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check_lake.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("JSON summary")
-}
 
 const N: usize = 30;
 

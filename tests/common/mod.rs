@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod lake;
+
 use imagelake_core::auth::{generate_key, hash_key};
 use imagelake_core::queue::SqsQueue;
 use imagelake_core::store::{LocalStore, S3Options, S3Store, SharedStore};
