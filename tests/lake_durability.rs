@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{image_bytes, Backend, Server, Setup};
+use common::{image_bytes, Backend, Setup};
 use image::ImageFormat;
 use common::lake::{check_lake, lake_dir};
 use imagelake_core::testing;

@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_the_default() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.example.toml");
+        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../docs/config.example.toml");
         let documented = Config::load(Some(&path), env(&[])).unwrap();
         let json = |c: &Config| serde_json::to_value(c).unwrap();
         assert_eq!(json(&documented), json(&Config::default()), "docs/config.example.toml drifted from the code");

@@ -163,7 +163,7 @@ mod tests {
     async fn two_runners_one_lease() {
         let store: SharedStore = Arc::new(LocalStore::open(imagelake_core::testing::temp_dir("lease")).unwrap());
         let clock: SharedClock = Arc::new(SystemClock);
-        let (ttl, settle) = (Duration::from_secs(30), Duration::from_millis(200));
+        let (ttl, settle) = (Duration::from_secs(30), Duration::from_millis(600));
         for _ in 0..5 {
             let (a, b) = tokio::join!(
                 acquire(store.clone(), clock.clone(), JobName::Expire, "a", ttl, settle),
@@ -187,13 +187,17 @@ mod tests {
         let store: SharedStore = Arc::new(LocalStore::open(imagelake_core::testing::temp_dir("lease")).unwrap());
         let manual = ManualClock::new(chrono::Utc::now());
         let clock: SharedClock = Arc::new(manual.clone());
-        let settle = Duration::from_millis(10);
-        let stale = acquire(store.clone(), clock.clone(), JobName::Expire, "a", Duration::from_millis(300), settle).await.unwrap();
-        manual.advance(chrono::Duration::seconds(1));
-        // The first holder stalled past its lease (its renewal has not run yet).
+        // Settle long enough that a loaded machine's fsync never trips the slow-write
+        // guard (settle / 2); the stale holder renews every 1 s of real time.
+        let settle = Duration::from_millis(400);
+        let stale = acquire(store.clone(), clock.clone(), JobName::Expire, "a", Duration::from_secs(3), settle).await.unwrap();
+        // The first holder stalled past its lease: 10 s pass on the clock before it renews.
+        manual.advance(chrono::Duration::seconds(10));
         let fresh = acquire(store.clone(), clock.clone(), JobName::Expire, "b", Duration::from_secs(30), settle).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(stale.check().is_err(), "the stale holder sees it lost the lease");
+        tokio::time::timeout(Duration::from_secs(5), stale.lost().cancelled())
+            .await
+            .expect("the stale holder's next renewal sees it lost the lease");
+        assert!(stale.check().is_err());
         assert!(fresh.check().is_ok());
         stale.release().await; // not ours any more: must not delete b's lease
         assert!(matches!(

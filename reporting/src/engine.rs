@@ -72,7 +72,7 @@ impl Engine {
             base: Mutex::new(conn),
             ddl: Mutex::new(ddl),
             idle: Mutex::new(Vec::new()),
-            statements: views::statements(views::VIEWS_SQL, views::DEV_VIEWS_SQL),
+            statements: views::statements(views::VIEWS_SQL),
             lake_root,
             lake: tokio::sync::Mutex::new(LakeState {
                 source,

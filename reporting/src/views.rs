@@ -1,6 +1,6 @@
-//! The lake views: `sql/views.sql` (the shared definition, embedded at build time; the
-//! crate's `dev_views.sql` until it exists) split into statements, each recognised as the
-//! view of a lake table or kept as an extra statement.
+//! The lake views: `sql/views.sql` (the one definition, shared with the duckdb command
+//! line, embedded at build time) split into statements, each recognised as the view of a
+//! lake table or kept as an extra statement.
 //!
 //! A table with no files yet cannot have a `read_parquet` view (DuckDB refuses an empty
 //! glob), so the service creates an empty table of the table's schema in its place, and
@@ -10,9 +10,7 @@ use imagelake_core::lake::{schema::schema, Table};
 use arrow::datatypes::{DataType, TimeUnit};
 
 /// The embedded view definitions.
-pub const VIEWS_SQL: &str = include_str!(concat!(env!("OUT_DIR"), "/views.sql"));
-/// The stand-in, used for any table that `VIEWS_SQL` does not define.
-pub const DEV_VIEWS_SQL: &str = include_str!("../dev_views.sql");
+pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
 
 #[derive(Debug, Clone)]
 pub struct ViewStatement {
@@ -22,18 +20,9 @@ pub struct ViewStatement {
     pub sql: String,
 }
 
-/// The statements to run: those of `views`, then a stand-in from `fallback` for each table
-/// that `views` does not define.
-pub fn statements(views: &str, fallback: &str) -> Vec<ViewStatement> {
-    let mut out: Vec<ViewStatement> = split(views).into_iter().map(classify).collect();
-    for st in split(fallback).into_iter().map(classify) {
-        if let Some(t) = st.table {
-            if !out.iter().any(|s| s.table == Some(t)) {
-                out.push(st);
-            }
-        }
-    }
-    out
+/// The statements of `views`, in order.
+pub fn statements(views: &str) -> Vec<ViewStatement> {
+    split(views).into_iter().map(classify).collect()
 }
 
 /// `sql` with the lake root in place of `${LAKE}` (quoted for a string literal).
@@ -145,13 +134,20 @@ mod tests {
     fn splits_and_recognises_views() {
         let s = statements(
             "-- a; comment\nCREATE OR REPLACE VIEW uploads AS SELECT 'a;b' FROM x;\n/* ; */ create view if not exists main.\"jobs\" as select 1;\nCREATE MACRO m() AS 1;",
-            DEV_VIEWS_SQL,
         );
         assert_eq!(s[0].table, Some(Table::Uploads));
         assert!(s[0].sql.contains("'a;b'"));
         assert_eq!(s[1].table, Some(Table::Jobs));
         assert_eq!(s[2].table, None);
-        assert_eq!(s.iter().filter(|v| v.table.is_some()).count(), 6, "the stand-in fills the other tables");
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn the_shared_views_define_every_lake_table() {
+        let s = statements(VIEWS_SQL);
+        for t in Table::ALL {
+            assert!(s.iter().any(|v| v.table == Some(t)), "sql/views.sql has no view of {}", t.name());
+        }
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub async fn lake_dir(server: &Server) -> PathBuf {
 
 /// Runs the peer check; panics with its output unless it passes. Returns its JSON summary.
 pub fn check_lake(lake: &Path, args: &[String]) -> serde_json::Value {
-    let root = env!("CARGO_MANIFEST_DIR");
+    // At run time: a shared target dir may hold a binary built in another clone.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out = Command::new(python())
         .arg(format!("{root}/tests/peers/check_lake.py"))
         .arg(lake)
