@@ -6,7 +6,8 @@
 # JPEG quality 80. Each tool runs it pinned to CPU 0 (`taskset -c 0`), wrapped in
 # `/usr/bin/time` for wall time and peak RSS:
 #
-#   imagelake   target/release/examples/bench_pipeline --box 400x300 --quality 80
+#   imagelake   imagelake process --variants medium --out OUT FILES...
+#               (the configured `medium` preset: fit 400x300, JPEG quality 80)
 #   libvips     VIPS_CONCURRENCY=1 vipsthumbnail F -s 400x300 -o OUT/%s.jpg[Q=80]
 #               (once per image, and once more with all images in one process)
 #   ImageMagick convert F -thumbnail 400x300 -quality 80 OUT   (OMP_NUM_THREADS=1)
@@ -17,7 +18,7 @@
 #
 # CORPUS defaults to $IMAGELAKE_CACHE/corpus, built by scripts/corpus.sh.
 # Extra knobs: REPEAT=N runs each tool N times and keeps the fastest run;
-# BENCH_BIN=PATH uses an already built bench_pipeline instead of building it.
+# BENCH_BIN=PATH uses an already built imagelake binary instead of building it.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -42,13 +43,16 @@ fi
 CONVERT=/usr/bin/convert
 [[ -x $CONVERT ]] || CONVERT=$(command -v convert)
 
-# BENCH_BIN=path skips the build and uses that bench_pipeline binary.
+# BENCH_BIN=path skips the build and uses that imagelake binary.
 BENCH=${BENCH_BIN:-}
 if [[ -z $BENCH ]]; then
-    log "building the bench binary (release)"
-    (cd "$ROOT" && cargo build --release -p imagelake-processor --example bench_pipeline) >&2
-    BENCH=$CARGO_TARGET_DIR/release/examples/bench_pipeline
+    log "building imagelake (release)"
+    (cd "$ROOT" && cargo build --release --workspace --bins) >&2
+    BENCH=$CARGO_TARGET_DIR/release/imagelake
 fi
+# The reference job is the default `medium` preset; check it has not drifted.
+grep -q '{ name = "medium", width = 400,  height = 300,  format = "jpeg", quality = 80 }' \
+    "$ROOT/docs/config.example.toml" || die "the medium preset is no longer 400x300 JPEG q80"
 
 mapfile -t FILES < <(find "$CORPUS" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) | sort)
 ((${#FILES[@]})) || die "no JPEG in $CORPUS"
@@ -83,7 +87,10 @@ run() {
     printf '%s\t%s\t%s\t%s\n' "$name" "$N" "$best_s" "$best_kb" >>"$RESULTS"
 }
 
-run imagelake "$BENCH" --box 400x300 --format jpeg --quality 80 --out "$WORK/out-imagelake" "${FILES[@]}"
+# A config of its own, so that no IMAGELAKE_* variable or ./data changes the job.
+printf 'data_dir = "%s"\n' "$WORK/data" >"$WORK/bench.toml"
+run imagelake env -u IMAGELAKE_CONFIG "$BENCH" --config "$WORK/bench.toml" process --variants medium \
+    --out "$WORK/out-imagelake" "${FILES[@]}"
 
 # One process per image, as the tools are normally used; a single shell loops.
 # shellcheck disable=SC2016 # the inner scripts expand their own arguments

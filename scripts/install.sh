@@ -2,7 +2,9 @@
 # Install the real servers and tools imagelake's integration tests run against:
 #   (a) Garage (S3-compatible object store), built from crates.io with cargo;
 #   (b) a Python venv with moto[server] (SQS-compatible server), boto3 and the
-#       independent Parquet readers (duckdb, pyarrow, polars).
+#       independent Parquet readers (duckdb, pyarrow, polars);
+#   (c) headless Chromium and its WebDriver (Debian packages) for the dashboard's
+#       browser test.
 #
 # Idempotent and cached under $IMAGELAKE_CACHE: each step is skipped in well
 # under a second when already done, so the test entry point can call this
@@ -12,6 +14,7 @@
 #   IMAGELAKE_CACHE        cache root (default ~/.cache/imagelake)
 #   IMAGELAKE_SKIP_GARAGE  =1 to skip the Garage step
 #   IMAGELAKE_SKIP_VENV    =1 to skip the venv step
+#   IMAGELAKE_SKIP_CHROMIUM =1 to skip the chromium step
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -104,11 +107,36 @@ install_venv() {
     log "python venv ready [$(elapsed "$t0")]"
 }
 
+# Chromium and chromedriver from Debian (no browser download of its own: Selenium is
+# handed both paths). apt-get update only when the install fails on a stale list.
+install_chromium() {
+    local t0
+    t0=$(now)
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        log "chromium already installed [$(elapsed "$t0")]"
+        return
+    fi
+    local apt=(apt-get install -y --no-install-recommends chromium chromium-driver)
+    [[ $(id -u) == 0 ]] || apt=(sudo "${apt[@]}")
+    log "installing chromium and chromium-driver (log: $LOG_DIR/chromium-install.log)"
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >"$LOG_DIR/chromium-install.log" 2>&1; then
+        local update=(apt-get update)
+        [[ $(id -u) == 0 ]] || update=(sudo "${update[@]}")
+        "${update[@]}" >>"$LOG_DIR/chromium-install.log" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>"$LOG_DIR/chromium-install.log" 2>&1 || {
+            tail -n 20 "$LOG_DIR/chromium-install.log" >&2
+            die "installing chromium failed (full log: $LOG_DIR/chromium-install.log)"
+        }
+    fi
+    log "chromium installed [$(elapsed "$t0")]"
+}
+
 main() {
     local t0
     t0=$(now)
     # The venv first: it is quick and independent, and servers.sh needs both.
     [[ ${IMAGELAKE_SKIP_VENV:-0} == 1 ]] || install_venv
+    [[ ${IMAGELAKE_SKIP_CHROMIUM:-0} == 1 ]] || install_chromium
     [[ ${IMAGELAKE_SKIP_GARAGE:-0} == 1 ]] || install_garage
     log "install.sh done [$(elapsed "$t0")]"
 }

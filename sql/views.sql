@@ -48,7 +48,7 @@ QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY taken_at, filename) = 
 -- The state of each uploaded image, from the lake alone (no record store needed):
 --   state: processed (an attempt succeeded), dead_lettered (the last attempt was moved to
 --   the dead-letter queue), failed (the last attempt failed; it may still be retried,
---   unless its error code is final, e.g. corrupt_image), pending (no attempt finished yet);
+--   unless its error code is final, e.g. decode_failed), pending (no attempt finished yet);
 --   deleted_at is set when the original was deleted (the state is then what it was before).
 CREATE OR REPLACE VIEW image_state AS
 WITH last_attempt AS (

@@ -21,12 +21,16 @@ struct Cli {
     log_format: String,
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: imagelake_client::Connection,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run every service in one process (ingest, processor, reporting, lifecycle).
     Serve,
+    #[command(flatten)]
+    Client(imagelake_client::ClientCommand),
     /// Run the upload and download API only.
     Ingest,
     /// Run the job consumer only.
@@ -42,6 +46,20 @@ enum Command {
     Lake {
         #[command(subcommand)]
         command: LakeCommand,
+    },
+    /// Render the variants of local files with the processor's pipeline, no server needed.
+    Process {
+        /// Only these presets (comma-separated names); default: every configured one.
+        #[arg(long, value_delimiter = ',')]
+        variants: Option<Vec<String>>,
+        /// Where to write `{file stem}.{variant}.{ext}`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Files rendered at once (default: the CPUs this process may use).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Manage API keys.
     Keys {
@@ -98,6 +116,9 @@ enum LakeCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Client(cmd) = cli.command {
+        return imagelake_client::run(cmd, cli.client).await; // needs no server configuration
+    }
     init_logging(&cli.log_format);
     let config = Config::from_env(cli.config.as_deref())?;
     match cli.command {
@@ -130,7 +151,34 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lake { command } => lake(config, command).await,
+        Command::Client(_) => unreachable!("handled before the configuration is read"),
+        Command::Process { variants, out, jobs, files } => process(&config, variants, &out, jobs, &files),
     }
+}
+
+fn process(
+    config: &Config,
+    variants: Option<Vec<String>>,
+    out: &std::path::Path,
+    jobs: Option<usize>,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    use imagelake_processor::{offline, pipeline::Limits};
+    let presets = offline::select(&config.processor.variants, variants.as_deref())?;
+    let limits = Limits { max_pixels: config.processor.max_pixels, ..Limits::default() };
+    let sum = offline::run(files, &presets, &limits, out, jobs.unwrap_or_else(offline::default_jobs))?;
+    let secs = sum.elapsed.as_secs_f64();
+    eprintln!(
+        "{} files ({} failed), {} variants, {} bytes written to {} in {secs:.2} s ({:.1} images/s)",
+        sum.files,
+        sum.failed,
+        sum.variants,
+        sum.bytes_out,
+        out.display(),
+        (sum.files - sum.failed) as f64 / secs.max(1e-9)
+    );
+    anyhow::ensure!(sum.failed == 0, "{} of {} files failed", sum.failed, sum.files);
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

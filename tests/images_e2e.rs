@@ -167,7 +167,7 @@ async fn idempotent_uploads(backend: Backend) {
     assert_ne!(other["id"], first["id"]);
 }
 
-async fn corrupt_image_fails_with_a_stable_code(backend: Backend) {
+async fn decode_failed_fails_with_a_stable_code(backend: Backend) {
     let server = Server::with(backend).await;
     let c = server.client();
     let mut bytes = image_bytes(640, 480, ImageFormat::Jpeg);
@@ -177,7 +177,7 @@ async fn corrupt_image_fails_with_a_stable_code(backend: Backend) {
     let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let done = c.wait_done(&server.keys.acme, &id, PROCESSING).await;
     assert_eq!(done["status"], "failed");
-    assert_eq!(done["error"]["code"], "corrupt_image", "{done}");
+    assert_eq!(done["error"]["code"], "decode_failed", "{done}");
     assert!(done["error"]["message"].as_str().unwrap().len() > 5);
 }
 
@@ -214,6 +214,6 @@ on_both_backends!(
     upload_process_download,
     multipart_form_and_listing,
     idempotent_uploads,
-    corrupt_image_fails_with_a_stable_code,
+    decode_failed_fails_with_a_stable_code,
     expired_variants_are_gone,
 );

@@ -30,6 +30,7 @@ pub struct Config {
     pub capacity: CapacityConfig,
     pub reporting: ReportingConfig,
     pub lifecycle: LifecycleConfig,
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for Config {
@@ -48,7 +49,30 @@ impl Default for Config {
             capacity: CapacityConfig::default(),
             reporting: ReportingConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
+    }
+}
+
+/// The `callback_url` webhooks (see `core::webhook`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The HMAC-SHA256 signing key. Empty: one is generated on first use and kept in
+    /// `data_dir/webhook_secret`; set it when processors run on several hosts.
+    pub secret: String,
+    /// Deliver to loopback, private and link-local addresses too (tests only: off, a
+    /// callback URL cannot make the server call into its own network).
+    pub allow_private: bool,
+    /// Delivery attempts, with exponential backoff from 1 s between them.
+    pub max_attempts: u32,
+    /// Time limit of one attempt.
+    pub timeout: Dur,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { secret: String::new(), allow_private: false, max_attempts: 6, timeout: Dur(Duration::from_secs(10)) }
     }
 }
 
@@ -157,17 +181,84 @@ impl Default for IngestConfig {
     }
 }
 
+/// Encoding of a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Baseline JPEG (no alpha; transparent sources are flattened onto white).
+    Jpeg,
+    /// PNG, lossless; keeps alpha.
+    Png,
+    /// Lossy WebP at the preset's quality; keeps alpha.
+    WebP,
+}
+
+impl OutputFormat {
+    /// File extension without the dot: `jpg`, `png`, `webp`.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Png => "png",
+            OutputFormat::WebP => "webp",
+        }
+    }
+
+    /// MIME type, for `Content-Type` headers.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Png => "image/png",
+            OutputFormat::WebP => "image/webp",
+        }
+    }
+
+    /// Lower-case name, as in the configuration: `jpeg`, `png`, `webp`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Png => "png",
+            OutputFormat::WebP => "webp",
+        }
+    }
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a variant fills its `width` x `height` box. Neither mode ever upscales.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// The whole image, fitted inside the box (aspect ratio kept).
+    #[default]
+    Contain,
+    /// The box filled, the image centred and the overflow cropped (aspect ratio kept).
+    Cover,
+}
+
 /// One variant the processor can make.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct VariantPreset {
+    /// Variant name, e.g. `thumb`; used in URLs and storage keys.
     pub name: String,
     pub width: u32,
     pub height: u32,
-    /// `jpeg`, `png` or `webp`.
-    pub format: String,
+    pub format: OutputFormat,
+    #[serde(default)]
+    pub fit: Fit,
+    /// Encoder quality 1..=100 (JPEG and WebP; ignored for PNG); clamped.
     #[serde(default = "default_quality")]
     pub quality: u8,
+}
+
+impl VariantPreset {
+    pub fn new(name: &str, width: u32, height: u32, format: OutputFormat, fit: Fit, quality: u8) -> Self {
+        Self { name: name.into(), width, height, format, fit, quality }
+    }
 }
 
 fn default_quality() -> u8 {
@@ -186,21 +277,16 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        let p = |name: &str, w, h, format: &str, quality| VariantPreset {
-            name: name.into(),
-            width: w,
-            height: h,
-            format: format.into(),
-            quality,
-        };
+        use {Fit::*, OutputFormat::*};
         Self {
             concurrency: 0,
             variants: vec![
-                p("thumb", 400, 300, "jpeg", 80),
-                p("medium", 1600, 1200, "jpeg", 85),
-                p("webp", 1600, 1200, "webp", 80),
+                VariantPreset::new("thumb", 120, 120, WebP, Cover, 80),
+                VariantPreset::new("small", 160, 120, WebP, Contain, 80),
+                VariantPreset::new("medium", 400, 300, Jpeg, Contain, 80),
+                VariantPreset::new("web", 2048, 2048, WebP, Contain, 80),
             ],
-            max_pixels: 100_000_000,
+            max_pixels: 250_000_000,
         }
     }
 }
@@ -304,9 +390,30 @@ impl Config {
         for (name, value) in env {
             apply_env(&mut doc, &name, &value)?;
         }
-        toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| CoreError::Config(e.to_string()))
+        let config: Config =
+            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| CoreError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What the types cannot say: variant presets have distinct, URL-safe names and
+    /// non-empty boxes.
+    fn validate(&self) -> Result<(), CoreError> {
+        let bad = |m: String| Err(CoreError::Config(format!("[processor] variants: {m}")));
+        let variants = &self.processor.variants;
+        for (i, v) in variants.iter().enumerate() {
+            let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if v.name.is_empty() || v.name.len() > 64 || !v.name.chars().all(safe) {
+                return bad(format!("name {:?}: use 1-64 letters, digits, '-' or '_'", v.name));
+            }
+            if variants[..i].iter().any(|o| o.name == v.name) {
+                return bad(format!("name {:?} is used twice", v.name));
+            }
+            if v.width == 0 || v.height == 0 || v.width > 16_384 || v.height > 16_384 {
+                return bad(format!("{:?}: width and height must be 1-16384, not {}x{}", v.name, v.width, v.height));
+            }
+        }
+        Ok(())
     }
 
     /// [`Config::load`] with the process environment.
@@ -424,6 +531,22 @@ mod tests {
         let documented = Config::load(Some(&path), env(&[])).unwrap();
         let json = |c: &Config| serde_json::to_value(c).unwrap();
         assert_eq!(json(&documented), json(&Config::default()), "docs/config.example.toml drifted from the code");
+    }
+
+    #[test]
+    fn bad_presets_are_refused() {
+        for bad in [
+            r#"variants = [{ name = "a b", width = 1, height = 1, format = "jpeg" }]"#,
+            r#"variants = [{ name = "a", width = 0, height = 1, format = "jpeg" }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "avif" }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "jpeg", fit = "fill" }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "jpeg" }, { name = "a", width = 2, height = 2, format = "png" }]"#,
+        ] {
+            let dir = crate::testing::temp_dir("config");
+            let path = dir.join("c.toml");
+            std::fs::write(&path, format!("[processor]\n{bad}\n")).unwrap();
+            assert!(Config::load(Some(&path), env(&[])).is_err(), "{bad}");
+        }
     }
 
     #[test]

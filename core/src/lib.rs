@@ -21,5 +21,6 @@ pub mod store;
 pub mod testing;
 pub mod units;
 pub mod usage;
+pub mod webhook;
 
 pub use error::CoreError;

@@ -19,6 +19,7 @@ use imagelake_core::lake::UploadRow;
 use imagelake_core::record::{self, ImageRecord, Status};
 use imagelake_core::store::upload::{upload_stream, UploadOptions};
 use imagelake_core::ids;
+use imagelake_core::webhook;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -38,7 +39,10 @@ pub async fn create(
         return Err(IngestError::Forbidden("this key's role cannot upload images"));
     }
     let variants = requested_variants(&ctx, params.variants.as_deref())?;
-    let callback_url = params.callback_url.map(validate_callback).transpose()?;
+    let callback_url = match params.callback_url {
+        Some(url) => Some(validate_callback(&ctx, url).await?),
+        None => None,
+    };
     let headers = request.headers().clone();
     let limit = ctx.config.ingest.max_upload_bytes.0;
     if let Some(len) = content_length(&headers) {
@@ -216,12 +220,15 @@ fn requested_variants(ctx: &Context, asked: Option<&str>) -> Result<Vec<String>,
     Ok(out)
 }
 
-fn validate_callback(url: String) -> Result<String, IngestError> {
-    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048 && url.parse::<axum::http::Uri>().is_ok();
-    if ok {
-        Ok(url)
-    } else {
-        Err(IngestError::BadRequest("invalid_callback_url", format!("callback_url `{url}` is not an http(s) URL")))
+/// Refused now rather than failing silently later: a malformed URL, or one whose host
+/// resolves to a private address (unless `[webhooks] allow_private`). The processor
+/// checks again when it delivers, against the address it connects to.
+async fn validate_callback(ctx: &Context, url: String) -> Result<String, IngestError> {
+    if url.len() > 2048 {
+        return Err(IngestError::BadRequest("invalid_callback_url", "callback_url is longer than 2048 bytes".into()));
+    }
+    match webhook::check(&url, ctx.config.webhooks.allow_private).await {
+        Ok(_) => Ok(url),
+        Err(refusal) => Err(IngestError::BadRequest(refusal.code(), refusal.to_string())),
     }
 }
-

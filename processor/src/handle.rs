@@ -8,7 +8,7 @@
 //! means the facts are in the lake: the message is just acknowledged.
 
 use crate::error::JobError;
-use crate::pipeline::{self, Limits, OutputFormat, Preset};
+use crate::pipeline::{self, Limits, Preset};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use imagelake_core::app::Context;
@@ -89,23 +89,7 @@ fn keep_invisible(ctx: &Context, receipt: &str) -> tokio::task::JoinHandle<()> {
 }
 
 fn presets(ctx: &Context, names: &[String]) -> Vec<Preset> {
-    ctx.config
-        .processor
-        .variants
-        .iter()
-        .filter(|p| names.iter().any(|n| n == &p.name))
-        .map(|p| Preset {
-            name: p.name.clone(),
-            width: p.width,
-            height: p.height,
-            format: match p.format.as_str() {
-                "png" => OutputFormat::Png,
-                "webp" => OutputFormat::WebP,
-                _ => OutputFormat::Jpeg,
-            },
-            quality: p.quality,
-        })
-        .collect()
+    ctx.config.processor.variants.iter().filter(|p| names.iter().any(|n| n == &p.name)).cloned().collect()
 }
 
 async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTime<Utc>) -> Result<(), JobError> {
@@ -134,14 +118,9 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
     let mut variants = Vec::new();
     let mut events = vec![Event::Upload(job.upload.clone())];
     for v in rendered {
-        let format = match v.format {
-            OutputFormat::Jpeg => "jpeg",
-            OutputFormat::Png => "png",
-            OutputFormat::WebP => "webp",
-        };
         let vr = VariantRecord {
             name: v.name.clone(),
-            format: format.into(),
+            format: v.format.as_str().into(),
             width: v.width,
             height: v.height,
             bytes: v.bytes.len() as u64,
@@ -180,7 +159,7 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
     ctx.usage.add(output_bytes);
     tracing::info!(job_id = %job.job_id, image_id = %job.image_id, ms = (finished - started).num_milliseconds(), "job done");
     if let Some(url) = &job.callback_url {
-        crate::webhook::notify(url, &rec).await;
+        crate::webhook::send(ctx, url, &rec);
     }
     Ok(())
 }
@@ -266,7 +245,7 @@ async fn fail(
                 return false;
             }
             if let Some(url) = &job.callback_url {
-                crate::webhook::notify(url, &rec).await;
+                crate::webhook::send(ctx, url, &rec);
             }
             true
         }

@@ -3,6 +3,7 @@
 
 pub mod error;
 mod handle;
+pub mod offline;
 pub mod pipeline;
 mod webhook;
 mod worker;

@@ -47,136 +47,68 @@ use serde::{Deserialize, Serialize};
 
 pub use decode::sniff_format;
 
-/// Encoding of a rendered variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// Baseline JPEG (no alpha; transparent sources are flattened onto white).
-    Jpeg,
-    /// PNG, lossless; keeps alpha.
-    Png,
-    /// Lossy WebP at the preset's quality; keeps alpha.
-    WebP,
-}
+pub use imagelake_core::config::{Fit, OutputFormat, VariantPreset as Preset};
 
-impl OutputFormat {
-    /// File extension without the dot: `jpg`, `png`, `webp`.
-    pub fn extension(&self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "jpg",
-            OutputFormat::Png => "png",
-            OutputFormat::WebP => "webp",
-        }
-    }
-
-    /// MIME type, for `Content-Type` headers.
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "image/jpeg",
-            OutputFormat::Png => "image/png",
-            OutputFormat::WebP => "image/webp",
-        }
-    }
-
-    /// Lower-case name, as in the serde form: `jpeg`, `png`, `webp`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OutputFormat::Jpeg => "jpeg",
-            OutputFormat::Png => "png",
-            OutputFormat::WebP => "webp",
-        }
+/// The size of `preset`'s variant for an upright source of `src_width` x `src_height`.
+pub fn target_size(preset: &Preset, src_width: u32, src_height: u32) -> (u32, u32) {
+    match preset.fit {
+        Fit::Contain => fit_within(src_width, src_height, preset.width, preset.height),
+        Fit::Cover => (src_width.min(preset.width).max(1), src_height.min(preset.height).max(1)),
     }
 }
 
-impl std::fmt::Display for OutputFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The whole (uncropped) image size a variant is cut from: its own size for `contain`;
+/// for `cover`, the source scaled so that it covers the box (never upscaled).
+fn frame_size(preset: &Preset, src_width: u32, src_height: u32) -> (u32, u32) {
+    if preset.fit == Fit::Contain {
+        return fit_within(src_width, src_height, preset.width, preset.height);
+    }
+    let (sw, sh) = (u64::from(src_width.max(1)), u64::from(src_height.max(1)));
+    let (bw, bh) = (u64::from(preset.width.max(1)), u64::from(preset.height.max(1)));
+    if sw <= bw || sh <= bh {
+        return (sw as u32, sh as u32); // already no larger than the box on one side
+    }
+    if sw * bh >= sh * bw {
+        // Wider than the box: the height binds, the width overflows and is cropped.
+        (((sw * bh + sh / 2) / sh).max(bw) as u32, bh as u32)
+    } else {
+        (bw as u32, ((sh * bw + sw / 2) / sw).max(bh) as u32)
     }
 }
 
-fn default_quality() -> u8 {
-    80
-}
-
-/// One variant to render: the image is fitted inside `width` x `height` keeping its
-/// aspect ratio, and never upscaled (a smaller source keeps its own size).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Preset {
-    /// Variant name, e.g. `thumb`; used in storage keys.
-    pub name: String,
-    /// Width of the bounding box, in pixels (> 0).
-    pub width: u32,
-    /// Height of the bounding box, in pixels (> 0).
-    pub height: u32,
-    /// Output encoding.
-    pub format: OutputFormat,
-    /// Encoder quality 1..=100 (JPEG and WebP; ignored for PNG). Defaults to 80; values
-    /// outside the range are clamped.
-    #[serde(default = "default_quality")]
-    pub quality: u8,
-}
-
-impl Preset {
-    /// The size of this preset's variant for an upright source of `src_width` x `src_height`.
-    pub fn fit(&self, src_width: u32, src_height: u32) -> (u32, u32) {
-        fit_within(src_width, src_height, self.width, self.height)
+fn validate(preset: &Preset) -> Result<(), PipelineError> {
+    if preset.width == 0 || preset.height == 0 {
+        return Err(PipelineError::InvalidPreset {
+            name: preset.name.clone(),
+            reason: format!("box {}x{} has a zero side", preset.width, preset.height),
+        });
     }
-
-    fn validate(&self) -> Result<(), PipelineError> {
-        if self.width == 0 || self.height == 0 {
-            return Err(PipelineError::InvalidPreset {
-                name: self.name.clone(),
-                reason: format!("box {}x{} has a zero side", self.width, self.height),
-            });
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
-/// The default presets: `thumb` (400x300 JPEG q80), `medium` (1600x1200 JPEG q85) and
-/// `webp` (1600x1200 WebP q80).
+/// The default presets of the configuration: `thumb` (120x120 cover, WebP), `small`
+/// (160x120 WebP), `medium` (400x300 JPEG q80) and `web` (2048x2048 WebP).
 pub fn default_presets() -> Vec<Preset> {
-    vec![
-        Preset {
-            name: "thumb".into(),
-            width: 400,
-            height: 300,
-            format: OutputFormat::Jpeg,
-            quality: 80,
-        },
-        Preset {
-            name: "medium".into(),
-            width: 1600,
-            height: 1200,
-            format: OutputFormat::Jpeg,
-            quality: 85,
-        },
-        Preset {
-            name: "webp".into(),
-            width: 1600,
-            height: 1200,
-            format: OutputFormat::WebP,
-            quality: 80,
-        },
-    ]
+    imagelake_core::config::ProcessorConfig::default().variants
 }
 
 /// Resource limits for one render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Largest accepted source, in pixels (width x height from the header). Default 100 MP.
+    /// Largest accepted source, in pixels (width x height from the header). Default 250 MP.
     pub max_pixels: u64,
     /// Upper bound on the memory the decode may allocate (file bytes, decoder buffers,
-    /// decoded pixels), in bytes. Default 512 MiB.
+    /// decoded pixels), in bytes. Default 2 GiB: a 250 MP RGB image takes 750 MB decoded,
+    /// and a JPEG shrunk on load a small fraction of that.
     pub max_alloc_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_pixels: 100_000_000,
-            max_alloc_bytes: 512 * 1024 * 1024,
+            max_pixels: 250_000_000,
+            max_alloc_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -230,9 +162,9 @@ pub enum PipelineError {
     #[error("unsupported image format: {0}")]
     UnsupportedFormat(String),
     /// The data is not a valid image: empty, unrecognised bytes, truncated, or damaged.
-    /// Code `corrupt_image`.
+    /// Code `decode_failed`.
     #[error("corrupt image: {0}")]
-    CorruptImage(String),
+    DecodeFailed(String),
     /// The header declares more pixels than [`Limits::max_pixels`]; detected before any
     /// pixel is decoded. Code `image_too_large`.
     #[error("image too large: {width}x{height} exceeds the limit of {max_pixels} pixels")]
@@ -281,7 +213,7 @@ impl PipelineError {
     pub fn code(&self) -> &'static str {
         match self {
             PipelineError::UnsupportedFormat(_) => "unsupported_format",
-            PipelineError::CorruptImage(_) => "corrupt_image",
+            PipelineError::DecodeFailed(_) => "decode_failed",
             PipelineError::ImageTooLarge { .. } => "image_too_large",
             PipelineError::DecodeLimit(_) => "decode_limit",
             PipelineError::EncodeFailed { .. } => "encode_failed",
@@ -326,7 +258,7 @@ pub fn render_bytes(
     limits: &Limits,
 ) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
     for preset in presets {
-        preset.validate()?;
+        validate(preset)?;
     }
     if data.len() as u64 > limits.max_alloc_bytes {
         return Err(PipelineError::DecodeLimit(format!(
@@ -337,7 +269,7 @@ pub fn render_bytes(
     }
     match panic::catch_unwind(AssertUnwindSafe(|| render_inner(data, presets, limits))) {
         Ok(result) => result,
-        Err(payload) => Err(PipelineError::CorruptImage(format!(
+        Err(payload) => Err(PipelineError::DecodeFailed(format!(
             "decoder panicked: {}",
             panic_message(&payload)
         ))),
@@ -392,19 +324,21 @@ fn render_inner(
     };
     let (up_w, up_h) = info.upright_size();
 
-    // Target size of each preset, in upright coordinates; render largest first.
-    let targets: Vec<(u32, u32)> = presets.iter().map(|p| p.fit(up_w, up_h)).collect();
+    // Per preset, in upright coordinates: the whole-image frame it is cut from, and its
+    // own size (the same for `contain`; the centred crop of the frame for `cover`).
+    let frames: Vec<(u32, u32)> = presets.iter().map(|p| frame_size(p, up_w, up_h)).collect();
+    let targets: Vec<(u32, u32)> = presets.iter().map(|p| target_size(p, up_w, up_h)).collect();
     let mut order: Vec<usize> = (0..presets.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(targets[i].0) * u64::from(targets[i].1)));
+    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(frames[i].0) * u64::from(frames[i].1)));
     let Some(&largest) = order.first() else {
         return Ok((info, Vec::new()));
     };
-    let largest_target = targets[largest];
+    let largest_frame = frames[largest];
     // The same box in the file's stored orientation, for shrink-on-load.
     let stored_target = if orientation_transposes(info.orientation) {
-        (largest_target.1, largest_target.0)
+        (largest_frame.1, largest_frame.0)
     } else {
-        largest_target
+        largest_frame
     };
 
     let base = decode::decode(data, &probe, stored_target, limits)?;
@@ -415,7 +349,7 @@ fn render_inner(
         reason,
     };
 
-    // Largest variant: resize in stored orientation (fewer pixels to rotate), then orient.
+    // Largest frame: resize in stored orientation (fewer pixels to rotate), then orient.
     let mut first = if (base.width(), base.height()) == stored_target {
         base
     } else {
@@ -429,30 +363,38 @@ fn render_inner(
         first.apply_orientation(o);
     }
 
-    // Rendered pixel buffers, largest first; each preset points at one of them.
+    // Whole-image frames, largest first. A `contain` variant is a frame; each smaller
+    // frame is resized from the smallest frame already made that covers it, and presets
+    // of equal size share pixels. A `cover` variant is cropped and resized in one pass
+    // from the smallest frame that covers its own frame.
     let mut images: Vec<DynamicImage> = vec![first];
-    let mut image_of = vec![0usize; presets.len()];
-    for &i in order.iter().skip(1) {
-        let (tw, th) = targets[i];
-        if let Some(j) = images
+    let smallest_covering = |images: &[DynamicImage], (w, h): (u32, u32)| {
+        images
             .iter()
-            .position(|im| im.width() == tw && im.height() == th)
-        {
+            .enumerate()
+            .filter(|(_, im)| im.width() >= w && im.height() >= h)
+            .min_by_key(|(_, im)| u64::from(im.width()) * u64::from(im.height()))
+            .map(|(j, _)| j)
+            .unwrap_or(0)
+    };
+    let mut image_of = vec![0usize; presets.len()];
+    for &i in order.iter().skip(1).filter(|&&i| presets[i].fit == Fit::Contain) {
+        let (tw, th) = targets[i];
+        if let Some(j) = images.iter().position(|im| im.width() == tw && im.height() == th) {
             image_of[i] = j;
             continue;
         }
-        // The smallest rendered image that still covers the target.
-        let src = images
-            .iter()
-            .enumerate()
-            .filter(|(_, im)| im.width() >= tw && im.height() >= th)
-            .min_by_key(|(_, im)| u64::from(im.width()) * u64::from(im.height()))
-            .map(|(j, _)| j)
-            .unwrap_or(0);
-        let resized = resizer
-            .resize(&images[src], tw, th)
-            .map_err(|e| fail(&presets[i], e))?;
+        let src = smallest_covering(&images, (tw, th));
+        let resized = resizer.resize(&images[src], tw, th).map_err(|e| fail(&presets[i], e))?;
         images.push(resized);
+        image_of[i] = images.len() - 1;
+    }
+    let frame_count = images.len();
+    for i in (0..presets.len()).filter(|&i| presets[i].fit == Fit::Cover) {
+        let (tw, th) = targets[i];
+        let src = smallest_covering(&images[..frame_count], frames[i]);
+        let cropped = resizer.resize_cover(&images[src], tw, th).map_err(|e| fail(&presets[i], e))?;
+        images.push(cropped);
         image_of[i] = images.len() - 1;
     }
 

@@ -6,6 +6,7 @@
 //! prepared-statement parameters, answered as JSON, CSV, an Arrow IPC stream or Parquet.
 //! See `sql/reports/*.sql` for what each column means.
 
+mod dashboard;
 mod engine;
 mod error;
 mod lake;
@@ -82,7 +83,8 @@ pub async fn router(ctx: Context) -> Result<Router<Context>, ReportingError> {
         .route("/v1/stats/volume", get(volume))
         .route("/v1/stats/processing", get(processing))
         .route("/v1/stats/usage", get(usage))
-        .layer(Extension(reporting)))
+        .layer(Extension(reporting))
+        .merge(dashboard::routes()))
 }
 
 macro_rules! handler {

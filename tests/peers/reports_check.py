@@ -154,8 +154,11 @@ def volume(t, a):
 
     up = bucketed(in_range(of_customer(t["uploads"], a), "uploaded_at", a), "uploaded_at")
     pr = bucketed(in_range(of_customer(t["jobs"], a), "finished_at", a).filter(pl.col("status") == "succeeded"), "finished_at")
+    # failed: jobs with no successful attempt, in the bucket of their last attempt.
+    fa = bucketed(in_range(outcomes(of_customer(t["jobs"], a), "job_id").filter(~pl.col("succeeded")), "finished_at", a),
+                  "finished_at")
     ex = bucketed(in_range(of_customer(t["deletions"], a), "deleted_at", a).filter(pl.col("reason") == "expired"), "deleted_at")
-    all_buckets = up["bucket"].to_list() + pr["bucket"].to_list() + ex["bucket"].to_list()
+    all_buckets = up["bucket"].to_list() + pr["bucket"].to_list() + fa["bucket"].to_list() + ex["bucket"].to_list()
     if not all_buckets:
         return []
     series = pl.datetime_range(min(all_buckets), max(all_buckets), every, eager=True).to_list()
@@ -165,7 +168,8 @@ def volume(t, a):
         e = ex.filter(pl.col("bucket") == b)
         out.append({
             "bucket": b.strftime("%Y-%m-%dT%H:%M:%S"), "uploads": u.height, "bytes": int(u["bytes"].sum() or 0),
-            "processed": pr.filter(pl.col("bucket") == b).height, "expired": e.height,
+            "processed": pr.filter(pl.col("bucket") == b).height, "failed": fa.filter(pl.col("bucket") == b).height,
+            "expired": e.height,
             "expired_bytes": int(e["bytes"].sum() or 0),
         })
     return out

@@ -144,7 +144,7 @@ const VARIANTS: [(&str, &str, u32, u32, f64); 3] = [
     ("webp", "webp", 1600, 1200, 95_000.0),
 ];
 const RETRYABLE: [&str; 3] = ["store_unavailable", "internal", "queue_unavailable"];
-const FINAL: [&str; 3] = ["corrupt_image", "unsupported_format", "image_too_large"];
+const FINAL: [&str; 3] = ["decode_failed", "unsupported_format", "image_too_large"];
 
 fn fit(w: u32, h: u32, mw: u32, mh: u32) -> (u32, u32) {
     let s = (mw as f64 / w as f64).min(mh as f64 / h as f64).min(1.0);

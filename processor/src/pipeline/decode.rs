@@ -59,14 +59,14 @@ impl Probe {
 ///
 /// Returns the name used in [`super::SourceInfo::format`] (`jpeg`, `png`, `webp`, `gif`,
 /// `tiff`), [`PipelineError::UnsupportedFormat`] for a recognised format the pipeline does
-/// not accept, or [`PipelineError::CorruptImage`] for empty or unrecognisable data.
+/// not accept, or [`PipelineError::DecodeFailed`] for empty or unrecognisable data.
 pub fn sniff_format(data: &[u8]) -> Result<&'static str, PipelineError> {
     sniff(data).map(SourceFormat::name)
 }
 
 fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
     if data.is_empty() {
-        return Err(PipelineError::CorruptImage("empty file".into()));
+        return Err(PipelineError::DecodeFailed("empty file".into()));
     }
     match image::guess_format(data) {
         Ok(ImageFormat::Jpeg) => Ok(SourceFormat::Jpeg),
@@ -93,7 +93,7 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
             } else if head.len() >= 12 && &head[4..8] == b"ftyp" {
                 Err(PipelineError::UnsupportedFormat("heif/isobmff".into()))
             } else {
-                Err(PipelineError::CorruptImage(
+                Err(PipelineError::DecodeFailed(
                     "content is not a recognised image format".into(),
                 ))
             }
@@ -103,7 +103,7 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
 
 pub(super) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), PipelineError> {
     if width == 0 || height == 0 {
-        return Err(PipelineError::CorruptImage(format!(
+        return Err(PipelineError::DecodeFailed(format!(
             "header declares an empty image ({width}x{height})"
         )));
     }
@@ -124,7 +124,7 @@ pub(super) fn probe(data: &[u8], limits: &Limits) -> Result<Probe, PipelineError
         let header = jpeg::parse_header(data)?;
         check_pixels(header.width, header.height, limits)?;
         if !header.complete {
-            return Err(PipelineError::CorruptImage(
+            return Err(PipelineError::DecodeFailed(
                 "truncated JPEG: data ends before the end-of-image marker".into(),
             ));
         }
@@ -226,9 +226,9 @@ pub(super) fn map_image_error(e: ImageError) -> PipelineError {
         },
         ImageError::Unsupported(u) => PipelineError::UnsupportedFormat(u.to_string()),
         // The data is in memory: an I/O error from the decoder means it ran out of bytes.
-        ImageError::IoError(io) => PipelineError::CorruptImage(format!("truncated data: {io}")),
-        ImageError::Decoding(d) => PipelineError::CorruptImage(d.to_string()),
-        other => PipelineError::CorruptImage(other.to_string()),
+        ImageError::IoError(io) => PipelineError::DecodeFailed(format!("truncated data: {io}")),
+        ImageError::Decoding(d) => PipelineError::DecodeFailed(d.to_string()),
+        other => PipelineError::DecodeFailed(other.to_string()),
     }
 }
 

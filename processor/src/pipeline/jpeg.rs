@@ -45,7 +45,7 @@ impl Header {
 }
 
 fn corrupt(msg: &str) -> PipelineError {
-    PipelineError::CorruptImage(msg.to_string())
+    PipelineError::DecodeFailed(msg.to_string())
 }
 
 /// Walk the JPEG marker structure from SOI to EOI.
@@ -225,8 +225,8 @@ fn map_jpeg_error(e: jpeg_decoder::Error) -> PipelineError {
         jpeg_decoder::Error::Unsupported(f) => {
             PipelineError::UnsupportedFormat(format!("JPEG feature: {f:?}"))
         }
-        jpeg_decoder::Error::Io(io) => PipelineError::CorruptImage(format!("truncated JPEG: {io}")),
-        other => PipelineError::CorruptImage(other.to_string()),
+        jpeg_decoder::Error::Io(io) => PipelineError::DecodeFailed(format!("truncated JPEG: {io}")),
+        other => PipelineError::DecodeFailed(other.to_string()),
     }
 }
 

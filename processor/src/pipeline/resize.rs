@@ -22,11 +22,27 @@ impl Resizer {
     }
 
     /// Resize an L8, RGB8 or RGBA8 image to exactly `width` x `height`.
-    pub fn resize(
+    pub fn resize(&mut self, src: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, String> {
+        let options = self.options.clone();
+        self.resize_with(src, width, height, &options)
+    }
+
+    /// Resize the largest centred region of `src` that has the aspect ratio of
+    /// `width` x `height` to exactly that size (crop and resize in one resampling).
+    pub fn resize_cover(&mut self, src: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, String> {
+        let (sw, sh) = (f64::from(src.width()), f64::from(src.height()));
+        let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+        let (cw, ch) = if sw * h >= sh * w { (sh * w / h, sh) } else { (sw, sw * h / w) };
+        let options = self.options.clone().crop((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch);
+        self.resize_with(src, width, height, &options)
+    }
+
+    fn resize_with(
         &mut self,
         src: &DynamicImage,
         width: u32,
         height: u32,
+        options: &ResizeOptions,
     ) -> Result<DynamicImage, String> {
         let pixel_type = match src {
             DynamicImage::ImageLuma8(_) => PixelType::U8,
@@ -38,7 +54,7 @@ impl Resizer {
             .map_err(|e| format!("resize source: {e}"))?;
         let mut dst = Image::new(width.max(1), height.max(1), pixel_type);
         self.inner
-            .resize(&src_ref, &mut dst, &self.options)
+            .resize(&src_ref, &mut dst, options)
             .map_err(|e| format!("resize: {e}"))?;
         let (w, h) = (dst.width(), dst.height());
         let buf = dst.into_vec();

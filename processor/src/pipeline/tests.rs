@@ -93,13 +93,7 @@ fn temp_file(name: &str, data: &[u8]) -> TempFile {
 }
 
 fn preset(name: &str, width: u32, height: u32, format: OutputFormat) -> Preset {
-    Preset {
-        name: name.into(),
-        width,
-        height,
-        format,
-        quality: 80,
-    }
+    Preset::new(name, width, height, format, Fit::Contain, 80)
 }
 
 fn decode_variant(v: &RenderedVariant) -> DynamicImage {
@@ -129,6 +123,10 @@ fn assert_fits(v: &RenderedVariant, p: &Preset, src: (u32, u32)) {
         v.height
     );
     assert!(v.width <= src.0 && v.height <= src.1, "{} upscaled", v.name);
+    if p.fit == Fit::Cover {
+        assert_eq!((v.width, v.height), (p.width.min(src.0), p.height.min(src.1)), "{} cover size", v.name);
+        return;
+    }
     assert!(
         v.width == p.width || v.height == p.height || (v.width, v.height) == src,
         "{} does not fill its box",
@@ -187,10 +185,45 @@ fn default_presets_fit_their_boxes() {
 fn variant_sizes_are_exact() {
     let (_, v) = render(&jpeg_bytes(2000, 1500), &default_presets()).unwrap();
     let sizes: Vec<_> = v.iter().map(|v| (v.width, v.height)).collect();
-    assert_eq!(sizes, vec![(400, 300), (1600, 1200), (1600, 1200)]);
+    assert_eq!(sizes, vec![(120, 120), (160, 120), (400, 300), (2000, 1500)]);
     let (_, v) = render(&jpeg_bytes(3000, 1000), &default_presets()).unwrap();
-    assert_eq!((v[0].width, v[0].height), (400, 133));
-    assert_eq!((v[1].width, v[1].height), (1600, 533));
+    let sizes: Vec<_> = v.iter().map(|v| (v.width, v.height)).collect();
+    assert_eq!(sizes, vec![(120, 120), (160, 53), (400, 133), (2048, 683)]);
+    let formats: Vec<_> = v.iter().map(|v| v.format).collect();
+    use OutputFormat::*;
+    assert_eq!(formats, vec![WebP, WebP, Jpeg, WebP]);
+}
+
+/// Three bands across the long side: red, green, blue.
+fn bands(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        let t = if w >= h { x * 3 / w } else { y * 3 / h };
+        [Rgb([230, 20, 20]), Rgb([20, 230, 20]), Rgb([20, 20, 230])][t as usize]
+    });
+    encode_as(&DynamicImage::ImageRgb8(img), ImageFormat::Png)
+}
+
+#[test]
+fn cover_fills_the_box_with_the_centre() {
+    let thumb = |name| Preset::new(name, 120, 120, OutputFormat::Png, Fit::Cover, 80);
+    // Landscape and portrait, alone and beside a larger contain preset it is cut from.
+    for (w, h) in [(600, 200), (200, 600), (1800, 600)] {
+        for presets in [vec![thumb("t")], vec![preset("big", 400, 400, OutputFormat::Png), thumb("t")]] {
+            let (_, v) = render(&bands(w, h), &presets).unwrap();
+            let t = v.iter().find(|v| v.name == "t").unwrap();
+            assert_eq!((t.width, t.height), (120, 120), "{w}x{h}");
+            let img = decode_variant(t).to_rgb8();
+            for (x, y) in [(60, 60), (6, 6), (113, 113), (6, 113), (113, 6)] {
+                let p = img.get_pixel(x, y);
+                assert!(p[1] > 180 && p[0] < 70 && p[2] < 70, "{w}x{h} at {x},{y}: {p:?} (only the green centre band)");
+            }
+        }
+    }
+    // Smaller than the box on one side: cropped on the other, never upscaled.
+    let (_, v) = render(&bands(300, 90), &[thumb("t")]).unwrap();
+    assert_eq!((v[0].width, v[0].height), (120, 90));
+    let (_, v) = render(&bands(60, 50), &[thumb("t")]).unwrap();
+    assert_eq!((v[0].width, v[0].height), (60, 50));
 }
 
 #[test]
@@ -354,7 +387,8 @@ fn grayscale_and_cmyk_jpegs() {
         image::Luma([(x / 2) as u8])
     }));
     let (_, v) = render(&encode_as(&gray, ImageFormat::Jpeg), &default_presets()).unwrap();
-    assert_eq!((v[0].width, v[0].height), (375, 300));
+    let medium = v.iter().find(|v| v.name == "medium").unwrap();
+    assert_eq!((medium.width, medium.height), (375, 300));
     for v in &v {
         decode_variant(v);
     }
@@ -381,27 +415,27 @@ fn bad_inputs_give_stable_codes() {
 
     assert_eq!(
         code_of(render(&jpeg[..jpeg.len() / 2], &presets)),
-        "corrupt_image",
+        "decode_failed",
         "truncated jpeg"
     );
     assert_eq!(
         code_of(render(&jpeg[..jpeg.len() - 2], &presets)),
-        "corrupt_image",
+        "decode_failed",
         "jpeg without EOI"
     );
     assert_eq!(
         code_of(render(&jpeg[..300], &presets)),
-        "corrupt_image",
+        "decode_failed",
         "jpeg cut in header"
     );
     assert_eq!(
         code_of(render(&png[..png.len() / 2], &presets)),
-        "corrupt_image",
+        "decode_failed",
         "truncated png"
     );
     assert_eq!(
         code_of(render(&png[..40], &presets)),
-        "corrupt_image",
+        "decode_failed",
         "png cut in header"
     );
 
@@ -416,21 +450,21 @@ fn bad_inputs_give_stable_codes() {
         .collect();
     assert_eq!(
         code_of(render(&random, &presets)),
-        "corrupt_image",
+        "decode_failed",
         "random bytes"
     );
     let mut fake_jpeg = vec![0xFF, 0xD8, 0xFF];
     fake_jpeg.extend_from_slice(&random);
     assert_eq!(
         code_of(render(&fake_jpeg, &presets)),
-        "corrupt_image",
+        "decode_failed",
         "jpeg magic + random"
     );
 
     let empty = temp_file("empty.jpg", b"");
     assert_eq!(
         code_of(render_file(&empty, &presets, &Limits::default())),
-        "corrupt_image",
+        "decode_failed",
         "zero bytes"
     );
 
@@ -562,7 +596,7 @@ fn truncations_and_bit_flips_never_panic() {
             if matches!(format, ImageFormat::Jpeg | ImageFormat::Png) && cut < data.len() - 12 {
                 assert_eq!(
                     code_of(r),
-                    "corrupt_image",
+                    "decode_failed",
                     "{format:?} cut at {cut} of {}",
                     data.len()
                 );
@@ -601,8 +635,10 @@ fn presets_and_formats_serialize_lowercase() {
     let p: Preset =
         serde_json::from_str(r#"{"name":"w","width":10,"height":20,"format":"webp"}"#).unwrap();
     assert_eq!((p.format, p.quality), (OutputFormat::WebP, 80));
-    let json = serde_json::to_string(&default_presets()[0]).unwrap();
+    let json = serde_json::to_string(&default_presets()[2]).unwrap();
     assert!(json.contains(r#""format":"jpeg""#), "{json}");
+    let json = serde_json::to_string(&default_presets()[0]).unwrap();
+    assert!(json.contains(r#""fit":"cover""#), "{json}");
     assert_eq!(OutputFormat::WebP.extension(), "webp");
     assert_eq!(OutputFormat::Jpeg.content_type(), "image/jpeg");
     assert_eq!(OutputFormat::Png.content_type(), "image/png");
