@@ -1,0 +1,29 @@
+-- imagelake lake table `variants`: one row per variant written.
+-- Partitioned by dt (the UTC day of created_at); partitions are projected, never crawled.
+-- ${BUCKET} and ${PREFIX} are placeholders: see README.md. The raw files may hold a fact
+-- twice (at-least-once delivery): count distinct event_id, or use the views of views.sql.
+CREATE EXTERNAL TABLE IF NOT EXISTS variants (
+  `event_id`    string,
+  `image_id`    string,
+  `customer_id` string,
+  `variant`     string,
+  `format`      string,
+  `width`       int,
+  `height`      int,
+  `bytes`       bigint,
+  `created_at`  timestamp,
+  `expires_at`  timestamp
+)
+PARTITIONED BY (`dt` string)
+STORED AS PARQUET
+LOCATION 's3://${BUCKET}/${PREFIX}lake/variants/'
+TBLPROPERTIES (
+  'parquet.compression'          = 'ZSTD',
+  'projection.enabled'           = 'true',
+  'projection.dt.type'           = 'date',
+  'projection.dt.format'         = 'yyyy-MM-dd',
+  'projection.dt.range'          = '2024-01-01,NOW',
+  'projection.dt.interval'       = '1',
+  'projection.dt.interval.unit'  = 'DAYS',
+  'storage.location.template'    = 's3://${BUCKET}/${PREFIX}lake/variants/dt=${dt}/'
+);
