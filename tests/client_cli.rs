@@ -189,7 +189,11 @@ async fn upload_wait_status_list_download_and_stats() {
     // A one-row report reads as `column value` lines.
     let r = cli(&server, &analyst, &home, &work, &["stats", "summary", "--from", "2020-01-01"]).await;
     assert!(r.ok, "{r:?}");
-    assert!(r.stdout.lines().count() > 2, "{r:?}");
+    assert_eq!(r.stdout.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["COLUMN", "VALUE"], "{r:?}");
+    assert!(r.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["images", "2"]), "{r:?}");
+    // An unknown report: the server's answer, and the names of the reports.
+    let r = cli(&server, &analyst, &home, &work, &["stats", "nosuch"]).await;
+    assert!(!r.ok && r.stderr.contains("not_found") && r.stderr.contains("processing"), "{r:?}");
     // A wrong parameter: the server's message and code.
     let r = cli(&server, &analyst, &home, &work, &["stats", "volume", "--interval", "fortnight"]).await;
     assert!(!r.ok, "{r:?}");
@@ -428,4 +432,96 @@ async fn bi_files_match_the_lake_schema() {
         assert_eq!(p["projection.dt.range"], "2024-01-01,NOW");
         assert_eq!(p["storage.location.template"], format!("s3://${{BUCKET}}/${{PREFIX}}lake/{name}/dt=${{dt}}/"));
     }
+}
+
+/// Runs the client and samples its peak resident memory (VmHWM) until it exits.
+async fn run_measuring_memory(mut c: tokio::process::Command) -> (Run, u64) {
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let pid = child.id().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = tokio::spawn(async move {
+        let mut s = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut s).await.unwrap();
+        s
+    });
+    let err = tokio::spawn(async move {
+        let mut s = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut s).await.unwrap();
+        s
+    });
+    let mut peak_kb = 0u64;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()) {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the client did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let run = Run {
+        ok: status.success(),
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out.await.unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.await.unwrap()).into_owned(),
+    };
+    (run, peak_kb * 1024)
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+#[tokio::test]
+async fn a_large_file_streams_both_ways_in_bounded_memory() {
+    const SIZE: u64 = 192 << 20;
+    let server = Server::embedded().await;
+    let key = server.keys.acme.clone();
+    let home = temp_dir("client-home");
+    let work = temp_dir("client-large");
+    // A JPEG signature and then zeros (a sparse file): accepted and stored as it is;
+    // its processing fails later, which does not matter here.
+    let big = work.join("big.jpg");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&big).unwrap();
+        f.write_all(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0]).unwrap();
+        f.set_len(SIZE).unwrap();
+    }
+    let mut c = client(&home);
+    c.current_dir(&work).args(["upload", big.to_str().unwrap(), "--url", &server.url, "--key", &key]);
+    let (r, peak) = run_measuring_memory(c).await;
+    assert!(r.ok, "{r:?}");
+    assert!(peak < 96 << 20, "the upload of {SIZE} bytes peaked at {peak} bytes resident");
+    let id = r.stdout.trim().to_string();
+    let rec: serde_json::Value = server.client().get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rec["bytes"], SIZE);
+
+    let mut c = client(&home);
+    c.current_dir(&work).args(["download", &id, "-o", "back.jpg", "--url", &server.url, "--key", &key]);
+    let (r, peak) = run_measuring_memory(c).await;
+    assert!(r.ok, "{r:?}");
+    assert!(peak < 96 << 20, "the download of {SIZE} bytes peaked at {peak} bytes resident");
+    let back = work.join("back.jpg");
+    assert_eq!(std::fs::metadata(&back).unwrap().len(), SIZE);
+    assert_eq!(sha256_file(&back), rec["sha256"].as_str().unwrap());
+    let _ = std::fs::remove_dir_all(&work);
 }

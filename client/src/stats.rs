@@ -20,7 +20,12 @@ pub async fn run(api: &Api, report: &str, params: &[(&str, Option<String>)], for
     };
     let mut query: Vec<(&str, String)> = params.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect();
     query.push(("format", wire.to_string()));
-    let res = api.send(api.request(Method::GET, &format!("/v1/stats/{report}")).query(&query)).await?;
+    let res = match api.send(api.request(Method::GET, &format!("/v1/stats/{report}")).query(&query)).await {
+        Err(e) if e.downcast_ref::<crate::ApiError>().is_some_and(|a| a.status == 404) => {
+            bail!("{e}: is `{report}` a report? (summary, customers, types, volume, processing, usage)")
+        }
+        other => other?,
+    };
     if format != StatsFormat::Table {
         let mut out = tokio::io::stdout();
         let mut body = res.bytes_stream();
@@ -39,13 +44,34 @@ pub async fn run(api: &Api, report: &str, params: &[(&str, Option<String>)], for
         return Ok(());
     }
     let text = res.text().await.map_err(|e| api.transport_error(e))?;
-    print!("{}", render_table(&text)?);
+    // The summary is one row of many figures: it reads better as `column value` lines.
+    print!("{}", render_table(&text, report == "summary")?);
     Ok(())
 }
 
-/// CSV as an aligned table; numbers right-aligned. One wide row reads better
-/// transposed, as `column value` lines.
-pub fn render_table(csv_text: &str) -> anyhow::Result<String> {
+/// A figure for reading: integers as they are, fractions to 3 decimals (or 4 significant
+/// digits when tiny); anything else unchanged.
+fn readable(v: &str) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    if !v.contains(['.', 'e', 'E']) {
+        return v.to_string();
+    }
+    match v.parse::<f64>() {
+        Ok(x) if x != 0.0 && x.abs() < 0.001 => format!("{x:.3e}"),
+        Ok(x) if x.is_finite() => {
+            let s = format!("{x:.3}");
+            let s = s.trim_end_matches('0');
+            s.strip_suffix('.').map(|i| format!("{i}.0")).unwrap_or_else(|| s.to_string())
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// CSV as an aligned table; numeric columns right-aligned. `transpose`: one
+/// `column value` line per column of each row instead.
+pub fn render_table(csv_text: &str, transpose: bool) -> anyhow::Result<String> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(csv_text.as_bytes());
     let header: Vec<String> = reader.headers().context("the report's CSV has no header")?.iter().map(str::to_string).collect();
     let rows: Vec<Vec<String>> = reader
@@ -55,20 +81,28 @@ pub fn render_table(csv_text: &str) -> anyhow::Result<String> {
         .context("the report's CSV is malformed")?;
     let is_number = |s: &str| !s.is_empty() && s.parse::<f64>().is_ok();
     let mut out = String::new();
-    if rows.len() == 1 && header.len() > 4 {
-        let mut t = plain_table(&["COLUMN", "VALUE"]);
-        for (h, v) in header.iter().zip(&rows[0]) {
-            t.add_row(vec![h.clone(), if v.is_empty() { "-".into() } else { v.clone() }]);
+    if transpose {
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let mut t = plain_table(&["COLUMN", "VALUE"]);
+            for (h, v) in header.iter().zip(row) {
+                t.add_row(vec![h.clone(), readable(v)]);
+            }
+            for line in table_lines(&t) {
+                out.push_str(&line);
+                out.push('\n');
+            }
         }
-        for line in table_lines(&t) {
-            out.push_str(&line);
-            out.push('\n');
+        if rows.is_empty() {
+            out.push_str("(no rows)\n");
         }
         return Ok(out);
     }
     let mut t = plain_table(&header.iter().map(String::as_str).collect::<Vec<_>>());
     for r in &rows {
-        t.add_row(r.iter().map(|v| if v.is_empty() { "-".to_string() } else { v.clone() }).collect::<Vec<_>>());
+        t.add_row(r.iter().map(|v| readable(v)).collect::<Vec<_>>());
     }
     let numeric: Vec<usize> = (0..header.len())
         .filter(|&i| !rows.is_empty() && rows.iter().all(|r| r.get(i).is_some_and(|v| v.is_empty() || is_number(v))))
@@ -88,11 +122,16 @@ pub fn render_table(csv_text: &str) -> anyhow::Result<String> {
 mod tests {
     #[test]
     fn renders_rows_aligned_and_one_row_transposed() {
-        let t = super::render_table("format,uploads,bytes\njpeg,12,3400\npng,3,10\n").unwrap();
+        let t = super::render_table("format,uploads,bytes\njpeg,12,3400\npng,3,10\n", false).unwrap();
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].contains("format") && lines[1].contains("jpeg"), "{t}");
-        let one = super::render_table("a,b,c,d,e\n1,2,,4,x\n").unwrap();
+        let one = super::render_table("a,b,c,d,e\n1,2.50000001,,4,x\n", true).unwrap();
         assert!(one.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["c", "-"]), "{one}");
+        assert!(one.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["b", "2.5"]), "{one}");
+        assert_eq!(super::readable("9.547425e-6"), "9.547e-6");
+        assert_eq!(super::readable("31.302799999999998"), "31.303");
+        assert_eq!(super::readable("0.0"), "0.0");
+        assert_eq!(super::readable("123"), "123");
     }
 }
