@@ -415,6 +415,16 @@
     setValue("customers-count", q ? shown.length + " of " + table.rows.length : fmtInt(table.rows.length), shown.length);
   }
 
+  /** Forgets what a card shows: an error must not leave the last figures (possibly of
+   * another key) behind it. */
+  function clearCard(name) {
+    const card = $('[data-card="' + name + '"]');
+    for (const n of $$("[data-value]", card)) { n.textContent = "–"; n.dataset.value = ""; }
+    for (const n of $$(".sub, .total", card)) n.textContent = "";
+    for (const n of $$(".chart, .legend, .bars, .gauge, tbody", card)) n.textContent = "";
+    if (name === "customers") table.rows = [];
+  }
+
   // ---------------------------------------------------------------- loading
   let generation = 0;
   const last = {};  // the last data of each report, to redraw on resize
@@ -451,7 +461,7 @@
       }, (e) => {
         if (my !== generation) return;
         delete last[report];
-        for (const n of cards[report]) setState(n, "error", errorText(e));
+        for (const n of cards[report]) { clearCard(n); setState(n, "error", errorText(e)); }
         if (e.status === 401 || e.status === 403) {
           const b = $("#banner");
           b.textContent = "The API refused this key: " + e.message + ". Sign out and sign in with an analyst key.";
@@ -499,6 +509,8 @@
   }
   function showLogin() {
     generation++;
+    for (const card of $$("[data-card]")) clearCard(card.dataset.card);
+    for (const k of Object.keys(last)) delete last[k];
     $("#board").hidden = true;
     $("#range").hidden = true;
     $("#signout").hidden = true;
