@@ -1,6 +1,7 @@
 //! Every bad input gets a clear 4xx problem+json with a stable code, and leaves nothing
 //! behind: no object, no record, no job, no pending multipart upload.
 
+#[macro_use]
 mod common;
 
 use common::{image_bytes, Backend, Server, Setup};
@@ -71,6 +72,14 @@ async fn bodies_that_are_not_images(backend: Backend) {
     let form = reqwest::multipart::Form::new().text("other", "x");
     let res = c.http.post(c.url("/v1/images")).bearer_auth(key).multipart(form).send().await.unwrap();
     problem(res, 400, "missing_file").await;
+    // A multipart body cut off before its closing boundary, and one with no boundary.
+    let png = image_bytes(50, 50, ImageFormat::Png);
+    let mut cut = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+    cut.extend_from_slice(&png);
+    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("content-type", "multipart/form-data; boundary=XyZ").body(cut).send().await.unwrap();
+    problem(res, 400, "invalid_multipart").await;
+    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("content-type", "multipart/form-data").body(png.clone()).send().await.unwrap();
+    problem(res, 400, "invalid_multipart").await;
     assert_nothing_stored(&server, "acme").await;
 }
 
@@ -82,6 +91,10 @@ async fn bad_parameters(backend: Backend) {
     let post = |q: &str| c.http.post(c.url(&format!("/v1/images{q}"))).bearer_auth(key).body(img.clone()).send();
     problem(post("?variants=thumb,gigantic").await.unwrap(), 400, "unknown_variant").await;
     problem(post("?callback_url=ftp://x").await.unwrap(), 400, "invalid_callback_url").await;
+    // SSRF: the server never calls into its own network on a user's say-so.
+    problem(post("?callback_url=http://127.0.0.1:9/hook").await.unwrap(), 400, "callback_url_refused").await;
+    problem(post("?callback_url=http://localhost/hook").await.unwrap(), 400, "callback_url_refused").await;
+    problem(post("?callback_url=http://169.254.169.254/latest/meta-data").await.unwrap(), 400, "callback_url_refused").await;
     let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("idempotency-key", "").body(img.clone()).send().await.unwrap();
     problem(res, 400, "invalid_idempotency_key").await;
     problem(c.get(key, "/v1/images?limit=0").send().await.unwrap(), 400, "invalid_limit").await;
@@ -165,15 +178,67 @@ async fn truncated_body(backend: Backend) {
     assert!(out.starts_with("HTTP/1.1 200"), "server still healthy: {out}");
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Embedded).await } )*
+/// Bytes that pass the upload's sniffing but not the processor: each ends as a `failed`
+/// record with a stable code, and the server goes on processing good images.
+async fn images_the_processor_refuses(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    let mut truncated = image_bytes(800, 600, ImageFormat::Jpeg);
+    truncated.truncate(truncated.len() / 2);
+    let cases = [
+        (truncated, "image/jpeg", "decode_failed"),
+        (png_claiming(100_000, 100_000), "image/png", "image_too_large"),
+        // A wrong Content-Type: the bytes decide, this GIF is processed as a GIF.
+        (image_bytes(90, 60, ImageFormat::Gif), "image/jpeg", "processed"),
+    ];
+    for (body, content_type, outcome) in cases {
+        let res = c.upload(key, body, content_type).await;
+        assert_eq!(res.status(), 202, "{outcome}");
+        let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let done = c.wait_done(key, &id, Duration::from_secs(60)).await;
+        if outcome == "processed" {
+            assert_eq!((done["status"].as_str(), done["format"].as_str()), (Some("processed"), Some("gif")), "{done}");
+        } else {
+            assert_eq!(done["status"], "failed", "{done}");
+            assert_eq!(done["error"]["code"], outcome, "{done}");
+            assert!(done["variants"].as_array().is_none_or(|v| v.is_empty()), "{done}");
         }
-        mod garage_and_sqs {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Servers).await } )*
-        }
-    };
+    }
+    let store = server.store().await;
+    assert!(store.list("processed/acme/", None, 100).await.unwrap().objects.len() == 4, "only the GIF's 4 variants");
 }
 
-on_both_backends!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body);
+/// A PNG whose header claims `w` x `h` pixels, with one tiny IDAT: a decompression bomb's
+/// shape, refused from the header before anything is allocated.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+on_both_backends!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body, images_the_processor_refuses);

@@ -1,6 +1,7 @@
 //! Upload, process, download, list and delete, end to end through the real binary: on
 //! the embedded default, and against Garage and the SQS server.
 
+#[macro_use]
 mod common;
 
 use common::{image_bytes, sha256_hex, Backend, Server, Setup};
@@ -35,9 +36,12 @@ async fn upload_process_download(backend: Backend) {
     assert!(done["processed_at"].is_string());
     let variants = done["variants"].as_array().unwrap();
     let names: Vec<&str> = variants.iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["thumb", "medium", "webp"]);
+    assert_eq!(names, ["thumb", "small", "medium", "web"]);
+    let size = |v: &serde_json::Value| (v["format"].as_str().unwrap().to_string(), v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap());
+    let sizes: Vec<_> = variants.iter().map(size).collect();
+    let expected = [("webp", 120, 120), ("webp", 160, 120), ("jpeg", 400, 300), ("webp", 1200, 900)];
+    assert_eq!(sizes, expected.map(|(f, w, h)| (f.to_string(), w, h)), "the default presets; web is not upscaled");
     let thumb = &variants[0];
-    assert_eq!((thumb["width"].as_u64(), thumb["height"].as_u64()), (Some(400), Some(300)));
     assert_eq!(thumb["state"], "ready");
     assert_eq!(thumb["url"], format!("/v1/images/{id}/variants/thumb"));
     let made = thumb["expires_at"].as_str().unwrap();
@@ -58,17 +62,19 @@ async fn upload_process_download(backend: Backend) {
     let res = c.get(key, &format!("/v1/images/{id}/original")).header("range", format!("bytes={}-", jpeg.len() + 5)).send().await.unwrap();
     assert_eq!(res.status(), 416);
 
-    // Variants are real images of the advertised size.
-    let res = c.get(key, &format!("/v1/images/{id}/variants/thumb")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "image/jpeg");
-    let body = res.bytes().await.unwrap();
-    assert_eq!(body.len() as u64, thumb["bytes"].as_u64().unwrap());
-    let decoded = image::load_from_memory(&body).unwrap();
-    assert_eq!((decoded.width(), decoded.height()), (400, 300));
-    let webp = c.get(key, &format!("/v1/images/{id}/variants/webp")).send().await.unwrap();
-    assert_eq!(webp.headers()["content-type"], "image/webp");
-    assert_eq!(image::guess_format(&webp.bytes().await.unwrap()).unwrap(), ImageFormat::WebP);
+    // Variants are real images of the advertised format and size.
+    for v in variants {
+        let name = v["name"].as_str().unwrap();
+        let res = c.get(key, &format!("/v1/images/{id}/variants/{name}")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let (format, mime) = if v["format"] == "jpeg" { (ImageFormat::Jpeg, "image/jpeg") } else { (ImageFormat::WebP, "image/webp") };
+        assert_eq!(res.headers()["content-type"], mime, "{name}");
+        let body = res.bytes().await.unwrap();
+        assert_eq!(body.len() as u64, v["bytes"].as_u64().unwrap());
+        assert_eq!(image::guess_format(&body).unwrap(), format, "{name}");
+        let decoded = image::load_from_memory(&body).unwrap();
+        assert_eq!((u64::from(decoded.width()), u64::from(decoded.height())), (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()));
+    }
     let res = c.get(key, &format!("/v1/images/{id}/variants/huge")).send().await.unwrap();
     assert_eq!(res.status(), 404);
 
@@ -197,17 +203,6 @@ async fn expired_variants_are_gone(backend: Backend) {
     assert_eq!(rec["variants"][0]["state"], "expired");
     // The original is not subject to variant retention.
     assert_eq!(c.get(&server.keys.acme, &format!("/v1/images/{id}/original")).send().await.unwrap().status(), 200);
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Embedded).await } )*
-        }
-        mod garage_and_sqs {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Servers).await } )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,7 +1,8 @@
-//! The lake survives kill -9: the server dies in the middle of a batch of uploads, comes
-//! back, finishes the batch; every accepted upload is in `uploads` exactly once and every
-//! processed image has its succeeded job, through the deduplicating views (the raw files
-//! may hold a fact twice: a job redelivered after the crash writes its facts again).
+//! kill -9 while 50 uploads are being processed: the server comes back and finishes the
+//! batch; every accepted image reaches `processed` with exactly one object per variant,
+//! every accepted upload is in `uploads` exactly once and every processed image has its
+//! succeeded job, through the deduplicating views (the raw files may hold a fact twice:
+//! a job redelivered after the crash writes its facts again).
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::lake::{check_lake, lake_dir};
 use imagelake_core::testing;
 use std::time::{Duration, Instant};
 
-const N: usize = 30;
+const N: usize = 50;
 
 async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
     // A short visibility timeout, so the jobs the dead process held come back quickly.
@@ -65,9 +66,15 @@ async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
         restart_env.push(("AWS_SECRET_ACCESS_KEY".into(), secret));
     }
     server.spawn(&restart_env).await;
+    let store = server.store().await;
     for id in &ids {
-        let done = c.wait_done(&key, id, Duration::from_secs(180)).await;
+        let done = c.wait_done(&key, id, Duration::from_secs(240)).await;
         assert_eq!(done["status"], "processed", "{done}");
+        // No duplicate variants: one entry per preset in the record, one object each.
+        let names: Vec<&str> = done["variants"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["thumb", "small", "medium", "web"], "{done}");
+        let objects = store.list(&format!("processed/acme/{id}/"), None, 100).await.unwrap().objects;
+        assert_eq!(objects.len(), 4, "{id}: {objects:?}");
     }
     assert!(server.terminate(Duration::from_secs(30)).success(), "{}", server.log());
 
@@ -79,7 +86,7 @@ async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
         &lake,
         &[
             format!("--expect=uploads={N}"),
-            format!("--expect=variants={}", 3 * N),
+            format!("--expect=variants={}", 4 * N),
             format!("--uploads-ids={}", ids_file.display()),
             format!("--succeeded-ids={}", ids_file.display()),
         ],

@@ -44,7 +44,7 @@ async fn python_peers_read_the_lake(backend: Backend) {
         &[
             format!("--expect=uploads={n}"),
             format!("--expect=jobs={n}"),
-            format!("--expect=variants={}", 3 * n),
+            format!("--expect=variants={}", 4 * n),
             "--exact".into(),
             format!("--uploads-ids={}", ids_file.display()),
             format!("--succeeded-ids={}", ids_file.display()),

@@ -77,7 +77,7 @@ async fn expire_after_seven_days(backend: Backend) {
         let rec = record::read(store.as_ref(), "acme", id).await.unwrap().unwrap();
         assert!(rec.variants.iter().all(|v| v.state == VariantState::Expired), "{rec:?}");
         assert!(store.head(&record::original_key("acme", id)).await.unwrap().is_some(), "original removed");
-        for name in ["thumb", "medium", "webp"] {
+        for name in ["thumb", "small", "medium", "web"] {
             let res = p.client.get(&p.key, &format!("/v1/images/{id}/variants/{name}")).send().await.unwrap();
             assert_eq!(res.status(), 410, "{name}");
         }

@@ -191,7 +191,14 @@ async fn store_body(
     let mut inspection = std::mem::take(&mut *shared.lock().unwrap());
     match result {
         Ok(_) => Ok(inspection),
-        Err(e) => Err(inspection.failure.take().unwrap_or_else(|| e.into())),
+        Err(e) => Err(inspection.failure.take().unwrap_or_else(|| match e {
+            // The multipart parser's error: a malformed body (or one cut off, which the
+            // parser cannot tell apart).
+            imagelake_core::store::StoreError::Body(m) if is_multipart => {
+                IngestError::BadRequest("invalid_multipart", format!("the multipart body is malformed or incomplete: {m}"))
+            }
+            e => e.into(),
+        })),
     }
 }
 

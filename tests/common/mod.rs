@@ -5,6 +5,20 @@
 
 pub mod lake;
 
+/// `on_both_backends!(case_a, case_b)`: each `async fn case(backend: Backend)` of the file
+/// becomes two tests, `embedded::case` and `garage_and_sqs::case`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Embedded).await } )*
+        }
+        mod garage_and_sqs {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Servers).await } )*
+        }
+    };
+}
+
 use imagelake_core::auth::{generate_key, hash_key};
 use imagelake_core::queue::SqsQueue;
 use imagelake_core::store::{LocalStore, S3Options, S3Store, SharedStore};
