@@ -55,7 +55,11 @@ async fn save(res: reqwest::Response, target: &Path, bar: &indicatif::ProgressBa
     let tmp = dir.join(format!(".{name}.{}.part", std::process::id()));
     let mut file = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = async {
-        copy_body(res, &mut file, bar, api).await?;
+        // Ctrl-C: stop, and remove the partial file below rather than leave it behind.
+        tokio::select! {
+            r = copy_body(res, &mut file, bar, api) => r?,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        };
         file.sync_all().await.context("cannot sync the downloaded file")?;
         drop(file);
         tokio::fs::rename(&tmp, target).await.with_context(|| format!("cannot rename the download to {}", target.display()))
