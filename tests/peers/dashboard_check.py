@@ -12,8 +12,9 @@ What it checks, in order:
   3. every card (KPIs, capacity gauge and forecast, uploads and bytes per day, processed /
      failed / expired per day, latency p50/p95, formats, customers) shows the API's numbers,
      read back from the DOM (text, and data-* attributes for the raw values);
-  4. the customers table sorts by a column and filters by the search box;
-  5. a narrower date range changes every figure to the API's answer for that range, and
+  4. the customers table sorts by a column and filters by the search box; hovering a
+     day shows its figures;
+  5. a narrower date range shows every card's loading state, then changes every figure to the API's answer for that range, and
      the new totals equal the old daily series restricted to that range;
   6. a range with no data shows the empty states; a reversed range shows the API's
      problem+json `detail` in every card (error state);
@@ -39,6 +40,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -149,6 +151,8 @@ def set_range(driver, frm, to):
 def screenshot(driver, path):
     """The whole page, not just the viewport (Chrome DevTools Protocol)."""
     import base64
+    driver.execute_script("window.scrollTo(0, 0)")  # the sticky header belongs at the top
+    time.sleep(0.2)
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
@@ -340,10 +344,27 @@ def main():
         c.eq("search cleared", len(tids(driver, "customer-row")), len(ids))
         driver.find_element(By.CSS_SELECTOR, '.customers th[data-key="uploads"]').click()  # back to the default
 
-        # 5. A narrower range: the last 7 days of the same series.
+        # Hovering a day shows its figures.
+        point = tids(driver, "uploads-point")[-1]
+        ActionChains(driver).move_to_element(point).perform()
+        tip = driver.find_element(By.ID, "tooltip")
+        WebDriverWait(driver, 5).until(lambda d: tip.is_displayed())
+        c.true(f"tooltip {tip.text!r}", f"Uploads: {fmt_int(wide['volume'][-1]['uploads'])}" in tip.text)
+        ActionChains(driver).move_to_element(driver.find_element(By.CSS_SELECTOR, ".brand")).perform()
+        WebDriverWait(driver, 5).until(lambda d: not tip.is_displayed())
+
+        # 5. A narrower range: the last 7 days of the same series. Every card shows its
+        # loading state from the submit until its answer is there.
         to_day = dt.date.fromisoformat(to)
         frm7 = (to_day - dt.timedelta(days=6)).isoformat()
-        set_range(driver, frm7, to)
+        loading = driver.execute_script(
+            "document.getElementById('from').value = arguments[0]; document.getElementById('to').value = arguments[1];"
+            "document.getElementById('range').requestSubmit();"
+            "return Array.from(document.querySelectorAll('[data-card]')).map(c => [c.dataset.state, "
+            "c.querySelector('.state').textContent, getComputedStyle(c.querySelector('.state')).display]);", frm7, to)
+        c.true(f"every card loading: {loading}", all(st == "loading" and txt == "Loading…" and disp != "none"
+                                                    for st, txt, disp in loading))
+        settle(driver)
         narrow = check_board(driver, c, base, a.key, frm7, to)
         s7 = narrow["summary"][0]
         in7 = [r for r in wide["volume"] if r["bucket"][:10] >= frm7]
