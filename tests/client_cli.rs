@@ -219,6 +219,14 @@ async fn failures_exit_non_zero_with_the_servers_message_and_connection_preceden
     assert!(r.stderr.contains(expected["detail"].as_str().unwrap()), "{r:?}\nexpected {expected}");
     assert!(r.stderr.contains(expected["code"].as_str().unwrap()), "{r:?}");
 
+    // Several files, one refused: the others are uploaded, the exit status says so.
+    let r = cli(&server, &key, &home, &work, &["upload", text.to_str().unwrap(), jpeg.to_str().unwrap()]).await;
+    assert!(!r.ok, "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 1, "the JPEG's id: {r:?}");
+    assert!(r.stderr.contains("1 of 2 upload(s) failed") && r.stderr.contains("notes.txt"), "{r:?}");
+    let id = r.stdout.trim();
+    assert_eq!(api.wait_done(&key, id, Duration::from_secs(60)).await["status"], "processed");
+
     // An unknown key: 401 with the server's detail and code.
     let expected: serde_json::Value = api.get("ilk_not_a_key", "/v1/images").send().await.unwrap().json().await.unwrap();
     let r = cli(&server, "ilk_not_a_key", &home, &work, &["upload", jpeg.to_str().unwrap()]).await;
@@ -267,7 +275,7 @@ async fn failures_exit_non_zero_with_the_servers_message_and_connection_preceden
     };
     let r = list(&[], &[]).await;
     assert!(r.ok, "the profile alone: {r:?}");
-    assert_eq!(r.stdout.lines().count(), 2, "a header and acme's image: {r:?}");
+    assert_eq!(r.stdout.lines().count(), 3, "a header and acme's two images: {r:?}");
     let r = list(&[], &["--profile", "globex"]).await;
     assert!(r.ok, "a named profile: {r:?}");
     let r = list(&[("IMAGELAKE_PROFILE", "nosuch")], &[]).await;

@@ -18,15 +18,26 @@ const CHUNK: usize = 256 * 1024;
 pub async fn run(api: &Api, files: &[std::path::PathBuf], variants: &[String], wait: bool, timeout: Duration) -> anyhow::Result<()> {
     let variants: Vec<&str> = variants.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
     let mut uploaded = Vec::new();
+    let mut refused = Vec::new();
     for file in files {
-        let id = upload_one(api, file, &variants).await.with_context(|| format!("upload of {} failed", file.display()))?;
-        if !wait {
-            println!("{id}");
+        match upload_one(api, file, &variants).await {
+            Ok(id) => {
+                if !wait {
+                    println!("{id}");
+                }
+                uploaded.push((id, file));
+            }
+            // One file refused does not stop the others; the exit status still says so.
+            Err(e) if files.len() > 1 => {
+                eprintln!("error: upload of {} failed: {e:#}", file.display());
+                refused.push(format!("{}: {e:#}", file.display()));
+            }
+            Err(e) => return Err(e.context(format!("upload of {} failed", file.display()))),
         }
-        uploaded.push((id, file));
     }
+    let refused_error = || anyhow::anyhow!("{} of {} upload(s) failed: {}", refused.len(), files.len(), refused.join("; "));
     if !wait {
-        return Ok(());
+        return if refused.is_empty() { Ok(()) } else { Err(refused_error()) };
     }
     // Every file is uploaded before the first wait: the server processes them meanwhile.
     let mut failed = Vec::new();
@@ -42,6 +53,9 @@ pub async fn run(api: &Api, files: &[std::path::PathBuf], variants: &[String], w
         } else {
             print_variants(api, &rec, "  ");
         }
+    }
+    if !refused.is_empty() {
+        return Err(refused_error());
     }
     if !failed.is_empty() {
         bail!("processing failed for {} of {} image(s): {}", failed.len(), uploaded.len(), failed.join("; "));
