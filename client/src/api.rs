@@ -68,7 +68,8 @@ impl Api {
     }
 
     pub async fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
-        let res = self.send(self.request(Method::GET, path).query(query)).await?;
+        // Records and pages are small: a server that does not answer within a minute is stuck.
+        let res = self.send(self.request(Method::GET, path).query(query).timeout(Duration::from_secs(60))).await?;
         res.json().await.with_context(|| format!("the answer of GET {path} is not JSON"))
     }
 

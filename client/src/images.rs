@@ -11,11 +11,23 @@ pub async fn wait_done(api: &Api, id: &str, timeout: Duration) -> anyhow::Result
     let start = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        let rec = api.get_json(&format!("/v1/images/{id}"), &[]).await?;
-        let status = rec["status"].as_str().unwrap_or_default();
-        if status == "processed" || status == "failed" {
-            return Ok(rec);
-        }
+        let status = match api.get_json(&format!("/v1/images/{id}"), &[]).await {
+            Ok(rec) => {
+                let status = rec["status"].as_str().unwrap_or_default().to_string();
+                if status == "processed" || status == "failed" {
+                    return Ok(rec);
+                }
+                status
+            }
+            // A server restarting or briefly overloaded: keep waiting. A refusal is final.
+            Err(e) if e.downcast_ref::<crate::ApiError>().is_none_or(|a| a.status >= 500) => {
+                if start.elapsed() >= timeout {
+                    return Err(e);
+                }
+                format!("unknown ({e})")
+            }
+            Err(e) => return Err(e),
+        };
         if start.elapsed() >= timeout {
             bail!("image {id} is still {status} after {} s (raise --timeout, or check later with `imagelake status {id}`)", timeout.as_secs());
         }
