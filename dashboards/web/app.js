@@ -543,11 +543,17 @@
       b.addEventListener("click", () => { setPreset(+b.dataset.days); load(); });
     }
     for (const th of $$(".customers th")) {
-      th.addEventListener("click", () => {
+      const sortBy = () => {
         const k = th.dataset.key;
         if (table.key === k) table.dir = -table.dir;
         else { table.key = k; table.dir = th.dataset.type === "text" ? 1 : -1; }
         renderCustomers();
+      };
+      th.tabIndex = 0;  // sortable from the keyboard too
+      th.title = "Sort by " + th.textContent.toLowerCase();
+      th.addEventListener("click", sortBy);
+      th.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(); }
       });
     }
     $("#customer-search").addEventListener("input", renderCustomers);

@@ -42,6 +42,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 CARDS = ["summary", "capacity", "uploads", "bytes", "outcomes", "formats", "latency", "customers"]
@@ -329,7 +330,7 @@ def main():
         head.click()
         ids = [e.get_attribute("data-customer") for e in tids(driver, "customer-row")]
         c.eq("sorted by customer, Z to A", ids, sorted(ids, reverse=True))
-        driver.find_element(By.CSS_SELECTOR, '.customers th[data-key="bytes_stored"]').click()
+        driver.find_element(By.CSS_SELECTOR, '.customers th[data-key="bytes_stored"]').send_keys(Keys.ENTER)  # keyboard
         stored = [num(e.get_attribute("data-value")) for e in
                   driver.find_elements(By.CSS_SELECTOR, '[data-testid=customer-row] td[data-key=bytes_stored]')]
         c.eq("sorted by stored bytes, most first", stored, sorted(stored, reverse=True))
