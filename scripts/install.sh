@@ -2,7 +2,7 @@
 # Install the real servers and tools imagelake's integration tests run against:
 #   (a) Garage (S3-compatible object store), built from crates.io with cargo;
 #   (b) a Python venv with moto[server] (SQS-compatible server), boto3 and the
-#       independent Parquet readers (duckdb, pyarrow, polars);
+#       independent Parquet readers (duckdb, pyarrow, polars) and schemathesis;
 #   (c) headless Chromium and its WebDriver (Debian packages) for the dashboard's
 #       browser test.
 #
@@ -100,23 +100,25 @@ install_venv() {
         die "pip install failed (full log: $LOG_DIR/venv-install.log)"
     fi
     # Fail here rather than in the middle of a test run if something is missing.
-    "$IMAGELAKE_PYTHON" -c 'import boto3, duckdb, pyarrow, polars, moto.server' ||
+    "$IMAGELAKE_PYTHON" -c 'import boto3, duckdb, pyarrow, polars, moto.server, schemathesis' ||
         die "venv installed but an import failed"
     [[ -x $IMAGELAKE_VENV/bin/moto_server ]] || die "moto_server missing from the venv"
     printf '%s\n' "$want" >"$stamp"
     log "python venv ready [$(elapsed "$t0")]"
 }
 
-# Chromium and chromedriver from Debian (no browser download of its own: Selenium is
-# handed both paths). apt-get update only when the install fails on a stale list.
+# Debian packages: Chromium and chromedriver (no browser download of its own: Selenium
+# is handed both paths), and nasm, which the JPEG decoder's build (mozjpeg-sys) uses for
+# its SIMD code when present at build time (without it the build falls back to plain C).
+# apt-get update only when the install fails on a stale list.
 install_chromium() {
     local t0
     t0=$(now)
-    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
-        log "chromium already installed [$(elapsed "$t0")]"
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v nasm >/dev/null; then
+        log "chromium and nasm already installed [$(elapsed "$t0")]"
         return
     fi
-    local apt=(apt-get install -y --no-install-recommends chromium chromium-driver)
+    local apt=(apt-get install -y --no-install-recommends chromium chromium-driver nasm)
     [[ $(id -u) == 0 ]] || apt=(sudo "${apt[@]}")
     log "installing chromium and chromium-driver (log: $LOG_DIR/chromium-install.log)"
     if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >"$LOG_DIR/chromium-install.log" 2>&1; then
