@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
 export IMAGELAKE_BENCH_VARIANTS=${1:-${IMAGELAKE_BENCH_VARIANTS:-100000}}
-cargo build --release --test lifecycle_bench
+cargo build --release --workspace --test lifecycle_bench
 if [[ -z ${IMAGELAKE_TEST_S3_ENDPOINT:-} ]]; then
     run_dir=$(scripts/servers.sh start)
     trap 'scripts/servers.sh stop "$run_dir" || true' EXIT

@@ -16,7 +16,7 @@ CUSTOMERS=${CUSTOMERS:-10000}
 DAYS=${DAYS:-30}
 OUT=${OUT:-/tmp/imagelake-bench-lake}
 
-cargo build --release -p imagelake-core --example lake_bench >&2
+cargo build --release --workspace --example lake_bench >&2
 bin=$CARGO_TARGET_DIR/release/examples/lake_bench
 
 echo "== machine: $(nproc) cores, $(lscpu | grep 'Model name' | sed 's/.*: *//'), $(date -u +%FT%TZ)"

@@ -29,7 +29,7 @@ fi
 files=$(find "$lake" -name '*.parquet' | wc -l)
 size=$(du -sh "$lake" | cut -f1)
 log "lake: $(cat "$data/generated.json"), $files files, $size"
-cargo build --release --quiet -p imagelake-reporting --tests
+cargo build --release --quiet --workspace --tests
 log "service (router in-process, JSON answers), $runs runs per report"
 IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs \
     cargo test --release --quiet -p imagelake-reporting --test bench -- --ignored --nocapture 2>/dev/null \

@@ -11,7 +11,7 @@ source scripts/lib.sh
 size_gib=${1:-5}
 backend=${2:-local}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
-cargo build --release --quiet --bin imagelake
+cargo build --release --quiet --workspace --bins
 bin=$CARGO_TARGET_DIR/release/imagelake
 work=$(mktemp -d)
 run_dir=""
