@@ -17,4 +17,4 @@ if [[ -z ${IMAGELAKE_TEST_S3_ENDPOINT:-} ]]; then
     source "$run_dir/env.sh"
 fi
 echo "== expiring $IMAGELAKE_BENCH_VARIANTS variants on Garage ($(nproc) cores)" >&2
-cargo test --release --test lifecycle_bench -- --ignored --nocapture --test-threads 1 2>&1 | grep -E '^(BENCH|  |expire)|panicked|FAILED|test result'
+cargo test --release --workspace --test lifecycle_bench -- --ignored --nocapture --test-threads 1 2>&1 | grep -E '^(BENCH|  |expire)|panicked|FAILED|test result'

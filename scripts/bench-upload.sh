@@ -49,12 +49,13 @@ fi
 IMAGELAKE_LOG=warn "$bin" ingest --config "$work/config.toml" > "$work/server.out" 2>&1 &
 pid=$!
 wait_for_port 127.0.0.1 "$port" 30
-# A JPEG start-of-image and JFIF header, then zeros.
+# A JPEG start-of-image and JFIF header, then zeros. `curl -T -` streams stdin (curl's
+# --data-binary @- would read it all into memory first).
 printf '\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00' > "$work/head.bin"
 start=$(date +%s.%N)
 status=$( { cat "$work/head.bin"; head -c $((size_gib * 1024 * 1024 * 1024)) /dev/zero; } |
     curl -s -o "$work/answer.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $key" \
-         -H "Content-Type: image/jpeg" -H "Transfer-Encoding: chunked" --data-binary @- \
+         -H "Content-Type: image/jpeg" -H "Transfer-Encoding: chunked" -T - \
          "http://127.0.0.1:$port/v1/images")
 end=$(date +%s.%N)
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")

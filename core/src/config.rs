@@ -361,6 +361,16 @@ pub struct LifecycleConfig {
     pub compact: String,
     pub abort_multipart: String,
     pub reconcile: String,
+    /// A job's lease lasts this long without renewal (renewed every third of it).
+    pub lease_ttl: Dur,
+    /// How long a runner waits after writing its lease before it re-reads it.
+    pub lease_settle: Dur,
+    /// Reconcile: the share of originals and records checked, 0 < x <= 1 (1 = complete).
+    pub reconcile_sample: f64,
+    /// Reconcile: an original without a record is deleted only once older than this.
+    pub orphan_age: Dur,
+    /// Abort-multipart: uploads initiated longer ago than this are aborted.
+    pub multipart_age: Dur,
 }
 
 impl Default for LifecycleConfig {
@@ -372,6 +382,11 @@ impl Default for LifecycleConfig {
             compact: "0 30 0 * * *".into(),
             abort_multipart: "0 0 3 * * *".into(),
             reconcile: "0 0 4 * * *".into(),
+            lease_ttl: Dur(Duration::from_secs(300)),
+            lease_settle: Dur(Duration::from_secs(2)),
+            reconcile_sample: 1.0,
+            orphan_age: Dur(Duration::from_secs(3600)),
+            multipart_age: Dur(Duration::from_secs(86_400)),
         }
     }
 }
@@ -397,7 +412,7 @@ impl Config {
     }
 
     /// What the types cannot say: variant presets have distinct, URL-safe names and
-    /// non-empty boxes.
+    /// non-empty boxes; the lifecycle's sample and lease times are coherent.
     fn validate(&self) -> Result<(), CoreError> {
         let bad = |m: String| Err(CoreError::Config(format!("[processor] variants: {m}")));
         let variants = &self.processor.variants;
@@ -412,6 +427,13 @@ impl Config {
             if v.width == 0 || v.height == 0 || v.width > 16_384 || v.height > 16_384 {
                 return bad(format!("{:?}: width and height must be 1-16384, not {}x{}", v.name, v.width, v.height));
             }
+        }
+        let l = &self.lifecycle;
+        if !(l.reconcile_sample > 0.0 && l.reconcile_sample <= 1.0) {
+            return Err(CoreError::Config(format!("[lifecycle] reconcile_sample: {} is not in (0, 1]", l.reconcile_sample)));
+        }
+        if l.lease_settle.0 * 4 > l.lease_ttl.0 {
+            return Err(CoreError::Config("[lifecycle] lease_settle must be under a quarter of lease_ttl".into()));
         }
         Ok(())
     }

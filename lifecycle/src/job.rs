@@ -109,8 +109,8 @@ impl std::fmt::Display for JobReport {
     }
 }
 
-/// Tunables that are not (yet) `[lifecycle]` configuration keys; [`Options::default`]
-/// is what the scheduler and `run_job` use.
+/// The jobs' tunables: [`Options::from_config`] (the `[lifecycle]` keys) is what the
+/// scheduler and `run_job` use; tests set their own.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long a lease lasts without renewal (renewed every third of it).
@@ -131,17 +131,23 @@ pub struct Options {
     pub multipart_age: Duration,
 }
 
-impl Default for Options {
-    fn default() -> Self {
+impl Options {
+    pub fn from_config(c: &imagelake_core::config::LifecycleConfig) -> Self {
         Self {
-            lease_ttl: Duration::from_secs(300),
-            lease_settle: Duration::from_secs(2),
+            lease_ttl: c.lease_ttl.0,
+            lease_settle: c.lease_settle.0,
             expire_chunk: 10_000,
             concurrency: 64,
-            reconcile_sample: 1.0,
-            orphan_age: Duration::from_secs(3600),
-            multipart_age: Duration::from_secs(86_400),
+            reconcile_sample: c.reconcile_sample,
+            orphan_age: c.orphan_age.0,
+            multipart_age: c.multipart_age.0,
         }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::from_config(&imagelake_core::config::LifecycleConfig::default())
     }
 }
 
