@@ -222,19 +222,25 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let first_key = ensure_first_key(&config)?;
+    imagelake_core::metrics::install();
     let ctx = Context::connect(config).await?;
     let shutdown = CancellationToken::new();
 
     let grace = ctx.config.shutdown_grace.0;
     let mut background = Vec::new();
     background.push(tokio::spawn(ctx.lake.clone().run_flusher(shutdown.child_token())));
-    let mut routes = imagelake_core::health::router();
+    let mut routes = imagelake_core::health::router().merge(imagelake_core::metrics::router());
+    let mut api_parts = Vec::new();
     if services.ingest {
         routes = routes.merge(imagelake_ingest::router());
+        api_parts.push(imagelake_ingest::openapi());
     }
     if services.reporting {
         routes = routes.merge(imagelake_reporting::router(ctx.clone()).await?);
+        api_parts.push(imagelake_reporting::openapi());
     }
+    // The document of the routes this process serves.
+    routes = routes.merge(imagelake_core::openapi::router(&imagelake_core::openapi::document(api_parts)));
     if services.processor {
         background.push(imagelake_processor::run(ctx.clone(), shutdown.child_token(), grace));
     }

@@ -1,6 +1,7 @@
 //! The HTTP layers every service shares: a request id on every request (echoed in
 //! `Request-Id`, carried into logs and jobs), a trace span per request, and problem+json
-//! for every client error, including the ones axum's extractors produce in plain text.
+//! for every client error, including the ones axum's extractors produce in plain text,
+//! and the request count and latency by route template (`metrics.rs`).
 
 use crate::problem::Problem;
 use axum::body::Body;
@@ -23,6 +24,8 @@ pub fn layers(router: Router) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
         }))
         .layer(SetRequestIdLayer::new(id, MakeRequestUuid))
+        // Outermost, so that the time counted is the whole request's.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 /// Rewrites a plain-text 4xx (an extractor's rejection, a 405) as problem+json.

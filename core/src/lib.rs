@@ -14,6 +14,8 @@ pub mod http;
 pub mod ids;
 pub mod job;
 pub mod lake;
+pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod queue;
 pub mod record;

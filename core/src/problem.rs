@@ -4,14 +4,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An error answer: `application/problem+json` with a stable `code`.
-#[derive(Debug, Clone, Serialize)]
+/// An error answer: `application/problem+json` (RFC 9457) with a stable `code`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type; `about:blank` style codes under our namespace.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The HTTP status's reason phrase.
     pub title: String,
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong, for a person.
     pub detail: String,
     /// Stable, machine-readable; clients switch on this.
     pub code: String,

@@ -11,10 +11,40 @@ use futures::StreamExt;
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
 use imagelake_core::ids;
+#[allow(unused_imports)]
+use imagelake_core::problem::Problem;
+#[allow(unused_imports)]
+use crate::upload::ImageBytes;
 use imagelake_core::lake::{DownloadRow, Event};
 use imagelake_core::record::{self, VariantState};
 use std::ops::Range;
 
+/// The original as uploaded, streamed.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/original",
+    tag = "images",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image id (a UUIDv7)"),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range; several, or another unit, get the whole object"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: `304` if unchanged"),
+        ("If-Range" = Option<String>, Header, description = "The `Range` is honoured only while the `ETag` still matches"),
+    ),
+    responses(
+        (status = 200, description = "The bytes", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("ETag" = String), ("Content-Length" = u64), ("Accept-Ranges" = String))),
+        (status = 206, description = "The requested range", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("Content-Range" = String), ("ETag" = String))),
+        (status = 304, description = "Not modified (`If-None-Match`)", headers(("ETag" = String))),
+        (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range starts past the end (`range_not_satisfiable`)", body = Problem, content_type = "application/problem+json",
+            headers(("Content-Range" = String, description = "`bytes */SIZE`"))),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn original(
     State(ctx): State<Context>,
     principal: Principal,
@@ -28,6 +58,34 @@ pub async fn original(
     serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None)).await
 }
 
+/// A processed variant, streamed.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/variants/{name}",
+    tag = "images",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image id (a UUIDv7)"),
+        ("name" = String, Path, description = "The variant preset's name (e.g. `thumb`)"),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range; several, or another unit, get the whole object"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: `304` if unchanged"),
+        ("If-Range" = Option<String>, Header, description = "The `Range` is honoured only while the `ETag` still matches"),
+    ),
+    responses(
+        (status = 200, description = "The bytes", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("ETag" = String), ("Content-Length" = u64), ("Accept-Ranges" = String))),
+        (status = 206, description = "The requested range", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("Content-Range" = String), ("ETag" = String))),
+        (status = 304, description = "Not modified (`If-None-Match`)", headers(("ETag" = String))),
+        (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image (`not_found`), or no such variant (yet) (`variant_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The variant expired and was deleted (`variant_expired`)", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range starts past the end (`range_not_satisfiable`)", body = Problem, content_type = "application/problem+json",
+            headers(("Content-Range" = String, description = "`bytes */SIZE`"))),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn variant(
     State(ctx): State<Context>,
     principal: Principal,

@@ -11,6 +11,8 @@ use imagelake_core::auth::{Principal, Role};
 use imagelake_core::lake::{DeletionRow, Event};
 use imagelake_core::record::{self, ImageRecord, VariantState};
 use imagelake_core::ids;
+#[allow(unused_imports)]
+use imagelake_core::problem::Problem;
 use serde::{Deserialize, Serialize};
 
 /// The record as a client sees it: a variant past its expiry reads `expired` even
@@ -42,6 +44,20 @@ pub async fn find(ctx: &Context, principal: &Principal, id: &str) -> Result<Imag
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}",
+    tag = "images",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The image id (a UUIDv7)")),
+    responses(
+        (status = 200, description = "The image's record; a variant past its expiry reads `expired`", body = ImageRecord),
+        (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image for this key (`not_found`); another customer's image is not found too", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn show(
     State(ctx): State<Context>,
     principal: Principal,
@@ -51,15 +67,22 @@ pub async fn show(
     Ok(Json(view(&rec, ctx.clock.now())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Records per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
     pub cursor: Option<String>,
     /// Admins may list another customer's images.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub customer: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a customer's images, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListPage {
     pub items: Vec<ImageRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -67,6 +90,20 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "images",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of records, newest first", body = ListPage),
+        (status = 400, description = "A bad `limit` (`invalid_limit`), `cursor` (`invalid_cursor`) or `customer` (`invalid_customer`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins may list another customer's images (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(ctx): State<Context>,
     principal: Principal,
@@ -106,6 +143,21 @@ pub async fn list(
     Ok(Json(ListPage { items, next_cursor }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/images/{id}",
+    tag = "images",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The image id (a UUIDv7)")),
+    responses(
+        (status = 204, description = "The original, its variants and its record are deleted"),
+        (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role cannot delete (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     State(ctx): State<Context>,
     principal: Principal,

@@ -14,6 +14,28 @@ use axum::routing::{get, post};
 use axum::Router;
 use imagelake_core::app::Context;
 
+/// The OpenAPI part of these routes (merged by `imagelake_core::openapi::document`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(upload::create, images::list, images::show, images::delete, download::original, download::variant),
+    components(schemas(
+        imagelake_core::record::ImageRecord,
+        imagelake_core::record::VariantRecord,
+        imagelake_core::record::RecordError,
+        imagelake_core::record::ExifSummary,
+        imagelake_core::record::Status,
+        imagelake_core::record::VariantState,
+        images::ListPage,
+        upload::ImageBytes,
+        upload::UploadForm,
+    ))
+)]
+struct IngestApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <IngestApi as utoipa::OpenApi>::openapi()
+}
+
 /// The routes under `/v1/images`.
 pub fn router() -> Router<Context> {
     Router::new()

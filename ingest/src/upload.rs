@@ -20,14 +20,66 @@ use imagelake_core::record::{self, ImageRecord, Status};
 use imagelake_core::store::upload::{upload_stream, UploadOptions};
 use imagelake_core::ids;
 use imagelake_core::webhook;
+#[allow(unused_imports)]
+use imagelake_core::problem::Problem;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadParams {
-    /// Comma-separated preset names; all configured presets when absent.
+    /// Comma-separated preset names (e.g. `thumb,medium`); all configured presets when absent.
     pub variants: Option<String>,
+    /// An `https://` URL that gets the final record POSTed, signed in `Imagelake-Signature`.
+    /// Refused (400) if its host resolves to a private or loopback address.
     pub callback_url: Option<String>,
 }
+
+/// The image's bytes, as they are.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ImageBytes(#[allow(dead_code)] Vec<u8>);
+
+/// A `multipart/form-data` upload: the image is the field `file`; other fields are ignored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Uploads an image. The answer is `202` once the original is durably stored, the record
+/// written and the processing job enqueued; anything short of that answers an error and
+/// leaves nothing behind.
+#[utoipa::path(
+    post,
+    path = "/v1/images",
+    tag = "images",
+    security(("bearer" = [])),
+    params(
+        UploadParams,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Retrying with the same key (1 to 255 characters) within 24 h answers the first answer"),
+    ),
+    request_body(
+        description = "The image: raw bytes (any `image/*` or `application/octet-stream` type; the format is sniffed from the bytes), or a multipart form whose field `file` is the image",
+        content(
+            (ImageBytes = "image/*"),
+            (ImageBytes = "application/octet-stream"),
+            (UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted: stored and queued for processing", body = ImageRecord,
+            headers(("Location" = String, description = "`/v1/images/{id}`"))),
+        (status = 400, description = "An empty body (`empty_body`), an unknown variant (`unknown_variant`), a refused callback URL, a malformed multipart body (`invalid_multipart`, `missing_file`), a bad `Idempotency-Key`, a body cut short (`body_incomplete`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role cannot upload (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than `ingest.max_upload_bytes` (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an image in an accepted format (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the queue is unavailable; retry (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage is at capacity (`insufficient_storage`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 
 pub async fn create(
     State(ctx): State<Context>,
@@ -132,6 +184,7 @@ impl Accept {
             return Err(e);
         }
         crate::capacity::added(&ctx, inspection.bytes);
+        imagelake_core::metrics::upload_accepted(inspection.bytes);
         if let Some(k) = &idem {
             if let Err(e) = idempotency::remember(&ctx, &customer, k, &rec).await {
                 tracing::warn!(error = %e, "could not store the idempotency answer");

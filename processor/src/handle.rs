@@ -39,6 +39,7 @@ pub async fn handle(ctx: &Context, m: Message) {
     let result = process(ctx, &job, m.receive_count, started).await;
     heartbeat.abort();
     let last_attempt = m.receive_count >= ctx.queue.max_receives();
+    imagelake_core::metrics::job_finished(match &result { Ok(()) => "processed", Err(e) if !e.is_retryable() => "failed", Err(_) if last_attempt => "dead_lettered", Err(_) => "retried" }, job.enqueued_at, started, ctx.clock.now());
     match result {
         Ok(()) => ack(ctx, &m).await,
         Err(e) if !e.is_retryable() => {

@@ -87,8 +87,109 @@ pub async fn router(ctx: Context) -> Result<Router<Context>, ReportingError> {
         .merge(dashboard::routes()))
 }
 
+/// The query parameters every report takes. Any other parameter is refused
+/// (`unknown_parameter`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ReportQuery {
+    /// Start, inclusive: an RFC 3339 time (`2026-11-23T10:00:00Z`) or a date (`2026-11-23`, the start of that UTC day).
+    from: Option<String>,
+    /// End, exclusive: an RFC 3339 time, or a date (the end of that UTC day, so the day is included).
+    to: Option<String>,
+    /// One customer only: 1 to 64 of `[A-Za-z0-9_-]`.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    customer: Option<String>,
+    /// The answer's encoding; wins over `Accept` (default JSON).
+    #[param(inline)]
+    format: Option<FormatName>,
+}
+
+/// The query parameters of the types report.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct TypesQuery {
+    /// Group by the sniffed format (default) or the declared content type.
+    #[param(inline)]
+    by: Option<TypeGroupingName>,
+}
+
+/// The query parameters of the volume report.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct VolumeQuery {
+    /// The time bucket (default `day`).
+    #[param(inline)]
+    interval: Option<IntervalName>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+enum FormatName { Json, Csv, Arrow, Parquet }
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+enum TypeGroupingName { Format, ContentType }
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+enum IntervalName { Hour, Day, Week, Month }
+
+/// A report's rows as JSON: one object per row, columns as keys (see `sql/reports/`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ReportRows(Vec<HashMap<String, serde_json::Value>>);
+
+/// Bytes of an Arrow IPC stream or a Parquet file.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct ReportBytes(Vec<u8>);
+
+/// The OpenAPI part of the statistics routes (and the dashboard's static files).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(summary, customers, types, volume, processing, usage, dashboard_page, dashboard_page_slash, dashboard_js, dashboard_css),
+    components(schemas(ReportRows, ReportBytes))
+)]
+struct ReportingApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ReportingApi as utoipa::OpenApi>::openapi()
+}
+
 macro_rules! handler {
-    ($name:ident, $report:expr) => {
+    ($name:ident, $report:expr, $path:tt, ($($params:ident),*), $what:tt) => {
+        #[doc = $what]
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = "stats",
+            security(("bearer" = [])),
+            params(ReportQuery $(, $params)*),
+            responses(
+                (status = 200, description = "The report, as JSON (default), CSV, an Arrow IPC stream or Parquet (`format=` or `Accept`)",
+                    content(
+                        (ReportRows = "application/json"),
+                        (String = "text/csv"),
+                        (ReportBytes = "application/vnd.apache.arrow.stream"),
+                        (ReportBytes = "application/vnd.apache.parquet"),
+                    )),
+                (status = 400, description = "A bad parameter: `invalid_date`, `invalid_range`, `unknown_interval`, `unknown_format`, `invalid_customer`, `invalid_parameter`, `unknown_parameter`",
+                    body = imagelake_core::problem::Problem, content_type = "application/problem+json"),
+                (status = 401, description = "No key, or an unknown one (`unauthorized`)",
+                    body = imagelake_core::problem::Problem, content_type = "application/problem+json"),
+                (status = 403, description = "Statistics are for analyst and admin keys (`forbidden`)",
+                    body = imagelake_core::problem::Problem, content_type = "application/problem+json"),
+                (status = 503, description = "The query timed out (`query_timeout`) or the lake cannot be read (`lake_unavailable`); retry",
+                    body = imagelake_core::problem::Problem, content_type = "application/problem+json"),
+            ),
+        )]
         async fn $name(
             principal: Principal,
             Extension(r): Extension<Arc<Reporting>>,
@@ -100,12 +201,12 @@ macro_rules! handler {
     };
 }
 
-handler!(summary, Report::Summary);
-handler!(customers, Report::Customers);
-handler!(types, Report::Types);
-handler!(volume, Report::Volume);
-handler!(processing, Report::Processing);
-handler!(usage, Report::Usage);
+handler!(summary, Report::Summary, "/v1/stats/summary", (), "Totals: images, bytes, variants, jobs, usage against capacity.");
+handler!(customers, Report::Customers, "/v1/stats/customers", (), "Per customer: images, bytes, variants, downloads.");
+handler!(types, Report::Types, "/v1/stats/types", (TypesQuery), "Per image format (or content type): images and bytes.");
+handler!(volume, Report::Volume, "/v1/stats/volume", (VolumeQuery), "Uploads and bytes per time bucket.");
+handler!(processing, Report::Processing, "/v1/stats/processing", (), "Processing latency and outcomes of the jobs.");
+handler!(usage, Report::Usage, "/v1/stats/usage", (), "Usage snapshots against capacity, and the days until full.");
 
 async fn answer(
     report: Report,
@@ -140,3 +241,30 @@ async fn answer(
     }
     Ok(res)
 }
+
+// The dashboard's static files (served by `dashboard.rs`), documented here so that every
+// route of the router is in the OpenAPI document.
+
+/// The dashboard page.
+#[utoipa::path(get, path = "/dashboard", tag = "stats",
+    responses((status = 200, description = "The dashboard's HTML page (it asks for an analyst key)", body = String, content_type = "text/html")))]
+#[allow(dead_code)]
+fn dashboard_page() {}
+
+/// The dashboard page.
+#[utoipa::path(get, path = "/dashboard/", tag = "stats",
+    responses((status = 200, description = "The dashboard's HTML page", body = String, content_type = "text/html")))]
+#[allow(dead_code)]
+fn dashboard_page_slash() {}
+
+/// The dashboard's script.
+#[utoipa::path(get, path = "/dashboard/app.js", tag = "stats",
+    responses((status = 200, description = "The dashboard's script", body = String, content_type = "text/javascript")))]
+#[allow(dead_code)]
+fn dashboard_js() {}
+
+/// The dashboard's style sheet.
+#[utoipa::path(get, path = "/dashboard/app.css", tag = "stats",
+    responses((status = 200, description = "The dashboard's style sheet", body = String, content_type = "text/css")))]
+#[allow(dead_code)]
+fn dashboard_css() {}

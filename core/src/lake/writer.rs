@@ -143,11 +143,13 @@ impl LakeWriter {
             for (day, events) in by_day {
                 match self.write_file(table, &day, &events).await {
                     Ok((key, size)) => {
+                        crate::metrics::lake_file(table.name(), events.len(), size, true);
                         report.rows += events.len();
                         report.bytes += size;
                         report.files.push(key);
                     }
                     Err(e) => {
+                        crate::metrics::lake_file(table.name(), events.len(), 0, false);
                         tracing::warn!(table = table.name(), error = %e, "lake flush failed; events stay buffered");
                         failed.extend(events);
                         first_error.get_or_insert(e);
