@@ -93,6 +93,7 @@ pub async fn run_job_with(
         report: report.clone(),
     };
     status::save(ctx, job, &last).await;
+    imagelake_core::metrics::lifecycle_run(job.as_str(), if result.is_ok() { "ok" } else { "failed" }, started.elapsed());
     match &result {
         Ok(()) => tracing::info!(job = %job, ms = report.duration_ms, requests = report.requests, counts = ?report.counts, "lifecycle job done"),
         Err(e) => tracing::warn!(job = %job, code = e.code(), error = %e, "lifecycle job failed"),
@@ -147,6 +148,7 @@ async fn start_scheduler(ctx: &Context) -> Result<JobScheduler, LifecycleError> 
                 match result {
                     Ok(_) => {}
                     Err(LifecycleError::Busy { owner, .. }) => {
+                        imagelake_core::metrics::lifecycle_run(job.as_str(), "busy", std::time::Duration::ZERO);
                         tracing::info!(job = %job, %owner, "lifecycle job already running elsewhere; skipped")
                     }
                     Err(_) => {} // logged and saved by run_job
