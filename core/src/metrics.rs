@@ -129,7 +129,11 @@ pub async fn scrape(State(ctx): State<Context>) -> Response {
 /// raw path: unmatched requests are all `route="unmatched"`.
 pub async fn track(req: Request<Body>, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // Clients choose methods freely (extension methods too): keep the label set bounded.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let started = Instant::now();
     let res = next.run(req).await;
     let route = route.unwrap_or_else(|| "unmatched".into());
