@@ -249,11 +249,15 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         background.push(imagelake_lifecycle::spawn(ctx.clone(), shutdown.child_token()));
     }
     if services.ingest {
-        // The capacity gate starts from the measured usage, not from zero.
+        // The capacity gate starts from the usage job's latest measurement, not from
+        // zero, and follows the ones it publishes (the job may run in another process).
         let c = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = imagelake_lifecycle::measure_usage(&c).await {
-                tracing::warn!(error = %e, "could not measure usage at start-up");
+            loop {
+                if let Err(e) = imagelake_lifecycle::follow_usage(&c).await {
+                    tracing::warn!(error = %e, "could not read the latest usage measurement");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             }
         });
     }

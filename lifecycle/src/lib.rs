@@ -33,7 +33,7 @@ pub use error::LifecycleError;
 pub use job::{JobName, JobReport, Options};
 pub use lease::Lease;
 pub use status::{status, JobStatus, LastRun};
-pub use usage::{capacity_level, last_usage, measure_usage, Usage};
+pub use usage::{capacity_level, follow_usage, last_usage, measure_usage, Usage};
 /// The time type of the API (`at`), re-exported for callers that parse `--at`.
 pub use chrono;
 
@@ -43,13 +43,13 @@ use std::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-/// Runs one job now (as of `at`, default the clock's now) with the default [`Options`]:
+/// Runs one job now (as of `at`, default the clock's now) with the configured [`Options`]:
 /// `imagelake lifecycle run JOB [--at RFC3339]`.
 ///
 /// An `at` in the future makes the job act as if that time had come (expire then deletes
 /// what will be due by then): it is an operator's deliberate override and is logged.
 pub async fn run_job(ctx: &Context, job: JobName, at: Option<DateTime<Utc>>) -> Result<JobReport, LifecycleError> {
-    run_job_with(ctx, job, at, &Options::default()).await
+    run_job_with(ctx, job, at, &Options::from_config(&ctx.config.lifecycle)).await
 }
 
 /// [`run_job`] with explicit tunables.

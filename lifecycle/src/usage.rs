@@ -7,6 +7,7 @@
 //! and expiry subtract), writes one `usage` row per customer plus the total
 //! (`customer_id` null), and logs a warning when usage crosses 80, 90 or 100 %.
 
+use crate::state::{read_json, write_json};
 use crate::{JobReport, LifecycleError};
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
@@ -138,10 +139,46 @@ pub async fn measure_usage(ctx: &Context) -> Result<Usage, LifecycleError> {
     Ok(u)
 }
 
+/// Where the usage job publishes its latest measurement for ingest processes.
+pub const SNAPSHOT_KEY: &str = "lifecycle/usage-latest.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    /// When the listing started: objects written after it may or may not be counted.
+    taken_at: DateTime<Utc>,
+    used_bytes: u64,
+}
+
+/// Re-bases the capacity gate on the usage job's latest published measurement (plus what
+/// this process added since), without listing the bucket. With none published yet (a new
+/// deployment), measures once by listing. Ingest calls this at start-up and every minute.
+pub async fn follow_usage(ctx: &Context) -> Result<(), LifecycleError> {
+    match read_json::<Snapshot>(ctx.store.as_ref(), SNAPSHOT_KEY).await? {
+        Some(s) => {
+            ctx.usage.rebase_at(s.used_bytes, s.taken_at.into());
+            Ok(())
+        }
+        None => {
+            let u = measure_usage(ctx).await?;
+            publish(ctx, &u).await
+        }
+    }
+}
+
+async fn publish(ctx: &Context, u: &Usage) -> Result<(), LifecycleError> {
+    write_json(ctx.store.as_ref(), SNAPSHOT_KEY, &Snapshot { taken_at: u.taken_at, used_bytes: u.total.bytes() }).await
+}
+
 pub async fn run(ctx: &Context, at: DateTime<Utc>, report: &mut JobReport) -> Result<Usage, LifecycleError> {
-    let u = measure(ctx.store.as_ref(), at, ctx.usage.capacity()).await?;
-    ctx.usage.rebase(u.total.bytes());
+    // Real time (not the job's `at`): it orders against this process's own changes.
+    let started: DateTime<Utc> = std::time::SystemTime::now().into();
+    let mut u = measure(ctx.store.as_ref(), at, ctx.usage.capacity()).await?;
+    ctx.usage.rebase_at(u.total.bytes(), started.into());
     note_level(&u);
+    // Published with the wall time the listing started, for other processes' gauges.
+    let taken_at = std::mem::replace(&mut u.taken_at, started);
+    publish(ctx, &u).await?;
+    u.taken_at = taken_at;
     let rows: Vec<Event> = u.rows().into_iter().map(Event::Usage).collect();
     report.add("rows_written", rows.len() as u64);
     let flushed = ctx.lake.write_durable(rows).await?;
