@@ -1,0 +1,71 @@
+//! Garage stopped in the middle of a run: uploads and reads answer 503 problem+json with
+//! `Retry-After` (never 500), `/readyz` names the object store, and when Garage comes
+//! back everything recovers on its own: uploads are accepted again and every accepted
+//! image, including those queued before the outage, is processed. Its own test binary:
+//! it stops the shared Garage, which no other test may see.
+
+mod common;
+
+use common::{image_bytes, Backend, Server};
+use image::ImageFormat;
+use std::time::{Duration, Instant};
+
+fn servers_ctl(var: &str) {
+    let cmd = std::env::var(var).unwrap_or_else(|_| panic!("{var}: run through scripts/test"));
+    let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_object_store_goes_away_and_comes_back() {
+    let server = Server::with(Backend::Servers).await;
+    let c = server.client();
+    let key = server.keys.acme.clone();
+    let upload = || c.upload(&key, image_bytes(800, 600, ImageFormat::Jpeg), "image/jpeg");
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let res = upload().await;
+        assert_eq!(res.status(), 202);
+        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+
+    servers_ctl("IMAGELAKE_TEST_S3_STOP_CMD");
+    let outage = async {
+        let res = upload().await;
+        assert_eq!(res.status(), 503, "upload during the outage");
+        assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let p: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(p["code"], "store_unavailable", "{p}");
+        let res = c.get(&key, &format!("/v1/images/{}", accepted[0])).send().await.unwrap();
+        assert_eq!(res.status(), 503, "a read during the outage");
+        let res = c.http.get(c.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), 503);
+        let body = res.text().await.unwrap();
+        assert!(body.contains("store"), "readyz names the failing dependency: {body}");
+    };
+    // Whatever happens above, Garage comes back for the tests that follow.
+    let checked = tokio::time::timeout(Duration::from_secs(120), outage).await;
+    servers_ctl("IMAGELAKE_TEST_S3_START_CMD");
+    checked.expect("answers during the outage came within 2 minutes");
+
+    // Recovery on its own: uploads are accepted again, everything accepted is processed.
+    let start = Instant::now();
+    loop {
+        let res = upload().await;
+        if res.status() == 202 {
+            accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(start.elapsed() < Duration::from_secs(60), "uploads still refused a minute after Garage returned");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for id in &accepted {
+        let done = c.wait_done(&key, id, Duration::from_secs(180)).await;
+        assert_eq!(done["status"], "processed", "{done}");
+    }
+    let store = server.store().await;
+    let originals = store.list("originals/acme/", None, 1000).await.unwrap().objects;
+    assert_eq!(originals.len(), accepted.len(), "nothing half-written: {originals:?}");
+}
