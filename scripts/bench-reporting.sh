@@ -32,7 +32,7 @@ log "lake: $(cat "$data/generated.json"), $files files, $size"
 cargo build --release --quiet --workspace --tests
 log "service (router in-process, JSON answers), $runs runs per report"
 IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs \
-    cargo test --release --quiet -p imagelake-reporting --test bench -- --ignored --nocapture 2>/dev/null \
+    cargo test --release --quiet --workspace --test bench -- --ignored --nocapture 2>/dev/null \
     | grep '^{' | sed 's/^/service /'
 log "bare query (Python duckdb $("$python" -c 'import duckdb; print(duckdb.__version__)'), same views and SQL), $runs runs per report"
 "$python" tests/peers/reports_bench.py "$lake" --runs "$runs" 2>/dev/null | sed 's/^/bare /'
