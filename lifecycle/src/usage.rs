@@ -159,26 +159,25 @@ pub async fn follow_usage(ctx: &Context) -> Result<(), LifecycleError> {
             Ok(())
         }
         None => {
+            let started = std::time::SystemTime::now().into();
             let u = measure_usage(ctx).await?;
-            publish(ctx, &u).await
+            publish(ctx, started, &u).await
         }
     }
 }
 
-async fn publish(ctx: &Context, u: &Usage) -> Result<(), LifecycleError> {
-    write_json(ctx.store.as_ref(), SNAPSHOT_KEY, &Snapshot { taken_at: u.taken_at, used_bytes: u.total.bytes() }).await
+/// `started`: the real time the measurement's listing began.
+async fn publish(ctx: &Context, started: DateTime<Utc>, u: &Usage) -> Result<(), LifecycleError> {
+    write_json(ctx.store.as_ref(), SNAPSHOT_KEY, &Snapshot { taken_at: started, used_bytes: u.total.bytes() }).await
 }
 
 pub async fn run(ctx: &Context, at: DateTime<Utc>, report: &mut JobReport) -> Result<Usage, LifecycleError> {
     // Real time (not the job's `at`): it orders against this process's own changes.
     let started: DateTime<Utc> = std::time::SystemTime::now().into();
-    let mut u = measure(ctx.store.as_ref(), at, ctx.usage.capacity()).await?;
+    let u = measure(ctx.store.as_ref(), at, ctx.usage.capacity()).await?;
     ctx.usage.rebase_at(u.total.bytes(), started.into());
     note_level(&u);
-    // Published with the wall time the listing started, for other processes' gauges.
-    let taken_at = std::mem::replace(&mut u.taken_at, started);
-    publish(ctx, &u).await?;
-    u.taken_at = taken_at;
+    publish(ctx, started, &u).await?;
     let rows: Vec<Event> = u.rows().into_iter().map(Event::Usage).collect();
     report.add("rows_written", rows.len() as u64);
     let flushed = ctx.lake.write_durable(rows).await?;
