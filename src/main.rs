@@ -104,6 +104,9 @@ enum LakeCommand {
         days: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Write only these tables (comma-separated, e.g. `uploads`); default all.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
     },
     /// Merge the small files of every closed day (before today, UTC).
     Compact {
@@ -312,8 +315,12 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
     use imagelake_core::lake::{compact, generate};
     let ctx = Context::connect(config).await?;
     match command {
-        LakeCommand::Generate { images, customers, days, seed } => {
-            let opts = generate::GenerateOptions { images, customers, days, seed, ..Default::default() };
+        LakeCommand::Generate { images, customers, days, seed, tables } => {
+            let mut only = Vec::new();
+            for name in &tables {
+                only.push(compact::parse_table(name).ok_or_else(|| anyhow::anyhow!("--tables: no lake table `{name}`"))?);
+            }
+            let opts = generate::GenerateOptions { images, customers, days, seed, only, ..Default::default() };
             let r = generate::generate(&ctx.store, opts).await?;
             for (table, rows) in &r.rows {
                 println!("{:<10} {rows:>12} rows", table.name());

@@ -7,7 +7,7 @@
 //!                                     and reports the sizes again.
 
 use chrono::{Duration, TimeZone, Utc};
-use imagelake_core::lake::compact::{compact_closed_days, DEFAULT_TARGET_BYTES};
+use imagelake_core::lake::compact::{compact_closed_days, parse_table, DEFAULT_TARGET_BYTES};
 use imagelake_core::lake::generate::{generate, GenerateOptions};
 use imagelake_core::lake::{encode, Event, Table, UploadRow};
 use imagelake_core::store::{list_all, LocalStore, SharedStore};
@@ -82,6 +82,8 @@ async fn main() {
                 seed: 42,
                 end: Utc.with_ymd_and_hms(2026, 11, 20, 23, 59, 0).unwrap(),
                 file_rows: 1_000_000,
+                // Optional fifth argument: only these tables (comma-separated).
+                only: args.get(5).map(|s| s.split(',').filter_map(parse_table).collect()).unwrap_or_default(),
             };
             let r = generate(&store, opts.clone()).await.unwrap();
             println!(

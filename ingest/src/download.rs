@@ -17,6 +17,7 @@ use imagelake_core::problem::Problem;
 use crate::upload::ImageBytes;
 use imagelake_core::lake::{DownloadRow, Event};
 use imagelake_core::record::{self, VariantState};
+use imagelake_core::store::StoreError;
 use std::ops::Range;
 
 /// The original as uploaded, streamed.
@@ -55,7 +56,9 @@ pub async fn original(
     // The content hash is the strongest validator there is, and the same on every backend.
     let etag = format!("\"{}\"", rec.sha256);
     let key = record::original_key(&rec.customer, &rec.id);
-    serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None)).await
+    // A delete that runs meanwhile removes the object before the record: not found.
+    let missing = IngestError::NotFound(rec.id.clone());
+    serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None), missing).await
 }
 
 /// A processed variant, streamed.
@@ -112,7 +115,9 @@ pub async fn variant(
         "webp" => "image/webp",
         _ => "application/octet-stream",
     };
-    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name))).await
+    // Expired (or the image deleted) between the HEAD and the GET: gone, as above.
+    let missing = IngestError::Gone(id, name.clone(), v.expires_at.to_rfc3339());
+    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name)), missing).await
 }
 
 async fn serve(
@@ -123,6 +128,7 @@ async fn serve(
     content_type: &str,
     size: u64,
     who: (&str, &str, Option<&str>),
+    missing: IngestError,
 ) -> Result<Response, IngestError> {
     if if_none_match(headers, etag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
@@ -134,7 +140,11 @@ async fn serve(
         Some(r) if if_range_ok(headers, etag) => parse_range(r, size)?,
         _ => None,
     };
-    let got = ctx.store.get(key, range.clone()).await?;
+    let got = match ctx.store.get(key, range.clone()).await {
+        Ok(got) => got,
+        Err(StoreError::NotFound(_)) => return Err(missing),
+        Err(e) => return Err(e.into()),
+    };
     let served = got.range.end - got.range.start;
     let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     let (image_id, customer, variant) = (who.0.to_string(), who.1.to_string(), who.2.map(str::to_string));

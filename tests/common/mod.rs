@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lake;
+pub mod proxy;
 
 /// `on_both_backends!(case_a, case_b)`: each `async fn case(backend: Backend)` of the file
 /// becomes two tests, `embedded::case` and `garage_and_sqs::case`.

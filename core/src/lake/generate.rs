@@ -37,11 +37,14 @@ pub struct GenerateOptions {
     pub end: DateTime<Utc>,
     /// Rows per written file (large files, like a compacted lake).
     pub file_rows: usize,
+    /// The tables to write (empty: all). The history is the same; the other tables' rows
+    /// are generated and dropped.
+    pub only: Vec<Table>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { images: 100_000, customers: 200, days: 30, seed: 42, end: Utc::now(), file_rows: 1_000_000 }
+        Self { images: 100_000, customers: 200, days: 30, seed: 42, end: Utc::now(), file_rows: 1_000_000, only: Vec::new() }
     }
 }
 
@@ -232,7 +235,7 @@ impl Gen {
 
     fn push(&mut self, e: Event, sink: &Sink) {
         let t = e.time();
-        if t > self.opts.end {
+        if t > self.opts.end || !(self.opts.only.is_empty() || self.opts.only.contains(&e.table())) {
             return;
         }
         let key = (e.table(), t.date_naive());
