@@ -34,7 +34,7 @@ size=$(du -sh "$lake" | cut -f1)
 log "lake: $(grep -c rows "$data/generated.txt") tables, $(awk '/ rows$/ {n += $2} END {print n}' "$data/generated.txt") rows, $files files, $size"
 log "service (router in-process, JSON answers), $runs runs per report"
 IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs \
-    cargo test --release --quiet --workspace --test bench -- --ignored --nocapture 2>/dev/null \
-    | grep '^{' | sed 's/^/service /'
+    cargo test --release --quiet --workspace --test bench -- --ignored --nocapture 2>"$data/service.err" \
+    | tee "$data/service.out" | grep '^{' | sed 's/^/service /' || die "the service side failed: see $data/service.out and $data/service.err"
 log "bare query (Python duckdb $("$python" -c 'import duckdb; print(duckdb.__version__)'), same views and SQL), $runs runs per report"
 "$python" tests/peers/reports_bench.py "$lake" --runs "$runs" 2>/dev/null | sed 's/^/bare /'
