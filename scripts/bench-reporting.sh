@@ -24,9 +24,9 @@ if [[ ! -f $data/.complete ]]; then
     rm -rf "$data"
     mkdir -p "$data"
     log "generating the lake: $uploads uploads, $days days, $customers customers"
-    (cd "$data" && IMAGELAKE_DATA_DIR=$data "$CARGO_TARGET_DIR/release/imagelake" lake generate \
+    (cd "$data" && export IMAGELAKE_DATA_DIR=$data && "$CARGO_TARGET_DIR/release/imagelake" lake generate \
         --images "$uploads" --customers "$customers" --days "$days" &&
-        IMAGELAKE_DATA_DIR=$data "$CARGO_TARGET_DIR/release/imagelake" lake compact) | tee "$data/generated.txt" >&2
+        "$CARGO_TARGET_DIR/release/imagelake" lake compact) | tee "$data/generated.txt" >&2
     touch "$data/.complete"
 fi
 files=$(find "$lake" -name '*.parquet' | wc -l)

@@ -26,28 +26,14 @@ async fn the_object_store_goes_away_and_comes_back() {
     let server = Server::with(Backend::Servers).await;
     let c = server.client();
     let key = server.keys.acme.clone();
-    let upload = || c.upload(&key, image_bytes(800, 600, ImageFormat::Jpeg), "image/jpeg");
-    let mut accepted = Vec::new();
-    for _ in 0..3 {
-        let res = upload().await;
-        assert_eq!(res.status(), 202);
-        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
-    }
+    let accepted = accept_three(&server).await;
 
     servers_ctl("IMAGELAKE_TEST_S3_STOP_CMD");
     let outage = async {
-        let res = upload().await;
-        assert_eq!(res.status(), 503, "upload during the outage");
-        assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
-        assert_eq!(res.headers()["content-type"], "application/problem+json");
-        let p: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(p["code"], "store_unavailable", "{p}");
+        upload_refused(&server, "store_unavailable").await;
         let res = c.get(&key, &format!("/v1/images/{}", accepted[0])).send().await.unwrap();
         assert_eq!(res.status(), 503, "a read during the outage");
-        let res = c.http.get(c.url("/readyz")).send().await.unwrap();
-        assert_eq!(res.status(), 503);
-        let body = res.text().await.unwrap();
-        assert!(body.contains("store"), "readyz names the failing dependency: {body}");
+        readyz_names(&server, "store").await;
     };
     // Whatever happens above, Garage comes back for the tests that follow.
     let checked = tokio::time::timeout(Duration::from_secs(120), outage).await;
@@ -69,31 +55,17 @@ async fn the_queue_goes_away_and_comes_back() {
     let server = Setup::new(Backend::Servers).env("IMAGELAKE_QUEUE__ENDPOINT", &relay.url()).start().await;
     let c = server.client();
     let key = server.keys.acme.clone();
-    let upload = || c.upload(&key, image_bytes(800, 600, ImageFormat::Jpeg), "image/jpeg");
-    let mut accepted = Vec::new();
-    for _ in 0..3 {
-        let res = upload().await;
-        assert_eq!(res.status(), 202);
-        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
-    }
+    let accepted = accept_three(&server).await;
 
     relay.down();
     let outage = async {
         for _ in 0..2 {
-            let res = upload().await;
-            assert_eq!(res.status(), 503, "upload while the queue is gone");
-            assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
-            assert_eq!(res.headers()["content-type"], "application/problem+json");
-            let p: serde_json::Value = res.json().await.unwrap();
-            assert_eq!(p["code"], "queue_unavailable", "{p}");
+            upload_refused(&server, "queue_unavailable").await;
         }
         // Reads need only the store.
         let res = c.get(&key, &format!("/v1/images/{}", accepted[0])).send().await.unwrap();
         assert_eq!(res.status(), 200, "a read while the queue is gone");
-        let res = c.http.get(c.url("/readyz")).send().await.unwrap();
-        assert_eq!(res.status(), 503);
-        let body = res.text().await.unwrap();
-        assert!(body.contains("queue"), "readyz names the failing dependency: {body}");
+        readyz_names(&server, "queue").await;
     };
     let checked = tokio::time::timeout(Duration::from_secs(120), outage).await;
     relay.up().await;
@@ -110,7 +82,7 @@ async fn recovers(server: &Server, mut accepted: Vec<String>) {
     let key = &server.keys.acme;
     let start = Instant::now();
     loop {
-        let res = c.upload(key, image_bytes(800, 600, ImageFormat::Jpeg), "image/jpeg").await;
+        let res = upload(server).await;
         if res.status() == 202 {
             accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
             break;
@@ -129,4 +101,38 @@ async fn recovers(server: &Server, mut accepted: Vec<String>) {
     let listed: serde_json::Value = c.get(key, "/v1/images?limit=100").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), accepted.len(), "{listed}");
     assert!(!server.log().contains("internal error"), "{}", server.log());
+}
+
+async fn upload(server: &Server) -> reqwest::Response {
+    server.client().upload(&server.keys.acme, image_bytes(800, 600, ImageFormat::Jpeg), "image/jpeg").await
+}
+
+/// Three uploads before the outage, all accepted: their ids.
+async fn accept_three(server: &Server) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let res = upload(server).await;
+        assert_eq!(res.status(), 202);
+        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    accepted
+}
+
+/// An upload during the outage: 503 problem+json with `Retry-After` and `code`.
+async fn upload_refused(server: &Server, code: &str) {
+    let res = upload(server).await;
+    assert_eq!(res.status(), 503, "upload during the outage");
+    assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["code"], code, "{p}");
+}
+
+/// `/readyz` answers 503 and names the failing dependency.
+async fn readyz_names(server: &Server, dependency: &str) {
+    let c = server.client();
+    let res = c.http.get(c.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body = res.text().await.unwrap();
+    assert!(body.contains(dependency), "readyz names the failing dependency: {body}");
 }

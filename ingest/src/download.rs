@@ -57,7 +57,7 @@ pub async fn original(
     let etag = format!("\"{}\"", rec.sha256);
     let key = record::original_key(&rec.customer, &rec.id);
     // A delete that runs meanwhile removes the object before the record: not found.
-    let missing = IngestError::NotFound(rec.id.clone());
+    let missing = || IngestError::NotFound(rec.id.clone());
     serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None), missing).await
 }
 
@@ -101,13 +101,16 @@ pub async fn variant(
         .iter()
         .find(|v| v.name == name)
         .ok_or_else(|| IngestError::NoVariant(id.clone(), name.chars().take(64).collect()))?;
+    // Expired by retention, or the object gone (expired, or the image deleted meanwhile)
+    // before the HEAD or between the HEAD and the GET: all the same answer.
+    let gone = || IngestError::Gone(id.clone(), name.clone(), v.expires_at.to_rfc3339());
     if v.state == VariantState::Expired || v.expires_at <= ctx.clock.now() {
-        return Err(IngestError::Gone(id, name, v.expires_at.to_rfc3339()));
+        return Err(gone());
     }
     let key = v.object_key(&rec.customer, &rec.id);
     let etag = match ctx.store.head(&key).await? {
         Some(m) => m.etag,
-        None => return Err(IngestError::Gone(id, name, v.expires_at.to_rfc3339())),
+        None => return Err(gone()),
     };
     let content_type = match v.format.as_str() {
         "jpeg" => "image/jpeg",
@@ -115,9 +118,7 @@ pub async fn variant(
         "webp" => "image/webp",
         _ => "application/octet-stream",
     };
-    // Expired (or the image deleted) between the HEAD and the GET: gone, as above.
-    let missing = IngestError::Gone(id, name.clone(), v.expires_at.to_rfc3339());
-    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name)), missing).await
+    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name)), gone).await
 }
 
 async fn serve(
@@ -128,7 +129,7 @@ async fn serve(
     content_type: &str,
     size: u64,
     who: (&str, &str, Option<&str>),
-    missing: IngestError,
+    missing: impl FnOnce() -> IngestError,
 ) -> Result<Response, IngestError> {
     if if_none_match(headers, etag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
@@ -142,7 +143,7 @@ async fn serve(
     };
     let got = match ctx.store.get(key, range.clone()).await {
         Ok(got) => got,
-        Err(StoreError::NotFound(_)) => return Err(missing),
+        Err(StoreError::NotFound(_)) => return Err(missing()),
         Err(e) => return Err(e.into()),
     };
     let served = got.range.end - got.range.start;

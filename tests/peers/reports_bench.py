@@ -22,9 +22,7 @@ REPORTS = ["summary", "customers", "types", "volume", "processing", "usage"]
 
 
 def views_sql():
-    shared = os.path.join(ROOT, "sql", "views.sql")
-    path = shared if os.path.exists(shared) else os.path.join(ROOT, "reporting", "dev_views.sql")
-    return open(path).read()
+    return open(os.path.join(ROOT, "sql", "views.sql")).read()
 
 
 # Stand-ins for tables without files, as the service makes them (core/src/lake/schema.rs).

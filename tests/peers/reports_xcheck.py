@@ -2,7 +2,7 @@
 independent polars computation of reports_check.py, on a lake directory, without the Rust
 service: a quick check of the SQL after editing it.
 
-    python reports_xcheck.py LAKE_DIR      (e.g. one written by reports_lake.py --start 2026-01-01)
+    python reports_xcheck.py LAKE_DIR      (e.g. DATA_DIR/store/objects/lake after `imagelake lake generate`)
 """
 import os, sys, json, subprocess, datetime as dt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
