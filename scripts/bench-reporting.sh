@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reporting benchmark: `imagelake lake generate` writes a synthetic lake and `imagelake lake
 # compact` compacts it, then the median latency of every report is measured through the
-# reporting router (DuckDB in-process, views, JSON encoding) next to the same SQL run by
-# Python's duckdb on the same files, in the same run.
+# reporting router (DuckDB in-process, views and rollups, JSON encoding) next to the same
+# SQL run by Python's duckdb on the same files with the rollups built at the same
+# watermark, in the same run. Both sides print how long their rollups took to build.
 #   scripts/bench-reporting.sh [UPLOADS] [DAYS] [CUSTOMERS] [RUNS]
 # Defaults: 1000000 uploads (about 8.7 M lake rows), 90 days, 200 customers, 5 runs; the
 # 100-million-row lake is `scripts/bench-reporting.sh 11500000 90 200 3`.
@@ -36,5 +37,6 @@ log "service (router in-process, JSON answers), $runs runs per report"
 IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs \
     cargo test --release --quiet --workspace --test bench -- --ignored --nocapture 2>"$data/service.err" \
     | tee "$data/service.out" | grep '^{' | sed 's/^/service /' || die "the service side failed: see $data/service.out and $data/service.err"
-log "bare query (Python duckdb $("$python" -c 'import duckdb; print(duckdb.__version__)'), same views and SQL), $runs runs per report"
-"$python" tests/peers/reports_bench.py "$lake" --runs "$runs" 2>/dev/null | sed 's/^/bare /'
+watermark=$(grep -o '"watermark": "[^"]*"' "$data/service.out" | cut -d'"' -f4)
+log "bare query (Python duckdb $("$python" -c 'import duckdb; print(duckdb.__version__)'), same views, rollups at $watermark and SQL), $runs runs per report"
+"$python" tests/peers/reports_bench.py "$lake" --runs "$runs" --watermark "$watermark" 2>/dev/null | sed 's/^/bare /'

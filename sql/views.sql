@@ -10,38 +10,40 @@
 -- compaction interrupted between writing its output and deleting its inputs) is counted
 -- once. Of duplicate rows (the same fact), the one with the earliest event time, then the
 -- first file name, is kept, so that the answer is deterministic. `dt` (DATE) is the
--- partition: the UTC day of the event time. Files of older schema versions (fewer
+-- partition: the UTC day of the event time. A fact's copies are the same row, so they are
+-- in the same partition; deduplicating per partition lets a filter on `dt` skip the files
+-- of other days (the rollups' recent facts read only the last day or two). Files of older schema versions (fewer
 -- columns) read with NULL in the columns they lack (union_by_name).
 
 CREATE OR REPLACE VIEW uploads AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/uploads/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY uploaded_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY uploaded_at, filename) = 1;
 
 CREATE OR REPLACE VIEW jobs AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/jobs/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY finished_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY finished_at, filename) = 1;
 
 CREATE OR REPLACE VIEW variants AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/variants/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY created_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY created_at, filename) = 1;
 
 CREATE OR REPLACE VIEW deletions AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/deletions/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY deleted_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY deleted_at, filename) = 1;
 
 CREATE OR REPLACE VIEW downloads AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/downloads/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY served_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY served_at, filename) = 1;
 
 CREATE OR REPLACE VIEW usage AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/usage/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY taken_at, filename) = 1;
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY taken_at, filename) = 1;
 
 -- Derived views. They read the views above, so they are deduplicated too.
 

@@ -345,11 +345,14 @@ pub struct ReportingConfig {
     pub query_timeout: Dur,
     /// How stale a cached answer may be.
     pub cache_ttl: Dur,
+    /// Pre-aggregate the facts before the last midnight in rollup tables (sql/rollups.sql),
+    /// rebuilt in the background; false: every report reads the views alone.
+    pub rollups: bool,
 }
 
 impl Default for ReportingConfig {
     fn default() -> Self {
-        Self { query_timeout: Dur(Duration::from_secs(30)), cache_ttl: Dur(Duration::from_secs(2)) }
+        Self { query_timeout: Dur(Duration::from_secs(30)), cache_ttl: Dur(Duration::from_secs(2)), rollups: true }
     }
 }
 

@@ -4,9 +4,11 @@
 
 use crate::error::ReportingError;
 use crate::lake::{self, FileSet, Source};
+use crate::rollup::{Build, Rollups};
 use crate::views::{self, ViewStatement};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
 use duckdb::types::Value;
 use duckdb::Connection;
 use imagelake_core::lake::Table;
@@ -23,6 +25,8 @@ const MAX_IDLE: usize = 4;
 pub struct Answer {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// The watermark of the rollups the query could read (facts before it pre-aggregated).
+    pub rollup_watermark: Option<DateTime<Utc>>,
 }
 
 /// What stands under a table's name in DuckDB right now.
@@ -33,23 +37,25 @@ enum Object {
     EmptyTable,
 }
 
-struct LakeState {
+pub(crate) struct LakeState {
     source: Source,
     last_sync: Option<Instant>,
     /// The files each table's current object was made from.
-    files: HashMap<Table, FileSet>,
+    pub(crate) files: HashMap<Table, FileSet>,
     objects: HashMap<Table, Object>,
 }
 
 pub struct Engine {
     /// Opens the pool's connections (held only for `try_clone`).
-    base: Mutex<Connection>,
+    pub(crate) base: Mutex<Connection>,
     /// Runs the view DDL, so that opening a connection never waits behind it.
-    ddl: Mutex<Connection>,
+    pub(crate) ddl: Mutex<Connection>,
     idle: Mutex<Vec<Connection>>,
     statements: Vec<ViewStatement>,
-    lake_root: String,
-    lake: tokio::sync::Mutex<LakeState>,
+    pub(crate) lake_root: String,
+    pub(crate) lake: tokio::sync::Mutex<LakeState>,
+    /// None: reports read the views alone.
+    pub(crate) rollups: Option<Rollups>,
     cache_ttl: Duration,
     timeout: Duration,
 }
@@ -59,8 +65,9 @@ fn db_err(e: duckdb::Error) -> ReportingError {
 }
 
 impl Engine {
-    /// Opens DuckDB, syncs the lake once and creates the views.
-    pub async fn open(source: Source, cache_ttl: Duration, timeout: Duration) -> Result<Arc<Self>, ReportingError> {
+    /// Opens DuckDB, syncs the lake once and creates the views and the (empty) rollups; with
+    /// `rollups`, builds them in the background.
+    pub async fn open(source: Source, cache_ttl: Duration, timeout: Duration, rollups: bool) -> Result<Arc<Self>, ReportingError> {
         let conn = Connection::open_in_memory().map_err(|e| ReportingError::Setup(e.to_string()))?;
         // Footers are read once per file, not once per query; lake files never change in place.
         conn.execute_batch("SET parquet_metadata_cache = true;")
@@ -80,6 +87,7 @@ impl Engine {
                 files: HashMap::new(),
                 objects: Table::ALL.into_iter().map(|t| (t, Object::Missing)).collect(),
             }),
+            rollups: rollups.then(Rollups::new),
             cache_ttl,
             timeout,
         });
@@ -99,6 +107,9 @@ impl Engine {
                 tracing::warn!(error = %e, statement = %sql.chars().take(120).collect::<String>(), "a views statement failed");
             }
         }
+        engine.create_rollup_objects().map_err(ReportingError::Setup)?;
+        let files = engine.lake.lock().await.files.clone();
+        engine.maintain_rollups(&files).await;
         Ok(engine)
     }
 
@@ -110,6 +121,8 @@ impl Engine {
         if !force && state.last_sync.is_some_and(|t| t.elapsed() < self.cache_ttl) {
             return Ok(());
         }
+        // The first refresh (from `open`) comes before the rollups' macros exist.
+        let first = state.last_sync.is_none();
         state.source.sync().await?;
         let root = state.source.root().to_path_buf();
         let scanned = tokio::task::spawn_blocking(move || lake::scan(&root))
@@ -151,6 +164,10 @@ impl Engine {
             }
         }
         state.last_sync = Some(Instant::now());
+        if self.rollups.is_some() && !first {
+            let files = state.files.clone();
+            self.maintain_rollups(&files).await;
+        }
         Ok(())
     }
 
@@ -192,14 +209,27 @@ impl Engine {
         }
     }
 
+    /// The watermark of the published rollups, if any.
+    pub fn rollup_watermark(&self) -> Option<DateTime<Utc>> {
+        self.rollups.as_ref().and_then(Rollups::watermark)
+    }
+
     /// Runs one prepared statement with bound parameters, under the timeout.
     pub async fn query(self: &Arc<Self>, sql: Cow<'static, str>, params: Vec<Value>) -> Result<Answer, ReportingError> {
+        // The rollups (if any) this query reads stay until it ends.
+        let build = self.rollups.as_ref().and_then(Rollups::current);
+        let setup = self.rollups.as_ref().map(|_| Build::setup_sql(build.as_deref()));
+        let watermark = build.as_ref().map(|b| b.w);
         let conn = self.checkout()?;
         let interrupt = conn.interrupt_handle();
         let abandoned = Arc::new(AtomicBool::new(false));
         let (this, flag) = (self.clone(), abandoned.clone());
         let task = tokio::task::spawn_blocking(move || {
-            let result = run(&conn, &sql, params);
+            let result = match setup.map(|s| conn.execute_batch(&s)) {
+                Some(Err(e)) => Err(db_err(e)),
+                _ => run(&conn, &sql, params).map(|a| Answer { rollup_watermark: watermark, ..a }),
+            };
+            drop(build);
             // A connection whose query was interrupted is not reused.
             if !flag.load(Ordering::SeqCst) {
                 this.checkin(conn);
@@ -225,5 +255,5 @@ fn run(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Answer, Repor
         Some(b) => b.schema(),
         None => stmt.schema(),
     };
-    Ok(Answer { schema, batches })
+    Ok(Answer { schema, batches, rollup_watermark: None })
 }

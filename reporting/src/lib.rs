@@ -13,6 +13,7 @@ mod lake;
 mod output;
 mod params;
 mod reports;
+mod rollup;
 mod views;
 
 pub use engine::{Answer, Engine};
@@ -41,7 +42,7 @@ impl Reporting {
     pub async fn open(ctx: Context) -> Result<Arc<Self>, ReportingError> {
         let source = lake::Source::from_context(&ctx);
         let r = &ctx.config.reporting;
-        let engine = Engine::open(source, r.cache_ttl.0, r.query_timeout.0).await?;
+        let engine = Engine::open(source, r.cache_ttl.0, r.query_timeout.0, r.rollups).await?;
         Ok(Arc::new(Self { engine, ctx }))
     }
 
@@ -225,6 +226,7 @@ async fn answer(
     });
     let started = std::time::Instant::now();
     let answer = reporting.run(report, &params).await?;
+    let watermark = answer.rollup_watermark;
     let body = tokio::task::spawn_blocking(move || output::encode(&answer, format))
         .await
         .map_err(|e| ReportingError::Encode(e.to_string()))??;
@@ -233,6 +235,10 @@ async fn answer(
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Facts before it came from the rollups when the range allowed (sql/rollups.sql).
+    if let Some(v) = watermark.and_then(|w| HeaderValue::from_str(&w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).ok()) {
+        h.insert("rollup-watermark", v);
+    }
     if format != Format::Json {
         let disposition = format!("inline; filename=\"{}.{}\"", report.name(), format.extension());
         if let Ok(v) = HeaderValue::from_str(&disposition) {

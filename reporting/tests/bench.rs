@@ -1,7 +1,8 @@
 //! The reporting benchmark's service side (run by scripts/bench-reporting.sh, ignored in
 //! normal test runs): every report through the router, on a lake under
-//! `$IMAGELAKE_BENCH_DATA_DIR/store/objects/lake`, with the full JSON encoding. Prints one
-//! JSON line per report: median and all run times in milliseconds.
+//! `$IMAGELAKE_BENCH_DATA_DIR/store/objects/lake`, with the full JSON encoding, once the
+//! rollups are built. Prints the start-up and rollup build times, then one JSON line per
+//! report: median and all run times in milliseconds.
 
 use axum::body::Body;
 use axum::http::{header, Request};
@@ -27,6 +28,19 @@ async fn bench_reports() {
     let started = Instant::now();
     let app = imagelake_reporting::router(ctx.clone()).await.unwrap().with_state(ctx);
     println!("{{\"startup_ms\": {:.1}}}", started.elapsed().as_secs_f64() * 1000.0);
+    // The rollups are built in the background; reports run on them once they are published
+    // (answers carry `Rollup-Watermark`). Until then every report reads the views alone.
+    let started = Instant::now();
+    let watermark = loop {
+        let req = Request::get("/v1/stats/types").header(header::AUTHORIZATION, "Bearer ilk_bench").body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        if let Some(w) = res.headers().get("rollup-watermark") {
+            break w.to_str().unwrap().to_string();
+        }
+        assert!(started.elapsed().as_secs() < 3600, "no rollups after an hour");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    println!("{{\"rollups_ms\": {:.1}, \"watermark\": \"{watermark}\"}}", started.elapsed().as_secs_f64() * 1000.0);
     for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
         let mut times = Vec::new();
         let mut rows = 0;

@@ -3,43 +3,51 @@
 --
 -- uploads/bytes_uploaded: uploads accepted in the range. processed/failed: jobs whose last
 -- attempt finished in the range, by outcome; failure_rate = failed / (processed + failed).
--- p50/p95_processing_ms: duration of the succeeded attempts of those jobs.
+-- p50/p95_processing_ms: duration of the succeeded attempts of those jobs (exact from the
+-- views, within 1 % from the rollups' histograms; see sql/rollups.sql).
 -- bytes_stored: stored now (originals + variants - deletions, all time).
--- Each view is read once: range and all-time figures come from the same scan.
+-- The range must start and end on a UTC day to use the rollups (their histograms are daily).
 WITH up AS (
     SELECT customer_id,
-           count(*) FILTER (WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ)::BIGINT AS uploads,
-           coalesce(sum(bytes) FILTER (WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes_uploaded,
+           coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS uploads,
+           coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes_uploaded,
            sum(bytes)::BIGINT AS stored
-    FROM uploads
+    FROM upload_facts(day_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
-), outcome AS (
-    SELECT job_id,
-           any_value(customer_id) AS customer_id,
-           bool_or(status = 'succeeded') AS succeeded,
-           max(finished_at) AS finished_at,
-           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
-    FROM jobs
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-    GROUP BY job_id
 ), jb AS (
+    SELECT customer_id, sum(processed)::BIGINT AS processed, sum(failed)::BIGINT AS failed
+    FROM job_facts(day_watermark($1, $2))
+    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY customer_id
+), ranked AS (
+    SELECT customer_id, value,
+           sum(n) OVER (PARTITION BY customer_id ORDER BY value ROWS UNBOUNDED PRECEDING) AS below,
+           sum(n) OVER (PARTITION BY customer_id) AS total
+    FROM (
+        SELECT customer_id, value, sum(n) AS n
+        FROM job_ms_facts(day_watermark($1, $2))
+        WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+          AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+        GROUP BY ALL
+    )
+), ms AS (
     SELECT customer_id,
-           count(*) FILTER (WHERE succeeded)::BIGINT AS processed,
-           count(*) FILTER (WHERE NOT succeeded)::BIGINT AS failed,
-           quantile_cont(duration_ms, 0.5)::DOUBLE AS p50_processing_ms,
-           quantile_cont(duration_ms, 0.95)::DOUBLE AS p95_processing_ms
-    FROM outcome
-    WHERE finished_at >= $1::TIMESTAMPTZ AND finished_at < $2::TIMESTAMPTZ
+           interpolate(min(value) FILTER (WHERE below > floor(0.5 * (total - 1))),
+                       min(value) FILTER (WHERE below > ceil(0.5 * (total - 1))), 0.5, any_value(total)) AS p50_processing_ms,
+           interpolate(min(value) FILTER (WHERE below > floor(0.95 * (total - 1))),
+                       min(value) FILTER (WHERE below > ceil(0.95 * (total - 1))), 0.95, any_value(total)) AS p95_processing_ms
+    FROM ranked
     GROUP BY customer_id
 ), va AS (
     SELECT customer_id, sum(bytes)::BIGINT AS stored
-    FROM variants
+    FROM variant_facts(day_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 ), de AS (
     SELECT customer_id, sum(bytes)::BIGINT AS removed
-    FROM deletions
+    FROM deletion_facts(day_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 )
@@ -50,11 +58,12 @@ SELECT
     coalesce(jb.processed, 0)::BIGINT AS processed,
     coalesce(jb.failed, 0)::BIGINT AS failed,
     jb.failed / nullif(jb.processed + jb.failed, 0)::DOUBLE AS failure_rate,
-    jb.p50_processing_ms,
-    jb.p95_processing_ms,
+    ms.p50_processing_ms::DOUBLE AS p50_processing_ms,
+    ms.p95_processing_ms::DOUBLE AS p95_processing_ms,
     (coalesce(up.stored, 0) + coalesce(va.stored, 0) - coalesce(de.removed, 0))::BIGINT AS bytes_stored
 FROM up
 FULL OUTER JOIN jb USING (customer_id)
+FULL OUTER JOIN ms USING (customer_id)
 FULL OUTER JOIN va USING (customer_id)
 FULL OUTER JOIN de USING (customer_id)
 ORDER BY customer_id;

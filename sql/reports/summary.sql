@@ -6,33 +6,29 @@
 -- last attempt finished in the range, by outcome (failed = no attempt succeeded).
 -- expired: variants deleted by retention in the range. used_bytes: stored now, from the
 -- lake (originals + variants - deletions, all time).
--- Each view is read once (its deduplication is the expensive part): range and all-time
--- figures come from the same scan.
+-- Facts come through the macros of sql/rollups.sql; range and all-time figures come from
+-- the same scan.
 WITH up AS (
-    SELECT count(*) FILTER (WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ)::BIGINT AS images,
-           coalesce(sum(bytes) FILTER (WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes,
+    SELECT coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS images,
+           coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes,
            coalesce(sum(bytes), 0)::BIGINT AS stored
-    FROM uploads
+    FROM upload_facts(hour_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-), outcome AS (
-    SELECT job_id, bool_or(status = 'succeeded') AS succeeded, max(finished_at) AS finished_at
-    FROM jobs
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-    GROUP BY job_id
 ), jb AS (
-    SELECT count(*) FILTER (WHERE succeeded)::BIGINT AS processed,
-           count(*) FILTER (WHERE NOT succeeded)::BIGINT AS failed
-    FROM outcome
-    WHERE finished_at >= $1::TIMESTAMPTZ AND finished_at < $2::TIMESTAMPTZ
+    SELECT coalesce(sum(processed), 0)::BIGINT AS processed,
+           coalesce(sum(failed), 0)::BIGINT AS failed
+    FROM job_facts(hour_watermark($1, $2))
+    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 ), va AS (
     SELECT coalesce(sum(bytes), 0)::BIGINT AS stored
-    FROM variants
+    FROM variant_facts(hour_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 ), de AS (
-    SELECT count(*) FILTER (WHERE reason = 'expired' AND deleted_at >= $1::TIMESTAMPTZ AND deleted_at < $2::TIMESTAMPTZ)::BIGINT AS expired,
-           coalesce(sum(bytes) FILTER (WHERE reason = 'expired' AND deleted_at >= $1::TIMESTAMPTZ AND deleted_at < $2::TIMESTAMPTZ), 0)::BIGINT AS expired_bytes,
+    SELECT coalesce(sum(deletions) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired,
+           coalesce(sum(bytes) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired_bytes,
            coalesce(sum(bytes), 0)::BIGINT AS removed
-    FROM deletions
+    FROM deletion_facts(hour_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 )
 SELECT

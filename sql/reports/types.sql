@@ -5,30 +5,46 @@
 -- images/bytes/mean_width/mean_height: uploads accepted in the range. processed/failed:
 -- outcome of those images' processing so far (failed = attempts, none succeeded; images
 -- not yet attempted count in neither); failure_rate = failed / (processed + failed).
-WITH up AS (
-    SELECT image_id,
-           CASE WHEN $4::VARCHAR = 'content_type' THEN content_type ELSE format END AS type,
-           bytes, width, height
-    FROM uploads
-    WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ
-      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
-), outcome AS (
+-- Uploads before the rollups' watermark carry the outcome of their jobs enqueued before
+-- it; the outcome of a job enqueued since is added from the views.
+WITH recent AS (
     SELECT image_id, bool_or(status = 'succeeded') AS succeeded
     FROM jobs
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+    WHERE dt >= hour_watermark($1, $2)::TIMESTAMP::DATE AND enqueued_at >= hour_watermark($1, $2)
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY image_id
+), up AS (
+    SELECT format, content_type, images, bytes, sum_width, n_width, sum_height, n_height, processed, failed
+    FROM rollup_uploads
+    WHERE hour_watermark($1, $2) > '-infinity'::TIMESTAMPTZ
+      AND hour >= $1::TIMESTAMP AND hour < $2::TIMESTAMP
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    UNION ALL
+    SELECT r.format, r.content_type, 0, 0, 0, 0, 0, 0, o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
+    FROM rollup_unattempted r JOIN recent o USING (image_id)
+    WHERE hour_watermark($1, $2) > '-infinity'::TIMESTAMPTZ
+      AND r.uploaded_at >= $1::TIMESTAMPTZ AND r.uploaded_at < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR r.customer_id = $3::VARCHAR)
+    UNION ALL
+    SELECT u.format, u.content_type, 1, u.bytes, u.width, (u.width IS NOT NULL)::BIGINT, u.height, (u.height IS NOT NULL)::BIGINT,
+           o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
+    FROM uploads u LEFT JOIN recent o USING (image_id)
+    WHERE u.dt >= hour_watermark($1, $2)::TIMESTAMP::DATE AND u.uploaded_at >= hour_watermark($1, $2)
+      AND u.uploaded_at >= $1::TIMESTAMPTZ AND u.uploaded_at < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR u.customer_id = $3::VARCHAR)
 ), per_type AS (
-    SELECT up.type,
-           count(*)::BIGINT AS images,
-           sum(up.bytes)::BIGINT AS bytes,
-           avg(up.width)::DOUBLE AS mean_width,
-           avg(up.height)::DOUBLE AS mean_height,
-           count(*) FILTER (WHERE o.succeeded)::BIGINT AS processed,
-           count(*) FILTER (WHERE NOT o.succeeded)::BIGINT AS failed
-    FROM up LEFT JOIN outcome o USING (image_id)
-    GROUP BY up.type
+    SELECT CASE WHEN $4::VARCHAR = 'content_type' THEN content_type ELSE format END AS type,
+           sum(images)::BIGINT AS images,
+           sum(bytes)::BIGINT AS bytes,
+           (sum(sum_width) / nullif(sum(n_width), 0))::DOUBLE AS mean_width,
+           (sum(sum_height) / nullif(sum(n_height), 0))::DOUBLE AS mean_height,
+           coalesce(sum(processed), 0)::BIGINT AS processed,
+           coalesce(sum(failed), 0)::BIGINT AS failed
+    FROM up
+    GROUP BY 1
 )
 SELECT type, images, bytes, mean_width, mean_height, processed, failed,
        failed / nullif(processed + failed, 0)::DOUBLE AS failure_rate
 FROM per_type
+WHERE images > 0
 ORDER BY images DESC, type;

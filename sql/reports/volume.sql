@@ -6,37 +6,34 @@
 -- uploads/bytes: uploads accepted. processed: jobs that succeeded. failed: jobs none of
 -- whose attempts succeeded, in the interval of their last attempt (as in summary, whose
 -- `failed` is the sum of these). expired/expired_bytes: variants deleted by retention.
+-- Facts come through the macros of sql/rollups.sql.
 WITH up AS (
-    SELECT date_trunc($4::VARCHAR, uploaded_at::TIMESTAMP) AS bucket,
-           count(*)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes
-    FROM uploads
-    WHERE uploaded_at >= $1::TIMESTAMPTZ AND uploaded_at < $2::TIMESTAMPTZ
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
+           sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes
+    FROM upload_facts(hour_watermark($1, $2))
+    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), pr AS (
-    SELECT date_trunc($4::VARCHAR, finished_at::TIMESTAMP) AS bucket, count(*)::BIGINT AS processed
-    FROM jobs
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(attempts)::BIGINT AS processed
+    FROM attempt_facts(hour_watermark($1, $2))
     WHERE status = 'succeeded'
-      AND finished_at >= $1::TIMESTAMPTZ AND finished_at < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), fa AS (
-    SELECT date_trunc($4::VARCHAR, finished_at::TIMESTAMP) AS bucket, count(*)::BIGINT AS failed
-    FROM (
-        SELECT max(finished_at) AS finished_at
-        FROM jobs
-        WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-        GROUP BY job_id
-        HAVING NOT bool_or(status = 'succeeded')
-    )
-    WHERE finished_at >= $1::TIMESTAMPTZ AND finished_at < $2::TIMESTAMPTZ
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(failed)::BIGINT AS failed
+    FROM job_facts(hour_watermark($1, $2))
+    WHERE failed > 0
+      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), ex AS (
-    SELECT date_trunc($4::VARCHAR, deleted_at::TIMESTAMP) AS bucket,
-           count(*)::BIGINT AS expired, sum(bytes)::BIGINT AS expired_bytes
-    FROM deletions
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
+           sum(deletions)::BIGINT AS expired, sum(bytes)::BIGINT AS expired_bytes
+    FROM deletion_facts(hour_watermark($1, $2))
     WHERE reason = 'expired'
-      AND deleted_at >= $1::TIMESTAMPTZ AND deleted_at < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), span AS (

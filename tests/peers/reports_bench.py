@@ -1,10 +1,11 @@
 """Runs the named reports (sql/reports/*.sql) with Python's duckdb over a lake directory,
-through the same views the service uses: the bare-query side of the reporting benchmark,
-and a quick way to try a report from the command line.
+through the same views and rollups the service uses (the rollups built at the service's
+watermark, unless --watermark says otherwise): the bare-query side of the reporting
+benchmark, and a quick way to try a report from the command line.
 
-    python reports_bench.py LAKE_DIR [--runs 5] [--report customers] [--show]
+    python reports_bench.py LAKE_DIR [--runs 5] [--report customers] [--show] [--watermark none]
 
-Prints one JSON object per report: median and all run times in milliseconds, row count.
+Prints the set-up time (views and the rollups' build), then one JSON object per report: median and all run times in milliseconds, row count.
 Parameters are those of a request with no `from`, `to` or `customer` (the whole lake),
 `interval=day`, `by=format`; capacity 100 TB.
 """
@@ -25,6 +26,20 @@ def views_sql():
     return open(os.path.join(ROOT, "sql", "views.sql")).read()
 
 
+def statements(script):
+    for stmt in script.split(";\n"):
+        body = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
+        if body:
+            yield body
+
+
+def default_watermark():
+    """The reporting service's: the last UTC midnight at least an hour ago."""
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    return now.strftime("%Y-%m-%d 00:00:00+00")
+
+
 # Stand-ins for tables without files, as the service makes them (core/src/lake/schema.rs).
 EMPTY = {
     "uploads": "event_id VARCHAR, image_id VARCHAR, customer_id VARCHAR, uploaded_at TIMESTAMPTZ, content_type VARCHAR, "
@@ -42,22 +57,25 @@ EMPTY = {
 }
 
 
-def connect(lake):
+def connect(lake, watermark=None):
+    """The views over `lake`, and the rollups built at `watermark` (None: empty rollups,
+    every report reads the views)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
     for table, cols in EMPTY.items():
         if not any(f.endswith(".parquet") for _, _, fs in os.walk(os.path.join(lake, table)) for f in fs):
             con.execute(f"CREATE TABLE {table} ({cols}, dt DATE)")
-    for stmt in views_sql().replace("${LAKE}", lake.replace("'", "''")).split(";\n"):
-        body = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
-        if not body:
-            continue
+    for body in statements(views_sql().replace("${LAKE}", lake.replace("'", "''"))):
         try:
             con.execute(body)
         except duckdb.Error as e:
             if "No files found" not in str(e):
                 raise
+    if watermark:
+        con.execute(f"SET VARIABLE rollup_watermark = TIMESTAMPTZ '{watermark}'")
+    for body in statements(open(os.path.join(ROOT, "sql", "rollups.sql")).read()):
+        con.execute(body)
     return con
 
 
@@ -81,8 +99,12 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--report", action="append")
     ap.add_argument("--show", action="store_true")
+    ap.add_argument("--watermark", default=default_watermark(),
+                    help="build the rollups at this time (default: the service's); 'none': no rollups")
     a = ap.parse_args()
-    con = connect(os.path.abspath(a.lake))
+    t = time.perf_counter()
+    con = connect(os.path.abspath(a.lake), None if a.watermark == "none" else a.watermark)
+    print(json.dumps({"setup_ms": round((time.perf_counter() - t) * 1000, 1), "watermark": a.watermark}), flush=True)
     for report in a.report or REPORTS:
         sql = open(os.path.join(ROOT, "sql", "reports", f"{report}.sql")).read()
         times, rows = [], None

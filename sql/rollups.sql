@@ -1,0 +1,211 @@
+-- imagelake: rollups, for DuckDB. Run after views.sql.
+--
+-- Every report reads facts through the table macros below: facts before a watermark `w`
+-- come pre-aggregated from the rollup_* tables, facts from `w` on come from the views.
+-- Built with the watermark variable set (a UTC midnight), the tables hold:
+--   * uploads, variants and deletions whose event time is before the watermark, summed
+--     per customer and hour;
+--   * jobs *enqueued* before the watermark, every attempt of them, whenever it finished:
+--     a job is in the rollups or in the views, never split, so that its outcome (did an
+--     attempt succeed, when did the last one finish) is computed from all its attempts;
+--   * latencies as counts per value, the value rounded to 2 % (a histogram per customer
+--     and day, and per day for all customers), from which the reports take percentiles.
+-- The reporting service builds them in the background and rebuilds them when the
+-- watermark moves (daily) or when a file arrives with facts before it (a late retry, a
+-- compaction); until then a report reads the views alone. On the command line, without
+-- the variable, the tables are empty and the macros read the views alone:
+--     SET VARIABLE rollup_watermark = TIMESTAMPTZ '2026-11-23 00:00:00+00';  -- optional
+--     .read sql/rollups.sql
+-- Counted times are at hour (`hour`) or day (`day`) starts, UTC.
+
+-- The watermark the tables were built with ('-infinity': none).
+CREATE OR REPLACE MACRO rollup_watermark() AS
+    coalesce(getvariable('rollup_watermark')::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ);
+
+-- The watermark a report over [a, b) may use: the tables hold whole hours (days), so a range
+-- that does not start and end on one reads the views alone.
+CREATE OR REPLACE MACRO hour_watermark(a, b) AS
+    CASE WHEN a::TIMESTAMP = date_trunc('hour', a::TIMESTAMP) AND b::TIMESTAMP = date_trunc('hour', b::TIMESTAMP)
+         THEN rollup_watermark() ELSE '-infinity'::TIMESTAMPTZ END;
+CREATE OR REPLACE MACRO day_watermark(a, b) AS
+    CASE WHEN a::TIMESTAMP = date_trunc('day', a::TIMESTAMP) AND b::TIMESTAMP = date_trunc('day', b::TIMESTAMP)
+         THEN rollup_watermark() ELSE '-infinity'::TIMESTAMPTZ END;
+
+-- Whether a fact's time t is before the watermark. Without one, false before anything is
+-- read, so that this script makes empty tables at once.
+CREATE OR REPLACE MACRO before_watermark(t) AS
+    rollup_watermark() > '-infinity'::TIMESTAMPTZ AND t < rollup_watermark();
+
+-- A latency in milliseconds rounded to 2 % (1 % either way), the histograms' value.
+CREATE OR REPLACE MACRO ms_bucket(v) AS
+    round(pow(1.02, round(ln(1 + greatest(v, 0)) / ln(1.02))) - 1, 3)::DOUBLE;
+
+-- Weighted percentile, as quantile_cont over the values repeated `n` times: lo and hi are
+-- the values at ranks floor(q (total - 1)) and ceil(q (total - 1)) (0-based).
+CREATE OR REPLACE MACRO interpolate(lo, hi, q, total) AS
+    lo + (q * (total - 1) - floor(q * (total - 1))) * (hi - lo);
+
+CREATE OR REPLACE TABLE rollup_uploads AS
+WITH outcome AS (
+    SELECT image_id, bool_or(status = 'succeeded') AS succeeded
+    FROM jobs
+    WHERE before_watermark(enqueued_at)
+    GROUP BY image_id
+)
+SELECT customer_id, date_trunc('hour', uploaded_at::TIMESTAMP) AS hour, format, content_type,
+       count(*)::BIGINT AS images, sum(bytes)::BIGINT AS bytes,
+       sum(width)::BIGINT AS sum_width, count(width)::BIGINT AS n_width,
+       sum(height)::BIGINT AS sum_height, count(height)::BIGINT AS n_height,
+       count(*) FILTER (WHERE o.succeeded)::BIGINT AS processed,
+       count(*) FILTER (WHERE NOT o.succeeded)::BIGINT AS failed
+FROM uploads u
+LEFT JOIN outcome o USING (image_id)
+WHERE before_watermark(uploaded_at)
+GROUP BY ALL;
+
+-- Uploads before the watermark without a job enqueued before it (their processing, if any,
+-- is in the views): few, the last seconds before the watermark.
+CREATE OR REPLACE TABLE rollup_unattempted AS
+SELECT image_id, customer_id, uploaded_at, format, content_type
+FROM uploads
+WHERE before_watermark(uploaded_at)
+  AND image_id NOT IN (SELECT image_id FROM jobs WHERE before_watermark(enqueued_at));
+
+CREATE OR REPLACE TABLE rollup_jobs AS
+WITH job AS (
+    SELECT any_value(customer_id) AS customer_id,
+           bool_or(status = 'succeeded') AS succeeded,
+           max(finished_at) AS finished_at,
+           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
+    FROM jobs
+    WHERE before_watermark(enqueued_at)
+    GROUP BY job_id
+)
+SELECT customer_id, date_trunc('hour', finished_at::TIMESTAMP) AS hour,
+       count(*) FILTER (WHERE succeeded)::BIGINT AS processed,
+       count(*) FILTER (WHERE NOT succeeded)::BIGINT AS failed
+FROM job
+GROUP BY ALL;
+
+-- Processing time of succeeded jobs, by the day their last attempt finished.
+CREATE OR REPLACE TABLE rollup_job_ms AS
+WITH job AS (
+    SELECT any_value(customer_id) AS customer_id,
+           max(finished_at) AS finished_at,
+           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
+    FROM jobs
+    WHERE before_watermark(enqueued_at)
+    GROUP BY job_id
+)
+SELECT customer_id, finished_at::TIMESTAMP::DATE AS day, ms_bucket(duration_ms) AS value, count(*)::BIGINT AS n
+FROM job
+WHERE duration_ms IS NOT NULL
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE rollup_attempts AS
+SELECT customer_id, date_trunc('hour', finished_at::TIMESTAMP) AS hour, status,
+       count(*)::BIGINT AS attempts, count(*) FILTER (WHERE attempt > 1)::BIGINT AS retries
+FROM jobs
+WHERE before_watermark(enqueued_at)
+GROUP BY ALL;
+
+-- Queue wait and processing time of every attempt, by the day it finished.
+CREATE OR REPLACE TABLE rollup_attempt_ms AS
+SELECT customer_id, finished_at::TIMESTAMP::DATE AS day, metric, ms_bucket(v) AS value, count(*)::BIGINT AS n
+FROM (
+    SELECT customer_id, finished_at, 'processing' AS metric, duration_ms::DOUBLE AS v
+    FROM jobs WHERE before_watermark(enqueued_at)
+    UNION ALL
+    SELECT customer_id, finished_at, 'queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0
+    FROM jobs WHERE before_watermark(enqueued_at)
+)
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE rollup_attempt_ms_all AS
+SELECT day, metric, value, sum(n)::BIGINT AS n
+FROM rollup_attempt_ms
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE rollup_variants AS
+SELECT customer_id, date_trunc('hour', created_at::TIMESTAMP) AS hour, count(*)::BIGINT AS variants, sum(bytes)::BIGINT AS bytes
+FROM variants
+WHERE before_watermark(created_at)
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE rollup_deletions AS
+SELECT customer_id, date_trunc('hour', deleted_at::TIMESTAMP) AS hour, reason,
+       count(*)::BIGINT AS deletions, sum(bytes)::BIGINT AS bytes
+FROM deletions
+WHERE before_watermark(deleted_at)
+GROUP BY ALL;
+
+-- The facts of each table from the rollups (before w) and the views (from w on). `ts` is
+-- the hour (day) start of a rollup row, the exact time of a view row; counts are weights.
+
+CREATE OR REPLACE MACRO upload_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, format, content_type, images, bytes,
+       sum_width, n_width, sum_height, n_height
+FROM rollup_uploads WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, uploaded_at, format, content_type, 1, bytes,
+       width, (width IS NOT NULL)::BIGINT, height, (height IS NOT NULL)::BIGINT
+FROM uploads WHERE dt >= w::TIMESTAMP::DATE AND uploaded_at >= w;
+
+-- One row per job (or rollup hour): processed (an attempt succeeded) or failed (none did),
+-- at the time its last attempt finished.
+CREATE OR REPLACE MACRO job_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, processed, failed
+FROM rollup_jobs WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT any_value(customer_id), max(finished_at),
+       bool_or(status = 'succeeded')::BIGINT, (NOT bool_or(status = 'succeeded'))::BIGINT
+FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w
+GROUP BY job_id;
+
+CREATE OR REPLACE MACRO job_ms_facts(w) AS TABLE
+SELECT customer_id, day::TIMESTAMPTZ AS ts, value, n
+FROM rollup_job_ms WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, finished_at, duration_ms::DOUBLE, 1
+FROM (
+    SELECT any_value(customer_id) AS customer_id, max(finished_at) AS finished_at,
+           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
+    FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w
+    GROUP BY job_id
+)
+WHERE duration_ms IS NOT NULL;
+
+CREATE OR REPLACE MACRO attempt_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, status, attempts, retries
+FROM rollup_attempts WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, finished_at, status, 1, (attempt > 1)::BIGINT
+FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w;
+
+-- Of customer c (NULL: all customers, from the smaller all-customer histograms).
+CREATE OR REPLACE MACRO attempt_ms_facts(w, c) AS TABLE
+SELECT NULL::VARCHAR AS customer_id, day::TIMESTAMPTZ AS ts, metric, value, n
+FROM rollup_attempt_ms_all WHERE w > '-infinity'::TIMESTAMPTZ AND c IS NULL
+UNION ALL
+SELECT customer_id, day::TIMESTAMPTZ, metric, value, n
+FROM rollup_attempt_ms WHERE w > '-infinity'::TIMESTAMPTZ AND customer_id = c
+UNION ALL
+SELECT customer_id, finished_at, 'processing', duration_ms::DOUBLE, 1
+FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w AND (c IS NULL OR customer_id = c)
+UNION ALL
+SELECT customer_id, finished_at, 'queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0, 1
+FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w AND (c IS NULL OR customer_id = c);
+
+CREATE OR REPLACE MACRO variant_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, variants, bytes
+FROM rollup_variants WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, created_at, 1, bytes
+FROM variants WHERE dt >= w::TIMESTAMP::DATE AND created_at >= w;
+
+CREATE OR REPLACE MACRO deletion_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, reason, deletions, bytes
+FROM rollup_deletions WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, deleted_at, reason, 1, bytes
+FROM deletions WHERE dt >= w::TIMESTAMP::DATE AND deleted_at >= w;
