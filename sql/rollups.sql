@@ -40,10 +40,14 @@ CREATE OR REPLACE MACRO before_watermark(t) AS
 CREATE OR REPLACE MACRO ms_bucket(v) AS
     round(pow(1.02, round(ln(1 + greatest(v, 0)) / ln(1.02))) - 1, 3)::DOUBLE;
 
--- Weighted percentile, as quantile_cont over the values repeated `n` times: lo and hi are
--- the values at ranks floor(q (total - 1)) and ceil(q (total - 1)) (0-based).
-CREATE OR REPLACE MACRO interpolate(lo, hi, q, total) AS
-    lo + (q * (total - 1) - floor(q * (total - 1))) * (hi - lo);
+-- The q-quantile of values counted n times each, as quantile_cont over the values
+-- repeated: an aggregate over rows (value, below = the running count of the values up to
+-- this one, total = the count of all), interpolated between the values at the 0-based
+-- ranks floor(q (total - 1)) and ceil(q (total - 1)).
+CREATE OR REPLACE MACRO weighted_quantile(value, below, total, q) AS
+    min(value) FILTER (WHERE below > floor(q * (total - 1)))
+    + (q * (any_value(total) - 1) - floor(q * (any_value(total) - 1)))
+      * (min(value) FILTER (WHERE below > ceil(q * (total - 1))) - min(value) FILTER (WHERE below > floor(q * (total - 1))));
 
 CREATE OR REPLACE TABLE rollup_uploads AS
 WITH outcome AS (

@@ -76,8 +76,12 @@ fn is_vanished_file(message: &str) -> bool {
 /// The statistics routes. Its own state travels in an `Extension`, so the router's state
 /// stays the shared [`Context`].
 pub async fn router(ctx: Context) -> Result<Router<Context>, ReportingError> {
-    let reporting = Reporting::open(ctx).await?;
-    Ok(Router::new()
+    Ok(routes(Reporting::open(ctx).await?))
+}
+
+/// The statistics routes over an open [`Reporting`].
+pub fn routes(reporting: Arc<Reporting>) -> Router<Context> {
+    Router::new()
         .route("/v1/stats/summary", get(summary))
         .route("/v1/stats/customers", get(customers))
         .route("/v1/stats/types", get(types))
@@ -85,7 +89,7 @@ pub async fn router(ctx: Context) -> Result<Router<Context>, ReportingError> {
         .route("/v1/stats/processing", get(processing))
         .route("/v1/stats/usage", get(usage))
         .layer(Extension(reporting))
-        .merge(dashboard::routes()))
+        .merge(dashboard::routes())
 }
 
 /// The query parameters every report takes. Any other parameter is refused

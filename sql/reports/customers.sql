@@ -34,10 +34,8 @@ WITH up AS (
     )
 ), ms AS (
     SELECT customer_id,
-           interpolate(min(value) FILTER (WHERE below > floor(0.5 * (total - 1))),
-                       min(value) FILTER (WHERE below > ceil(0.5 * (total - 1))), 0.5, any_value(total)) AS p50_processing_ms,
-           interpolate(min(value) FILTER (WHERE below > floor(0.95 * (total - 1))),
-                       min(value) FILTER (WHERE below > ceil(0.95 * (total - 1))), 0.95, any_value(total)) AS p95_processing_ms
+           weighted_quantile(value, below, total, 0.5) AS p50_processing_ms,
+           weighted_quantile(value, below, total, 0.95) AS p95_processing_ms
     FROM ranked
     GROUP BY customer_id
 ), va AS (

@@ -29,12 +29,9 @@ WITH counts AS (
     )
 ), pct AS (
     SELECT day, metric,
-           interpolate(min(value) FILTER (WHERE below > floor(0.5 * (total - 1))),
-                       min(value) FILTER (WHERE below > ceil(0.5 * (total - 1))), 0.5, any_value(total)) AS p50,
-           interpolate(min(value) FILTER (WHERE below > floor(0.95 * (total - 1))),
-                       min(value) FILTER (WHERE below > ceil(0.95 * (total - 1))), 0.95, any_value(total)) AS p95,
-           interpolate(min(value) FILTER (WHERE below > floor(0.99 * (total - 1))),
-                       min(value) FILTER (WHERE below > ceil(0.99 * (total - 1))), 0.99, any_value(total)) AS p99
+           weighted_quantile(value, below, total, 0.5) AS p50,
+           weighted_quantile(value, below, total, 0.95) AS p95,
+           weighted_quantile(value, below, total, 0.99) AS p99
     FROM ranked
     GROUP BY ALL
 )
