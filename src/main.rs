@@ -10,6 +10,13 @@ use std::future::IntoFuture;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc for the whole process, the C++ of the bundled DuckDB included (its `malloc` and
+/// `operator new` resolve to jemalloc's unprefixed symbols). DuckDB's own builds ship
+/// jemalloc on Linux; the crate's `cc` build does not, and on glibc's malloc the reports
+/// ran up to 1.7x slower than the same SQL in Python's duckdb (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "imagelake", version, about = "Image uploads, processed variants, and an analytics lake of every fact")]
 struct Cli {

@@ -13,6 +13,10 @@ use imagelake_core::config::{Config, KeyConfig};
 use std::time::Instant;
 use tower::ServiceExt;
 
+/// As the `imagelake` binary (src/main.rs): jemalloc for the process, DuckDB included.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by scripts/bench-reporting.sh"]
 async fn bench_reports() {
