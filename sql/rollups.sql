@@ -49,6 +49,27 @@ CREATE OR REPLACE MACRO weighted_quantile(value, below, total, q) AS
     + (q * (any_value(total) - 1) - floor(q * (any_value(total) - 1)))
       * (min(value) FILTER (WHERE below > ceil(q * (total - 1))) - min(value) FILTER (WHERE below > floor(q * (total - 1))));
 
+-- One row per job enqueued in [lo, hi): its customer, whether an attempt succeeded, when
+-- its last attempt finished, and the duration of the succeeded attempt. An empty result,
+-- without reading, when hi is '-infinity' (no watermark).
+CREATE OR REPLACE MACRO job_outcomes(lo, hi) AS TABLE
+SELECT any_value(customer_id) AS customer_id,
+       bool_or(status = 'succeeded') AS succeeded,
+       max(finished_at) AS finished_at,
+       max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
+FROM jobs
+WHERE hi > '-infinity'::TIMESTAMPTZ AND dt >= lo::TIMESTAMP::DATE AND enqueued_at >= lo AND enqueued_at < hi
+GROUP BY job_id;
+
+-- Queue wait (started_at - enqueued_at) and processing time (duration_ms) in milliseconds,
+-- two rows per attempt of the jobs enqueued in [lo, hi), as in job_outcomes.
+CREATE OR REPLACE MACRO attempt_latencies(lo, hi) AS TABLE
+SELECT customer_id, finished_at, metric, v
+FROM jobs,
+     LATERAL (VALUES ('processing', duration_ms::DOUBLE),
+                     ('queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0)) AS l(metric, v)
+WHERE hi > '-infinity'::TIMESTAMPTZ AND dt >= lo::TIMESTAMP::DATE AND enqueued_at >= lo AND enqueued_at < hi;
+
 CREATE OR REPLACE TABLE rollup_uploads AS
 WITH outcome AS (
     SELECT image_id, bool_or(status = 'succeeded') AS succeeded
@@ -76,33 +97,16 @@ WHERE before_watermark(uploaded_at)
   AND image_id NOT IN (SELECT image_id FROM jobs WHERE before_watermark(enqueued_at));
 
 CREATE OR REPLACE TABLE rollup_jobs AS
-WITH job AS (
-    SELECT any_value(customer_id) AS customer_id,
-           bool_or(status = 'succeeded') AS succeeded,
-           max(finished_at) AS finished_at,
-           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
-    FROM jobs
-    WHERE before_watermark(enqueued_at)
-    GROUP BY job_id
-)
 SELECT customer_id, date_trunc('hour', finished_at::TIMESTAMP) AS hour,
        count(*) FILTER (WHERE succeeded)::BIGINT AS processed,
        count(*) FILTER (WHERE NOT succeeded)::BIGINT AS failed
-FROM job
+FROM job_outcomes('-infinity'::TIMESTAMPTZ, rollup_watermark())
 GROUP BY ALL;
 
 -- Processing time of succeeded jobs, by the day their last attempt finished.
 CREATE OR REPLACE TABLE rollup_job_ms AS
-WITH job AS (
-    SELECT any_value(customer_id) AS customer_id,
-           max(finished_at) AS finished_at,
-           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
-    FROM jobs
-    WHERE before_watermark(enqueued_at)
-    GROUP BY job_id
-)
 SELECT customer_id, finished_at::TIMESTAMP::DATE AS day, ms_bucket(duration_ms) AS value, count(*)::BIGINT AS n
-FROM job
+FROM job_outcomes('-infinity'::TIMESTAMPTZ, rollup_watermark())
 WHERE duration_ms IS NOT NULL
 GROUP BY ALL;
 
@@ -116,13 +120,7 @@ GROUP BY ALL;
 -- Queue wait and processing time of every attempt, by the day it finished.
 CREATE OR REPLACE TABLE rollup_attempt_ms AS
 SELECT customer_id, finished_at::TIMESTAMP::DATE AS day, metric, ms_bucket(v) AS value, count(*)::BIGINT AS n
-FROM (
-    SELECT customer_id, finished_at, 'processing' AS metric, duration_ms::DOUBLE AS v
-    FROM jobs WHERE before_watermark(enqueued_at)
-    UNION ALL
-    SELECT customer_id, finished_at, 'queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0
-    FROM jobs WHERE before_watermark(enqueued_at)
-)
+FROM attempt_latencies('-infinity'::TIMESTAMPTZ, rollup_watermark())
 GROUP BY ALL;
 
 CREATE OR REPLACE TABLE rollup_attempt_ms_all AS
@@ -161,22 +159,15 @@ CREATE OR REPLACE MACRO job_facts(w) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, processed, failed
 FROM rollup_jobs WHERE w > '-infinity'::TIMESTAMPTZ
 UNION ALL
-SELECT any_value(customer_id), max(finished_at),
-       bool_or(status = 'succeeded')::BIGINT, (NOT bool_or(status = 'succeeded'))::BIGINT
-FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w
-GROUP BY job_id;
+SELECT customer_id, finished_at, succeeded::BIGINT, (NOT succeeded)::BIGINT
+FROM job_outcomes(w, 'infinity'::TIMESTAMPTZ);
 
 CREATE OR REPLACE MACRO job_ms_facts(w) AS TABLE
 SELECT customer_id, day::TIMESTAMPTZ AS ts, value, n
 FROM rollup_job_ms WHERE w > '-infinity'::TIMESTAMPTZ
 UNION ALL
 SELECT customer_id, finished_at, duration_ms::DOUBLE, 1
-FROM (
-    SELECT any_value(customer_id) AS customer_id, max(finished_at) AS finished_at,
-           max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms
-    FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w
-    GROUP BY job_id
-)
+FROM job_outcomes(w, 'infinity'::TIMESTAMPTZ)
 WHERE duration_ms IS NOT NULL;
 
 CREATE OR REPLACE MACRO attempt_facts(w) AS TABLE
@@ -194,11 +185,9 @@ UNION ALL
 SELECT customer_id, day::TIMESTAMPTZ, metric, value, n
 FROM rollup_attempt_ms WHERE w > '-infinity'::TIMESTAMPTZ AND customer_id = c
 UNION ALL
-SELECT customer_id, finished_at, 'processing', duration_ms::DOUBLE, 1
-FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w AND (c IS NULL OR customer_id = c)
-UNION ALL
-SELECT customer_id, finished_at, 'queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0, 1
-FROM jobs WHERE dt >= w::TIMESTAMP::DATE AND enqueued_at >= w AND (c IS NULL OR customer_id = c);
+SELECT customer_id, finished_at, metric, v, 1
+FROM attempt_latencies(w, 'infinity'::TIMESTAMPTZ)
+WHERE c IS NULL OR customer_id = c;
 
 CREATE OR REPLACE MACRO variant_facts(w) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, variants, bytes

@@ -9,7 +9,7 @@
 
 use crate::engine::Engine;
 use crate::lake::FileSet;
-use crate::views::split;
+use crate::views::{split, strip_comments};
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use imagelake_core::lake::Table;
 use std::collections::HashMap;
@@ -23,16 +23,15 @@ pub const ROLLUPS_SQL: &str = include_str!("../../sql/rollups.sql");
 /// on, the day before is rolled up.
 const SETTLE: i64 = 3600;
 
-/// The tables the rollups read, each with the time that puts a fact before or after the
-/// watermark (for jobs, the time the job was enqueued: all attempts of a job go together).
-pub const ROLLED: [(Table, &str); 4] =
-    [(Table::Uploads, "uploaded_at"), (Table::Jobs, "enqueued_at"), (Table::Variants, "created_at"), (Table::Deletions, "deleted_at")];
+/// The tables the rollups read. A fact is before or after the watermark by its event time
+/// (the partition's day), a job by the time it was enqueued: all its attempts go together.
+pub const ROLLED: [Table; 4] = [Table::Uploads, Table::Jobs, Table::Variants, Table::Deletions];
 
-/// One statement of the script: a rollup table (`CREATE OR REPLACE TABLE name AS query`) or
-/// anything else (macros).
+/// One statement of the script: a rollup table (`CREATE OR REPLACE TABLE ...`) or anything
+/// else (macros).
 #[derive(Debug, Clone)]
 pub enum Statement {
-    Table { name: String, query: String },
+    Table(String),
     Other(String),
 }
 
@@ -40,15 +39,14 @@ pub fn statements() -> Vec<Statement> {
     split(ROLLUPS_SQL)
         .into_iter()
         .filter_map(|sql| {
-            let code: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-            let code = code.trim();
+            let code = strip_comments(&sql).trim().to_string();
             if code.is_empty() {
-                return None;
+                None
+            } else if code.starts_with("CREATE OR REPLACE TABLE ") {
+                Some(Statement::Table(code))
+            } else {
+                Some(Statement::Other(code))
             }
-            if let Some((name, query)) = code.strip_prefix("CREATE OR REPLACE TABLE ").and_then(|r| r.split_once(" AS")) {
-                return Some(Statement::Table { name: name.trim().to_string(), query: query.trim().to_string() });
-            }
-            Some(Statement::Other(code.to_string()))
         })
         .collect()
 }
@@ -81,7 +79,7 @@ pub fn moved(w: DateTime<Utc>, then: &HashMap<Table, FileSet>, now: &HashMap<Tab
     let day = w.date_naive().format("%Y-%m-%d").to_string();
     let empty = FileSet::new();
     let mut out = Moved::default();
-    for (table, _) in ROLLED {
+    for table in ROLLED {
         let (a, b) = (then.get(&table).unwrap_or(&empty), now.get(&table).unwrap_or(&empty));
         // `dt=YYYY-MM-DD/name.parquet`: the partition is the day of the fact's time.
         let before = |key: &String| key.strip_prefix("dt=").map(|k| k[..10.min(k.len())] < *day).unwrap_or(true);
@@ -166,14 +164,11 @@ impl Default for Rollups {
 }
 
 impl Engine {
-    /// Creates the macros and the empty tables of `main` (no build published).
+    /// Creates the macros and the empty tables of `main` (no build published): without
+    /// the watermark variable, the script's tables come out empty without reading the lake.
     pub(crate) fn create_rollup_objects(&self) -> Result<(), String> {
         let conn = self.ddl.lock().unwrap();
-        for st in statements() {
-            let sql = match st {
-                Statement::Table { name, query } => format!("CREATE OR REPLACE TABLE {name} AS SELECT * FROM ({query}) LIMIT 0"),
-                Statement::Other(sql) => sql,
-            };
+        for Statement::Table(sql) | Statement::Other(sql) in statements() {
             conn.execute_batch(&sql).map_err(|e| format!("{e}: {}", sql.chars().take(120).collect::<String>()))?;
         }
         Ok(())
@@ -199,7 +194,7 @@ impl Engine {
         }
         let target = target(Utc::now());
         let due = r.watermark().is_none_or(|w| w < target);
-        let has_facts = ROLLED.iter().any(|(t, _)| files.get(t).is_some_and(|f| !f.is_empty()));
+        let has_facts = ROLLED.iter().any(|t| files.get(t).is_some_and(|f| !f.is_empty()));
         if due && has_facts && !r.building.swap(true, Ordering::SeqCst) {
             let (this, files) = (self.clone(), files.clone());
             tokio::spawn(async move {
@@ -276,9 +271,10 @@ impl Engine {
                 "CREATE SCHEMA {s}; SET schema = '{s}'; SET search_path = '{s},main'; SET VARIABLE rollup_watermark = {lit};"
             ))
             .map_err(|e| e.to_string())?;
+            // The tables only: `SET schema` puts them in the new schema; the macros are main's.
             for st in statements() {
-                if let Statement::Table { name, query } = st {
-                    conn.execute_batch(&format!("CREATE TABLE {name} AS {query}")).map_err(|e| format!("{name}: {e}"))?;
+                if let Statement::Table(sql) = st {
+                    conn.execute_batch(&sql).map_err(|e| format!("{e}: {}", sql.chars().take(120).collect::<String>()))?;
                 }
             }
             Ok(())
@@ -342,8 +338,10 @@ mod tests {
     #[test]
     fn the_script_has_tables_and_macros() {
         let st = statements();
-        let tables: Vec<&str> =
-            st.iter().filter_map(|s| if let Statement::Table { name, .. } = s { Some(name.as_str()) } else { None }).collect();
+        let tables: Vec<&str> = st
+            .iter()
+            .filter_map(|s| if let Statement::Table(sql) = s { sql.split_whitespace().nth(4) } else { None })
+            .collect();
         assert!(tables.contains(&"rollup_uploads") && tables.contains(&"rollup_attempt_ms_all"), "{tables:?}");
         assert!(st.iter().any(|s| matches!(s, Statement::Other(sql) if sql.contains("MACRO upload_facts"))));
     }

@@ -51,7 +51,7 @@ fn classify(sql: String) -> ViewStatement {
     ViewStatement { table, sql }
 }
 
-fn strip_comments(sql: &str) -> String {
+pub fn strip_comments(sql: &str) -> String {
     sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }
 

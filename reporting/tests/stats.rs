@@ -89,11 +89,7 @@ fn is_percentile(key: &str) -> bool {
     key.starts_with('p') && key.ends_with("_ms") && key[1..3].chars().all(|c| c.is_ascii_digit())
 }
 
-/// Every field the independent computation gives is in the API's row, equal.
-fn assert_same(report: &str, api: &Value, expected: &Value) {
-    assert_same_as(report, api, expected, Expect::Exact)
-}
-
+/// Every field the independent computation gives is in the API's row, equal (as `path` allows).
 fn assert_same_as(report: &str, api: &Value, expected: &Value, path: Expect) {
     let (a, e) = (api.as_array().unwrap(), expected.as_array().unwrap());
     assert_eq!(a.len(), e.len(), "{report}: row count\napi: {api}\nexpected: {expected}");
@@ -182,18 +178,12 @@ async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
     cases.push(("types", vec![("by", "content_type")]));
     cases.push(("customers", vec![("customer", "nobody")]));
     for (report, args) in cases {
-        let query: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let uri = format!("/v1/stats/{report}?{}", query.join("&"));
-        let got = get(&app, Some(ANALYST), &uri, None).await;
-        assert_eq!(got.status, 200, "{uri}: {}", String::from_utf8_lossy(&got.body));
-        assert_eq!(got.content_type, "application/json");
-        assert_same_as(&uri, &got.json(), &independent(&lake, report, &args, capacity), path);
+        matches_independent(&app, &lake, capacity, report, &args, path).await;
     }
     // A range not on whole hours reads the views alone: percentiles are exact.
     let odd = [("from", "2026-11-03T00:30:00Z"), ("to", "2026-11-07T00:00:00Z")];
     for report in ["customers", "processing"] {
-        let got = get(&app, Some(ANALYST), &format!("/v1/stats/{report}?from={}&to={}", odd[0].1, odd[1].1), None).await;
-        assert_same(report, &got.json(), &independent(&lake, report, &odd, capacity));
+        matches_independent(&app, &lake, capacity, report, &odd, Expect::Exact).await;
     }
     // Dates as dates: `to` is the whole day.
     let got = get(&app, Some(ADMIN), "/v1/stats/summary?from=2026-11-03&to=2026-11-06", None).await;
@@ -238,12 +228,19 @@ fn job(id: &str, image: &str, customer: &str, attempt: u32, enqueued: DateTime<U
 async fn defaults_match(app: &Router, lake: &Path, capacity: u64, path: Expect) {
     for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
         for args in [vec![], vec![("customer", "acme")]] {
-            let query: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let uri = format!("/v1/stats/{report}?{}", query.join("&"));
-            let got = get(app, Some(ANALYST), &uri, None).await;
-            assert_same_as(&uri, &got.json(), &independent(lake, report, &args, capacity), path);
+            matches_independent(app, lake, capacity, report, &args, path).await;
         }
     }
+}
+
+/// `report` with `args`, as JSON, against the independent computation.
+async fn matches_independent(app: &Router, lake: &Path, capacity: u64, report: &str, args: &[(&str, &str)], path: Expect) {
+    let query: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let uri = format!("/v1/stats/{report}?{}", query.join("&"));
+    let got = get(app, Some(ANALYST), &uri, None).await;
+    assert_eq!(got.status, 200, "{uri}: {}", String::from_utf8_lossy(&got.body));
+    assert_eq!(got.content_type, "application/json");
+    assert_same_as(&uri, &got.json(), &independent(lake, report, args, capacity), path);
 }
 
 /// Facts of today (after the watermark) add to the rollups' facts; a late attempt of an old
