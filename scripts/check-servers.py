@@ -2,7 +2,9 @@
 """Self-check that the test servers are real and faithful enough for imagelake.
 
 Usage (with the venv's python, after `source RUN_DIR/env.sh`):
-    "$IMAGELAKE_PYTHON" scripts/check-servers.py [s3|sqs]   # default: both
+    "$IMAGELAKE_PYTHON" scripts/check-servers.py [s3|sqs|pg]...
+    # default: every server env.sh describes (only pg with IMAGELAKE_ONLY_POSTGRES=1,
+    # which any python3 can check: boto3 is only imported for s3/sqs)
 
 Exercises, with boto3, the S3 and SQS behaviour imagelake relies on:
   S3 (Garage): put, get, ranged get, list (prefix + pagination), 2-part
@@ -10,42 +12,63 @@ Exercises, with boto3, the S3 and SQS behaviour imagelake relies on:
   SQS (moto): redrive policy to a DLQ (maxReceiveCount 2), long-poll receive,
     ApproximateReceiveCount incrementing after the visibility timeout expires,
     move to the DLQ once the count exceeds 2, change_message_visibility, delete.
+and, with psql (Debian's postgresql-client), PostgreSQL through
+IMAGELAKE_TEST_DATABASE_URL:
+  PostgreSQL: TCP login as a superuser, UTF8, max_connections 300, fsync on,
+    CREATE DATABASE per test and a connection to it, a unique violation
+    (SQLSTATE 23505), 150 concurrent connections, DROP DATABASE WITH (FORCE).
 and prints per-call round-trip timings. Exits non-zero on the first failure.
 """
 
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
-
-import boto3
-from botocore.config import Config
 
 ENV = os.environ
 RUN_ID = uuid.uuid4().hex[:8]  # isolates repeated runs against the same servers
+# Which env.sh variable tells that a server is there (default: check those).
+SERVICE_VARS = {
+    "s3": "IMAGELAKE_TEST_S3_ENDPOINT",
+    "sqs": "IMAGELAKE_TEST_SQS_ENDPOINT",
+    "pg": "IMAGELAKE_TEST_DATABASE_URL",
+}
+
+
+def boto3_config(**kw):
+    from botocore.config import Config
+
+    return Config(**kw)
 
 
 def s3_client():
+    import boto3
+
     return boto3.client(
         "s3",
         endpoint_url=ENV["IMAGELAKE_TEST_S3_ENDPOINT"],
         region_name=ENV["IMAGELAKE_TEST_S3_REGION"],
         aws_access_key_id=ENV["IMAGELAKE_TEST_S3_ACCESS_KEY"],
         aws_secret_access_key=ENV["IMAGELAKE_TEST_S3_SECRET_KEY"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=boto3_config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
 
 
 def sqs_client():
+    import boto3
+
     return boto3.client(
         "sqs",
         endpoint_url=ENV["IMAGELAKE_TEST_SQS_ENDPOINT"],
         region_name=ENV["IMAGELAKE_TEST_SQS_REGION"],
         aws_access_key_id=ENV.get("IMAGELAKE_TEST_SQS_ACCESS_KEY", "test"),
         aws_secret_access_key=ENV.get("IMAGELAKE_TEST_SQS_SECRET_KEY", "test"),
-        config=Config(retries={"max_attempts": 1}),
+        config=boto3_config(retries={"max_attempts": 1}),
     )
 
 
@@ -325,11 +348,134 @@ def check_sqs(c: Checker):
     return {"sqs send": sends, "sqs receive": recvs}
 
 
+PSQL = os.path.join(ENV.get("IMAGELAKE_TEST_PG_BINDIR", ""), "psql")
+if not os.access(PSQL, os.X_OK):
+    PSQL = shutil.which("psql") or "psql"
+
+
+def psql_cmd(url, sql):
+    # -X: no ~/.psqlrc; unaligned tuples only; stop (exit 3) on the first error;
+    # VERBOSITY verbose puts the SQLSTATE in the error text.
+    return [PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+            "-d", url, "-c", sql]
+
+
+def psql(url, sql):
+    """Rows of SQL's result as a list of "|"-joined lines; raises on any error."""
+    r = subprocess.run(psql_cmd(url, sql), capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed ({r.returncode}) on {sql!r}: {r.stderr.strip()}")
+    return r.stdout.splitlines()
+
+
+def with_database(url, name):
+    """URL with its database (the path) replaced by NAME."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path="/" + name))
+
+
+def check_pg(c: Checker):
+    url = ENV["IMAGELAKE_TEST_DATABASE_URL"]
+    u = urllib.parse.urlsplit(url)
+    (row,) = psql(
+        url,
+        "SELECT current_user, current_database(), inet_server_addr(), inet_server_port(),"
+        " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)",
+    )
+    c.check(
+        "pg TCP login as a superuser",
+        row == f"{u.username}|{u.path[1:]}|127.0.0.1|{u.port}|t",
+        f"{url} -> {row}",
+    )
+    settings = dict(
+        line.split("|", 1)
+        for line in psql(
+            url,
+            "SELECT name, setting FROM pg_settings WHERE name IN"
+            " ('server_encoding', 'max_connections', 'fsync', 'listen_addresses', 'server_version')",
+        )
+    )
+    c.check(
+        "pg settings (UTF8, max_connections 300, fsync on, loopback only)",
+        settings.get("server_encoding") == "UTF8"
+        and settings.get("max_connections") == "300"
+        and settings.get("fsync") == "on"
+        and settings.get("listen_addresses") == "127.0.0.1",
+        f"PostgreSQL {settings.get('server_version')}",
+    )
+
+    # What every test does: a fresh database of its own, through the same URL.
+    db = f"check_{RUN_ID}"
+    _, create_t = timed(psql, url, f"CREATE DATABASE {db}")
+    db_url = with_database(url, db)
+    rows = psql(
+        db_url,
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, at timestamptz, doc jsonb);"
+        "INSERT INTO t VALUES (1, 'café ✓ 画像', '2024-02-29 12:34:56.789+00', '{\"k\": [1, 2]}');"
+        "SELECT id, name, at AT TIME ZONE 'UTC', doc->'k'->>1, current_database() FROM t",
+    )
+    c.check(
+        "pg CREATE DATABASE + connect to it + UTF-8 row round-trip",
+        rows == [f"1|café ✓ 画像|2024-02-29 12:34:56.789|2|{db}"],
+        f"{create_t * 1000:.0f} ms to create (psql included)",
+    )
+    try:
+        psql(db_url, "INSERT INTO t (id, name) VALUES (1, 'again')")
+        c.check("pg unique violation -> SQLSTATE 23505", False)
+    except RuntimeError as e:
+        c.check("pg unique violation -> SQLSTATE 23505", "23505" in str(e))
+
+    # Many test servers with a pool each: more connections than the default 100.
+    n = 150
+    procs = [
+        subprocess.Popen(psql_cmd(db_url, "SELECT pg_sleep(3)"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
+    peak, deadline = 0, time.monotonic() + 20
+    while time.monotonic() < deadline and peak < n:
+        (count,) = psql(url, f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'")
+        peak = max(peak, int(count))
+        time.sleep(0.2)
+    errors = [p.communicate()[1].strip() for p in procs if p.wait() != 0]
+    c.check(
+        f"pg {n} concurrent connections",
+        peak >= n and not errors,
+        f"peak {peak}" + (f", {len(errors)} failed: {errors[0]}" if errors else ""),
+    )
+
+    # A test's connection pool may still be open when its database is dropped.
+    holder = subprocess.Popen(psql_cmd(db_url, "SELECT pg_sleep(30)"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    _, drop_t = timed(psql, url, f"DROP DATABASE {db} WITH (FORCE)")
+    holder.wait(timeout=10)
+    left = psql(url, f"SELECT 1 FROM pg_database WHERE datname = '{db}'")
+    c.check("pg DROP DATABASE WITH (FORCE) with a client connected", left == [],
+            f"{drop_t * 1000:.0f} ms")
+
+    # Round trips, each including a psql process and a TCP login (as a pool would not).
+    selects = [timed(psql, url, "SELECT 1")[1] for _ in range(10)]
+    creates, drops = [], []
+    for i in range(5):
+        creates.append(timed(psql, url, f"CREATE DATABASE {db}_{i}")[1])
+        drops.append(timed(psql, url, f"DROP DATABASE {db}_{i}")[1])
+    return {
+        "pg psql select 1": selects,
+        "pg create db": creates,
+        "pg drop db": drops,
+    }
+
+
 def main():
-    only = sys.argv[1:] or ["s3", "sqs"]
+    only = sys.argv[1:] or [s for s, var in SERVICE_VARS.items() if var in ENV]
+    if not only:
+        raise SystemExit("no test servers in the environment: source RUN_DIR/env.sh first")
+    unknown = set(only) - set(SERVICE_VARS)
+    if unknown:
+        raise SystemExit(f"unknown service(s) {sorted(unknown)} (expected s3, sqs or pg)")
     c = Checker()
     timings, took = {}, {}
-    for name, fn in (("s3", check_s3), ("sqs", check_sqs)):
+    for name, fn in (("s3", check_s3), ("sqs", check_sqs), ("pg", check_pg)):
         if name in only:
             t = time.perf_counter()
             timings.update(fn(c))

@@ -4,7 +4,9 @@
 #   (b) a Python venv with moto[server] (SQS-compatible server), boto3 and the
 #       independent Parquet readers (duckdb, pyarrow, polars) and schemathesis;
 #   (c) headless Chromium and its WebDriver (Debian packages) for the dashboard's
-#       browser test.
+#       browser test;
+#   (d) PostgreSQL (Debian's postgresql package: server binaries and psql); servers.sh
+#       runs a throwaway cluster of its own from them.
 #
 # Idempotent and cached under $IMAGELAKE_CACHE: each step is skipped in well
 # under a second when already done, so the test entry point can call this
@@ -15,6 +17,7 @@
 #   IMAGELAKE_SKIP_GARAGE  =1 to skip the Garage step
 #   IMAGELAKE_SKIP_VENV    =1 to skip the venv step
 #   IMAGELAKE_SKIP_CHROMIUM =1 to skip the chromium step
+#   IMAGELAKE_SKIP_POSTGRES =1 to skip the postgresql step
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -107,10 +110,28 @@ install_venv() {
     log "python venv ready [$(elapsed "$t0")]"
 }
 
+# apt_install LOG_NAME PACKAGE...: apt-get install (with sudo unless root), logging to
+# $LOG_DIR/LOG_NAME-install.log; apt-get update only when the install fails on a stale
+# list. Returns non-zero (after showing the log's tail) when it still fails.
+apt_install() {
+    local log_file=$LOG_DIR/$1-install.log
+    shift
+    local apt=(apt-get install -y --no-install-recommends "$@")
+    [[ $(id -u) == 0 ]] || apt=(sudo "${apt[@]}")
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >"$log_file" 2>&1; then
+        local update=(apt-get update)
+        [[ $(id -u) == 0 ]] || update=(sudo "${update[@]}")
+        if ! { "${update[@]}" >>"$log_file" 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>"$log_file" 2>&1; }; then
+            tail -n 20 "$log_file" >&2
+            return 1
+        fi
+    fi
+}
+
 # Debian packages: Chromium and chromedriver (no browser download of its own: Selenium
 # is handed both paths), and nasm, which the JPEG decoder's build (mozjpeg-sys) uses for
 # its SIMD code when present at build time (without it the build falls back to plain C).
-# apt-get update only when the install fails on a stale list.
 install_chromium() {
     local t0
     t0=$(now)
@@ -118,19 +139,42 @@ install_chromium() {
         log "chromium and nasm already installed [$(elapsed "$t0")]"
         return
     fi
-    local apt=(apt-get install -y --no-install-recommends chromium chromium-driver nasm)
-    [[ $(id -u) == 0 ]] || apt=(sudo "${apt[@]}")
     log "installing chromium and chromium-driver (log: $LOG_DIR/chromium-install.log)"
-    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >"$LOG_DIR/chromium-install.log" 2>&1; then
-        local update=(apt-get update)
-        [[ $(id -u) == 0 ]] || update=(sudo "${update[@]}")
-        "${update[@]}" >>"$LOG_DIR/chromium-install.log" 2>&1 &&
-            DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>"$LOG_DIR/chromium-install.log" 2>&1 || {
-            tail -n 20 "$LOG_DIR/chromium-install.log" >&2
-            die "installing chromium failed (full log: $LOG_DIR/chromium-install.log)"
-        }
-    fi
+    apt_install chromium chromium chromium-driver nasm ||
+        die "installing chromium failed (full log: $LOG_DIR/chromium-install.log)"
     log "chromium installed [$(elapsed "$t0")]"
+}
+
+# Debian's postgresql package (the newest supported major, e.g. postgresql-15 on
+# bookworm, with postgresql-client for psql). servers.sh initdb's its own cluster in
+# the run dir from /usr/lib/postgresql/*/bin; the package's default cluster is never
+# used.
+install_postgres() {
+    local t0 bindir
+    t0=$(now)
+    if bindir=$(pg_bindir); then
+        log "postgresql already installed ($bindir) [$(elapsed "$t0")]"
+        return
+    fi
+    log "installing postgresql (log: $LOG_DIR/postgres-install.log)"
+    apt_install postgres postgresql ||
+        die "installing postgresql failed (full log: $LOG_DIR/postgres-install.log)"
+    bindir=$(pg_bindir) || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb"
+    # Where nothing blocks service starts (no policy-rc.d, unlike most containers) the
+    # package has just created and started its default cluster on port 5432. Nothing
+    # uses it: stop it rather than leave it holding memory (systemd starts it again at
+    # boot; that is the machine's business).
+    local ver=${bindir#/usr/lib/postgresql/} sudo=()
+    ver=${ver%/bin}
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    if "${sudo[@]}" pg_ctlcluster "$ver" main status >/dev/null 2>&1; then
+        if "${sudo[@]}" pg_ctlcluster "$ver" main stop >>"$LOG_DIR/postgres-install.log" 2>&1; then
+            log "stopped the package's default cluster $ver/main (unused)"
+        else
+            warn "could not stop the package's default cluster $ver/main (unused; harmless)"
+        fi
+    fi
+    log "postgresql installed ($bindir) [$(elapsed "$t0")]"
 }
 
 main() {
@@ -139,6 +183,7 @@ main() {
     # The venv first: it is quick and independent, and servers.sh needs both.
     [[ ${IMAGELAKE_SKIP_VENV:-0} == 1 ]] || install_venv
     [[ ${IMAGELAKE_SKIP_CHROMIUM:-0} == 1 ]] || install_chromium
+    [[ ${IMAGELAKE_SKIP_POSTGRES:-0} == 1 ]] || install_postgres
     [[ ${IMAGELAKE_SKIP_GARAGE:-0} == 1 ]] || install_garage
     log "install.sh done [$(elapsed "$t0")]"
 }

@@ -20,6 +20,26 @@ IMAGELAKE_VENV=${IMAGELAKE_VENV:-$IMAGELAKE_CACHE/venv}
 IMAGELAKE_PYTHON=$IMAGELAKE_VENV/bin/python
 export IMAGELAKE_GARAGE_BIN IMAGELAKE_VENV IMAGELAKE_PYTHON
 
+# pg_bindir: print the bin directory of the newest PostgreSQL server installed the
+# Debian way (/usr/lib/postgresql/VERSION/bin, from the postgresql package; the
+# pg_wrapper scripts in /usr/bin lack initdb/pg_ctl), or $IMAGELAKE_PG_BINDIR when
+# set (any other install: `pg_config --bindir`). Fails when there is none.
+pg_bindir() {
+    if [[ -n ${IMAGELAKE_PG_BINDIR:-} ]]; then
+        [[ -x $IMAGELAKE_PG_BINDIR/initdb ]] && echo "$IMAGELAKE_PG_BINDIR"
+        return
+    fi
+    local d v best='' best_v=0
+    for d in /usr/lib/postgresql/*/bin; do
+        v=${d#/usr/lib/postgresql/}
+        v=${v%%[!0-9]*} # major version: "15", or "9" for 9.6
+        if [[ -n $v && -x $d/initdb && -x $d/pg_ctl ]] && ((10#$v > best_v)); then
+            best=$d best_v=$((10#$v))
+        fi
+    done
+    [[ -n $best ]] && echo "$best"
+}
+
 # Logging goes to stderr so functions that print a value on stdout
 # (free_port, ...) can be used in $(...) and still log.
 log() { printf '[imagelake %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -5,7 +5,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use imagelake_core::app::Context;
 use imagelake_core::auth::{self, Role};
-use imagelake_core::config::{Config, KeyConfig};
+use imagelake_core::config::Config;
+use imagelake_core::meta::ApiKey;
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -68,22 +69,40 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Manage API keys.
+    /// Manage API keys (they take effect on running servers within a second).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Work on the metadata database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Read the record objects an earlier version kept in the object store into the
+    /// database (idempotent; prints counts).
+    Import,
+    /// Apply the schema migrations and print the schema version (servers do it at start).
+    Migrate,
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Print a new random key and store its hash (in --config if given, else in data_dir/keys.toml).
+    /// Print a new random key and store its hash in the metadata database.
     Add {
         #[arg(long)]
         customer: String,
         #[arg(long)]
         role: Role,
     },
+    /// List the keys: id, customer, role, where they came from, when, and whether revoked.
+    List,
+    /// Revoke a key by its id (from `keys list`); running servers refuse it within a second.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -132,15 +151,8 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&cli.log_format);
     let config = Config::from_env(cli.config.as_deref())?;
     match cli.command {
-        Command::Keys { command: KeysCommand::Add { customer, role } } => {
-            let key = auth::generate_key();
-            let entry = KeyConfig { sha256: auth::hash_key(&key), customer, role };
-            let file = cli.config.clone().unwrap_or_else(|| auth::keys_file(&config.data_dir));
-            auth::append_key(&file, &entry)?;
-            println!("{key}");
-            eprintln!("stored the key's SHA-256 in {}", file.display());
-            Ok(())
-        }
+        Command::Keys { command } => keys(&config, command).await,
+        Command::Db { command } => db(config, command).await,
         Command::Serve => serve(config, Services::ALL).await,
         Command::Ingest => serve(config, Services { ingest: true, ..Services::NONE }).await,
         Command::Processor => serve(config, Services { processor: true, ..Services::NONE }).await,
@@ -216,24 +228,75 @@ fn init_logging(format: &str) {
     }
 }
 
-/// With no key anywhere, the first start creates an admin key and prints it once.
-fn ensure_first_key(config: &Config) -> anyhow::Result<Option<String>> {
-    let keys = auth::KeyStore::load(&config.keys, &config.data_dir)?;
-    if !keys.is_empty() {
+/// With no usable key at all, the first start creates an admin key and prints it once.
+async fn ensure_first_key(ctx: &Context) -> anyhow::Result<Option<String>> {
+    if ctx.meta.list_keys().await?.iter().any(|k| k.revoked_at.is_none()) {
         return Ok(None);
     }
     let key = auth::generate_key();
-    let entry = KeyConfig { sha256: auth::hash_key(&key), customer: "admin".into(), role: Role::Admin };
-    auth::append_key(&auth::keys_file(&config.data_dir), &entry)?;
+    ctx.meta.add_key(&ApiKey::new(&auth::hash_key(&key), "admin", Role::Admin, "cli", ctx.clock.now())).await?;
     Ok(Some(key))
+}
+
+/// The database alone (the key commands need neither the store nor the queue).
+async fn open_meta(config: &Config) -> anyhow::Result<imagelake_core::meta::SharedMeta> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let meta = imagelake_core::meta::from_config(config).await?;
+    auth::KeyStore::import(&meta, &config.keys, &config.data_dir, chrono::Utc::now()).await?;
+    Ok(meta)
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let meta = open_meta(config).await?;
+    let now = chrono::Utc::now();
+    match command {
+        KeysCommand::Add { customer, role } => {
+            auth::validate_customer(&customer).map_err(anyhow::Error::msg)?;
+            let key = auth::generate_key();
+            let entry = ApiKey::new(&auth::hash_key(&key), &customer, role, "cli", now);
+            meta.add_key(&entry).await?;
+            println!("{key}");
+            eprintln!("stored key {} (its SHA-256 only) in the {} database", entry.id, meta.backend());
+        }
+        KeysCommand::List => {
+            println!("{:<16}  {:<20}  {:<8}  {:<6}  {:<20}  revoked", "id", "customer", "role", "source", "created");
+            for k in meta.list_keys().await? {
+                let role = format!("{:?}", k.role).to_lowercase();
+                let created = k.created_at.format("%Y-%m-%dT%H:%M:%SZ");
+                let revoked = k.revoked_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into());
+                println!("{:<16}  {:<20}  {:<8}  {:<6}  {created:<20}  {revoked}", k.id, k.customer, role, k.source);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            anyhow::ensure!(meta.revoke_key(&id, now).await?, "no unrevoked key with id {id}");
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn db(config: Config, command: DbCommand) -> anyhow::Result<()> {
+    match command {
+        DbCommand::Migrate => {
+            let meta = open_meta(&config).await?;
+            println!("{} schema at version {}", meta.backend(), imagelake_core::meta::SqlMetadata::latest_version());
+        }
+        DbCommand::Import => {
+            let ctx = Context::connect(config).await?;
+            let report = imagelake_core::meta::import::import_records(&ctx.store, &ctx.meta).await?;
+            println!("{report}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let first_key = ensure_first_key(&config)?;
     imagelake_core::metrics::install();
     let ctx = Context::connect(config).await?;
+    let first_key = ensure_first_key(&ctx).await?;
     let shutdown = CancellationToken::new();
 
     let grace = ctx.config.shutdown_grace.0;
@@ -259,15 +322,17 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         background.push(imagelake_lifecycle::spawn(ctx.clone(), shutdown.child_token()));
     }
     if services.ingest {
-        // The capacity gate starts from the usage job's latest measurement, not from
-        // zero, and follows the ones it publishes (the job may run in another process).
+        // Jobs committed but not sent (a queue outage, a crash) go out from here.
+        background.push(imagelake_ingest::outbox::run_sweeper(ctx.clone(), shutdown.child_token()));
+        // The capacity gate follows the database's byte counters, which every process
+        // (other ingests, processors, the lifecycle) updates with its records.
         let c = ctx.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = imagelake_lifecycle::follow_usage(&c).await {
-                    tracing::warn!(error = %e, "could not read the latest usage measurement");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                if let Err(e) = c.refresh_usage().await {
+                    tracing::warn!(error = %e, "could not read the usage counters");
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             }
         });
     }
@@ -278,9 +343,15 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", ctx.config.listen))?;
     let addr = listener.local_addr()?;
     println!("imagelake listening on http://{addr}");
-    println!("  data:   {} (storage {}, queue {})", ctx.config.data_dir.display(), ctx.store.backend(), ctx.queue.backend());
+    println!(
+        "  data:   {} (storage {}, queue {}, database {})",
+        ctx.config.data_dir.display(),
+        ctx.store.backend(),
+        ctx.queue.backend(),
+        ctx.meta.backend()
+    );
     if let Some(key) = first_key {
-        println!("  admin key (shown once, its hash is stored in {}):", auth::keys_file(&ctx.config.data_dir).display());
+        println!("  admin key (shown once, only its hash is stored):");
         println!("    {key}");
     }
     println!("  try:    curl http://{addr}/healthz");

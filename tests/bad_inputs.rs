@@ -24,11 +24,14 @@ async fn assert_nothing_stored(server: &Server, customer: &str) {
     // The upload task cleans up after the client is gone; give it a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let store = server.store().await;
-    for prefix in ["originals/", "records/", "listing/"] {
+    for prefix in ["originals/", "processed/"] {
         let p = format!("{prefix}{customer}/");
         let page = store.list(&p, None, 10).await.unwrap();
         assert!(page.objects.is_empty(), "left behind under {p}: {:?}", page.objects);
     }
+    let meta = server.meta().await;
+    assert!(meta.list_images(customer, None, 10).await.unwrap().is_empty(), "a record left behind");
+    assert!(meta.usage().await.unwrap().iter().all(|(c, f)| c != customer || f.bytes() == 0), "bytes counted");
     assert!(store.list_multipart("originals/").await.unwrap().is_empty(), "pending multipart upload left behind");
 }
 
@@ -251,4 +254,4 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-on_both_backends!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body, images_the_processor_refuses);
+on_every_backend!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body, images_the_processor_refuses);

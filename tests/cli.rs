@@ -1,4 +1,5 @@
-//! The command line: zero-configuration `serve`, the first-start admin key, `keys add`.
+//! The command line: zero-configuration `serve`, the first-start admin key, the README's
+//! quick-start as written, `keys add|list|revoke` against a running server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -64,11 +65,18 @@ async fn zero_configuration_serve_prints_a_key_once_and_answers() {
     let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!((ready["store"].as_str(), ready["queue"].as_str()), (Some("local"), Some("local")));
-    // The key works, and only its hash is on disk under ./data.
+    assert_eq!(
+        (ready["store"].as_str(), ready["queue"].as_str(), ready["database"].as_str()),
+        (Some("local"), Some("local"), Some("sqlite"))
+    );
+    // The key works, and only its hash is on disk under ./data (the SQLite file and its WAL).
     let list = http.get(format!("{url}/v1/images")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(list.status(), 200);
-    let stored = std::fs::read_to_string(dir.join("data/keys.toml")).unwrap();
+    let mut stored = Vec::new();
+    for f in ["data/imagelake.db", "data/imagelake.db-wal"] {
+        stored.extend(std::fs::read(dir.join(f)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored);
     assert!(!stored.contains(&key));
     assert!(stored.contains(&imagelake_core::auth::hash_key(&key)));
     assert!(dir.join("data/queue/queue.redb").exists());
@@ -82,28 +90,88 @@ async fn zero_configuration_serve_prints_a_key_once_and_answers() {
     child.wait().unwrap();
 }
 
-#[test]
-fn keys_add_appends_a_hash_to_the_config_file() {
-    let dir = imagelake_core::testing::temp_dir("cli-keys");
-    let cfg = dir.join("imagelake.toml");
-    std::fs::write(&cfg, "# my settings\nlisten = \"127.0.0.1:9\"\n").unwrap();
-    let out = bin()
-        .args(["keys", "add", "--customer", "acme", "--role", "analyst", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(key.starts_with("ilk_") && key.len() > 40);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    assert!(text.starts_with("# my settings"), "comments kept");
-    let config = imagelake_core::config::Config::load(Some(&cfg), Vec::new()).unwrap();
-    let keys = imagelake_core::auth::KeyStore::new(&config.keys);
-    let p = keys.resolve(&key).expect("the printed key resolves");
-    assert_eq!((p.customer.as_str(), p.role), ("acme", imagelake_core::auth::Role::Analyst));
+/// The README's "Try it with curl" block, run by bash as written: only `scripts/run` is
+/// replaced by the binary it runs, and port 8080 by the test server's port. The server is
+/// already running when `keys add` makes the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_quick_start_runs_as_written() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = &readme[readme.find("## Try it with curl").expect("the README has the section")..];
+    let start = section.find("```sh\n").expect("a shell block") + 6;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(block.contains("keys add") && block.contains("/v1/images"), "{block}");
 
-    let bad = bin().args(["keys", "add", "--customer", "../evil", "--role", "admin", "--config"]).arg(&cfg).output().unwrap();
-    assert!(!bad.status.success());
-    let bad = bin().args(["keys", "add", "--customer", "acme", "--role", "root"]).output().unwrap();
-    assert!(!bad.status.success());
+    let dir = imagelake_core::testing::temp_dir("readme");
+    let photo = {
+        let img = image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    };
+    std::fs::write(dir.join("photo.jpg"), &photo).unwrap();
+    let (mut child, url, admin) = serve_in(&dir);
+    assert!(admin.is_some());
+    let script = format!("set -eu\n{}\necho \"ID=$ID\"\n", block)
+        .replace("scripts/run", env!("CARGO_BIN_EXE_imagelake"))
+        .replace("http://127.0.0.1:8080", &url);
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", "bash", "-c", &script]).current_dir(&dir);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IMAGELAKE_")) {
+        cmd.env_remove(k);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let id = stdout.lines().find_map(|l| l.strip_prefix("ID=")).unwrap().to_string();
+    assert!(imagelake_core::ids::is_valid_id(&id), "{id}");
+    assert!(stdout.contains(&format!("{{\"items\":[{{\"id\":\"{id}\"")), "the listing shows it first: {stdout}");
+    assert_eq!(std::fs::read(dir.join("orig.jpg")).unwrap(), photo, "the original comes back as uploaded");
+    let thumb = std::fs::read(dir.join("thumb.webp")).unwrap();
+    assert!(thumb.starts_with(b"RIFF") && &thumb[8..12] == b"WEBP", "a WebP thumbnail");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `keys add`, `keys list` and `keys revoke` act on a running server at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_take_effect_on_a_running_server() {
+    let dir = imagelake_core::testing::temp_dir("cli-keys");
+    let (mut child, url, _) = serve_in(&dir);
+    let keys = |args: &[&str]| {
+        let out = bin().arg("keys").args(args).current_dir(&dir).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, key, err) = keys(&["add", "--customer", "acme", "--role", "analyst"]);
+    assert!(ok, "{err}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("ilk_") && key.len() > 40);
+    let http = reqwest::Client::new();
+    let stats = || http.get(format!("{url}/v1/images?limit=1")).bearer_auth(&key).send();
+    assert_eq!(stats().await.unwrap().status(), 200, "a key added to a running server works at once");
+    let (ok, list, _) = keys(&["list"]);
+    assert!(ok);
+    let id = imagelake_core::auth::hash_key(&key)[..16].to_string();
+    let line = list.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{list}"));
+    assert!(line.contains("acme") && line.contains("analyst") && line.contains("cli"), "{line}");
+    assert!(!list.contains(&key), "keys are never shown");
+    let (ok, _, err) = keys(&["revoke", &id]);
+    assert!(ok, "{err}");
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let status = stats().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(revoked_at.elapsed() < Duration::from_secs(1), "a revoked key stops working within a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, _, _) = keys(&["revoke", &id]);
+    assert!(!ok, "revoking twice is an error");
+    let (ok, _, _) = keys(&["add", "--customer", "../evil", "--role", "admin"]);
+    assert!(!ok);
+    let (ok, _, _) = keys(&["add", "--customer", "acme", "--role", "root"]);
+    assert!(!ok);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -94,4 +94,4 @@ async fn every_corpus_image_is_processed(backend: Backend) {
     eprintln!("{} images, {checked} variants decoded and checked", uploads.len());
 }
 
-on_both_backends!(every_corpus_image_is_processed);
+on_every_backend!(every_corpus_image_is_processed);

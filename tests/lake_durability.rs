@@ -60,7 +60,7 @@ async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
 
     // Restart on the same configuration (and, for Garage, the same credentials).
     let mut restart_env = env.to_vec();
-    if backend == Backend::Servers {
+    if backend.servers() {
         let (id, secret) = testing::s3_options().credentials.unwrap();
         restart_env.push(("AWS_ACCESS_KEY_ID".into(), id));
         restart_env.push(("AWS_SECRET_ACCESS_KEY".into(), secret));

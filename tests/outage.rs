@@ -1,9 +1,15 @@
-//! Garage, then the SQS server, gone in the middle of a run: uploads answer 503
-//! problem+json with `Retry-After` (never 500), `/readyz` names the failing dependency, and
-//! when it comes back everything recovers on its own: uploads are accepted again and every
-//! accepted image, including those queued before the outage, is processed; nothing
-//! half-written is left. Its own test binary: it stops the shared Garage, which no other
-//! test may see; the two tests here take turns.
+//! Garage, then the SQS server, gone in the middle of a run.
+//!
+//! - Garage gone: uploads answer 503 problem+json with `Retry-After` (never 500), records
+//!   still read (they are in the database), `/readyz` names the store, and when it comes
+//!   back everything recovers on its own.
+//! - The queue gone: uploads are still accepted (202): the original is stored and the
+//!   record committed with its job in the outbox; the jobs are sent when the queue
+//!   returns, even if the server was killed with `kill -9` meanwhile.
+//!
+//! In every case every accepted image is processed and nothing half-written is left. Its
+//! own test binary: it stops the shared Garage, which no other test may see; the tests
+//! here take turns.
 
 mod common;
 
@@ -32,7 +38,9 @@ async fn the_object_store_goes_away_and_comes_back() {
     let outage = async {
         upload_refused(&server, "store_unavailable").await;
         let res = c.get(&key, &format!("/v1/images/{}", accepted[0])).send().await.unwrap();
-        assert_eq!(res.status(), 503, "a read during the outage");
+        assert_eq!(res.status(), 200, "records are in the database: they read during the outage");
+        let res = c.get(&key, &format!("/v1/images/{}/original", accepted[0])).send().await.unwrap();
+        assert_eq!(res.status(), 503, "bytes do not");
         readyz_names(&server, "store").await;
     };
     // Whatever happens above, Garage comes back for the tests that follow.
@@ -50,28 +58,76 @@ async fn the_object_store_goes_away_and_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_queue_goes_away_and_comes_back() {
     let _turn = SERIAL.lock().await;
-    let sqs = std::env::var("IMAGELAKE_TEST_SQS_ENDPOINT").expect("run through scripts/test");
-    let relay = Relay::start(sqs.trim_start_matches("http://").trim_end_matches('/')).await;
+    let relay = sqs_relay().await;
     let server = Setup::new(Backend::Servers).env("IMAGELAKE_QUEUE__ENDPOINT", &relay.url()).start().await;
     let c = server.client();
     let key = server.keys.acme.clone();
-    let accepted = accept_three(&server).await;
+    let mut accepted = accept_three(&server).await;
 
     relay.down();
     let outage = async {
-        for _ in 0..2 {
-            upload_refused(&server, "queue_unavailable").await;
-        }
-        // Reads need only the store.
-        let res = c.get(&key, &format!("/v1/images/{}", accepted[0])).send().await.unwrap();
+        let during = accept_n(&server, 20).await;
+        let res = c.get(&key, &format!("/v1/images/{}", during[0])).send().await.unwrap();
         assert_eq!(res.status(), 200, "a read while the queue is gone");
-        readyz_names(&server, "queue").await;
+        readyz_degraded(&server, "queue").await;
+        during
     };
     let checked = tokio::time::timeout(Duration::from_secs(120), outage).await;
     relay.up().await;
-    checked.expect("answers while the queue was gone came within 2 minutes");
+    accepted.extend(checked.expect("answers while the queue was gone came within 2 minutes"));
 
     recovers(&server, accepted).await;
+}
+
+/// The queue is down while 20 uploads are accepted, then the server is killed (`kill -9`)
+/// before it could send their jobs: they exist only as committed outbox rows. After the
+/// queue and the server are back, every one is processed. On PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_committed_but_never_sent_survive_kill_9() {
+    let _turn = SERIAL.lock().await;
+    let relay = sqs_relay().await;
+    let mut server = Setup::new(Backend::ServersPostgres).env("IMAGELAKE_QUEUE__ENDPOINT", &relay.url()).start().await;
+    relay.down();
+    let accepted = tokio::time::timeout(Duration::from_secs(120), accept_n(&server, 20)).await.expect("accepted within 2 minutes");
+    let meta = server.meta().await;
+    assert_eq!(meta.outbox_len().await.unwrap(), 20, "every job waits in the outbox");
+    server.kill9();
+    relay.up().await;
+    let (id, secret) = imagelake_core::testing::s3_options().credentials.unwrap();
+    let env = [
+        ("IMAGELAKE_QUEUE__ENDPOINT".to_string(), relay.url()),
+        ("AWS_ACCESS_KEY_ID".to_string(), id),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), secret),
+    ];
+    server.spawn(&env).await;
+    recovers(&server, accepted).await;
+    assert_eq!(meta.outbox_len().await.unwrap(), 0, "all sent");
+}
+
+async fn sqs_relay() -> Relay {
+    let sqs = std::env::var("IMAGELAKE_TEST_SQS_ENDPOINT").expect("run through scripts/test");
+    Relay::start(sqs.trim_start_matches("http://").trim_end_matches('/')).await
+}
+
+/// `n` uploads, all accepted: their ids.
+async fn accept_n(server: &Server, n: usize) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for _ in 0..n {
+        let res = upload(server).await;
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    accepted
+}
+
+/// `/readyz` still answers 200 (the service accepts uploads) and names what is degraded.
+async fn readyz_degraded(server: &Server, dependency: &str) {
+    let c = server.client();
+    let res = c.http.get(c.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(body["degraded"].to_string().contains(dependency), "readyz names the failing dependency: {body}");
 }
 
 /// After the dependency came back, on its own: uploads are accepted again within a minute,
@@ -109,13 +165,7 @@ async fn upload(server: &Server) -> reqwest::Response {
 
 /// Three uploads before the outage, all accepted: their ids.
 async fn accept_three(server: &Server) -> Vec<String> {
-    let mut accepted = Vec::new();
-    for _ in 0..3 {
-        let res = upload(server).await;
-        assert_eq!(res.status(), 202);
-        accepted.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
-    }
-    accepted
+    accept_n(server, 3).await
 }
 
 /// An upload during the outage: 503 problem+json with `Retry-After` and `code`.

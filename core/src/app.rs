@@ -6,17 +6,20 @@ use crate::config::Config;
 use crate::queue::SharedQueue;
 use crate::store::SharedStore;
 use crate::lake::LakeWriter;
+use crate::meta::SharedMeta;
 use crate::usage::UsageGauge;
 use crate::CoreError;
 use axum::extract::FromRef;
 use std::sync::Arc;
 
-/// The shared state of a process: configuration, object store, queue, keys and clock.
+/// The shared state of a process: configuration, object store, queue, metadata database,
+/// keys and clock.
 #[derive(Clone)]
 pub struct Context {
     pub config: Arc<Config>,
     pub store: SharedStore,
     pub queue: SharedQueue,
+    pub meta: SharedMeta,
     pub keys: SharedKeys,
     pub clock: SharedClock,
     pub lake: Arc<LakeWriter>,
@@ -29,12 +32,24 @@ impl Context {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = crate::store::from_config(&config).await?;
         let queue = crate::queue::from_config(&config).await?;
-        let keys = Arc::new(KeyStore::load(&config.keys, &config.data_dir)?);
+        let meta = crate::meta::from_config(&config).await?;
         let clock: SharedClock = Arc::new(SystemClock);
+        KeyStore::import(&meta, &config.keys, &config.data_dir, clock.now()).await?;
+        let keys = Arc::new(KeyStore::new(meta.clone()));
         let writer_id = format!("{}-{}", hostname(), &crate::ids::new_compact_id()[20..]);
         let lake = LakeWriter::new(store.clone(), &writer_id, config.lake.clone(), clock.clone());
         let usage = Arc::new(UsageGauge::new(config.capacity.bytes.0));
-        Ok(Self { config: Arc::new(config), store, queue, keys, clock, lake, usage })
+        let ctx = Self { config: Arc::new(config), store, queue, meta, keys, clock, lake, usage };
+        ctx.refresh_usage().await?;
+        Ok(ctx)
+    }
+
+    /// Sets the capacity gate's figure from the database's byte counters, which every
+    /// process updates in the same transactions as the records.
+    pub async fn refresh_usage(&self) -> Result<(), CoreError> {
+        let total: u64 = self.meta.usage().await?.iter().map(|(_, f)| f.bytes()).sum();
+        self.usage.rebase(total);
+        Ok(())
     }
 }
 

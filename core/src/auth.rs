@@ -8,9 +8,12 @@ use axum::http::request::Parts;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use crate::meta::{ApiKey, MetaError, SharedMeta};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -75,11 +78,13 @@ pub fn validate_customer(c: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("customer `{c}` must be 1 to 64 of [A-Za-z0-9_-]")) }
 }
 
-/// The keys a server accepts: those of the configuration plus those generated under
-/// `data_dir` (`keys.toml`).
-#[derive(Debug, Default)]
+/// The keys a server accepts: the `api_keys` table of the metadata database, read through
+/// a small cache so that a request costs no database round trip for a key seen within
+/// [`KeyStore::FRESH`]. A key added or revoked by `imagelake keys` (another process)
+/// takes effect on every server within that time.
 pub struct KeyStore {
-    by_hash: HashMap<String, Principal>,
+    meta: SharedMeta,
+    cache: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -89,34 +94,53 @@ struct KeysFile {
 }
 
 impl KeyStore {
-    pub fn new(keys: &[KeyConfig]) -> Self {
-        let by_hash = keys
-            .iter()
-            .map(|k| (k.sha256.to_ascii_lowercase(), Principal { customer: k.customer.clone(), role: k.role }))
-            .collect();
-        Self { by_hash }
+    /// How long an answer (a key known or unknown) is reused.
+    pub const FRESH: Duration = Duration::from_millis(500);
+    /// Entries kept at most (a flood of random keys cannot grow it further).
+    const CACHE_MAX: usize = 10_000;
+
+    pub fn new(meta: SharedMeta) -> Self {
+        Self { meta, cache: Mutex::new(HashMap::new()) }
     }
 
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
+    /// The caller of `key`, if it is a known, unrevoked key.
+    pub async fn resolve(&self, key: &str) -> Result<Option<Principal>, MetaError> {
+        let hash = hash_key(key);
+        if let Some((at, p)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+            if at.elapsed() < Self::FRESH {
+                return Ok(p.clone());
+            }
+        }
+        let p = self.meta.resolve_key(&hash).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= Self::CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, (Instant::now(), p.clone()));
+        Ok(p)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
-
-    pub fn resolve(&self, key: &str) -> Option<&Principal> {
-        self.by_hash.get(&hash_key(key))
-    }
-
-    /// Loads the configured keys and `data_dir/keys.toml`.
-    pub fn load(configured: &[KeyConfig], data_dir: &Path) -> Result<Self, CoreError> {
-        let mut all = configured.to_vec();
-        all.extend(read_keys_file(&keys_file(data_dir))?);
-        Ok(Self::new(&all))
+    /// Imports the configuration's `[[keys]]` and an existing `data_dir/keys.toml` (where
+    /// earlier versions kept generated keys) into the database. Keys already there are
+    /// left as they are: a revoked key stays revoked. Returns how many were new.
+    pub async fn import(meta: &SharedMeta, configured: &[KeyConfig], data_dir: &Path, now: DateTime<Utc>) -> Result<usize, CoreError> {
+        let mut added = 0;
+        let from_file = read_keys_file(&keys_file(data_dir))?;
+        let all = configured.iter().map(|k| (k, "config")).chain(from_file.iter().map(|k| (k, "file")));
+        for (k, source) in all {
+            validate_customer(&k.customer).map_err(CoreError::Config)?;
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(CoreError::Config(format!("[[keys]] sha256 of customer {:?} is not 64 hex digits", k.customer)));
+            }
+            if meta.add_key(&ApiKey::new(&k.sha256, &k.customer, k.role, source, now)).await? {
+                added += 1;
+            }
+        }
+        Ok(added)
     }
 }
 
+/// Where earlier versions kept the keys `keys add` made (imported at start).
 pub fn keys_file(data_dir: &Path) -> PathBuf {
     data_dir.join("keys.toml")
 }
@@ -129,27 +153,6 @@ fn read_keys_file(path: &Path) -> Result<Vec<KeyConfig>, CoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Appends a `[[keys]]` entry to a TOML file (the configuration file or
-/// `data_dir/keys.toml`), keeping what is already there, comments included.
-pub fn append_key(path: &Path, entry: &KeyConfig) -> Result<(), CoreError> {
-    use std::io::Write;
-    validate_customer(&entry.customer).map_err(CoreError::Config)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let role = toml::Value::try_from(entry.role).map_err(|e| CoreError::Config(e.to_string()))?;
-    let text = format!(
-        "\n[[keys]]\nsha256 = \"{}\"\ncustomer = {}\nrole = {}\n",
-        entry.sha256,
-        toml::Value::String(entry.customer.clone()),
-        role
-    );
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// Axum state that can authenticate requests.
@@ -175,30 +178,59 @@ where
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| Problem::unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        keys.resolve(key).cloned().ok_or_else(|| Problem::unauthorized("unknown API key"))
+        match keys.resolve(key).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(Problem::unauthorized("unknown or revoked API key")),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check an API key");
+                Err(Problem::unavailable(e.code(), "the key database is unavailable; retry shortly").with_retry_after(1))
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::SqlMetadata;
 
-    #[test]
-    fn keys_resolve_by_hash_only() {
-        let key = generate_key();
-        let store = KeyStore::new(&[KeyConfig { sha256: hash_key(&key), customer: "acme".into(), role: Role::Uploader }]);
-        assert_eq!(store.resolve(&key).unwrap().customer, "acme");
-        assert!(store.resolve("ilk_wrong").is_none());
+    async fn meta() -> SharedMeta {
+        let dir = crate::testing::temp_dir("keys");
+        let url = format!("sqlite://{}", dir.join("m.db").display());
+        Arc::new(SqlMetadata::connect(&url, 4, Duration::from_secs(5)).await.unwrap())
     }
 
-    #[test]
-    fn appended_keys_are_loaded_back() {
-        let dir = std::env::temp_dir().join(format!("imagelake-keys-{}", crate::ids::new_compact_id()));
+    #[tokio::test]
+    async fn keys_resolve_by_hash_only_and_revocation_is_seen() {
+        let meta = meta().await;
         let key = generate_key();
-        let entry = KeyConfig { sha256: hash_key(&key), customer: "acme".into(), role: Role::Analyst };
-        append_key(&keys_file(&dir), &entry).unwrap();
-        let store = KeyStore::load(&[], &dir).unwrap();
-        assert_eq!(store.resolve(&key).unwrap().role, Role::Analyst);
-        assert!(append_key(&keys_file(&dir), &KeyConfig { customer: "../x".into(), ..entry }).is_err());
+        meta.add_key(&ApiKey::new(&hash_key(&key), "acme", Role::Uploader, "cli", chrono::Utc::now())).await.unwrap();
+        let store = KeyStore::new(meta.clone());
+        assert_eq!(store.resolve(&key).await.unwrap().unwrap().customer, "acme");
+        assert!(store.resolve("ilk_wrong").await.unwrap().is_none());
+        assert!(meta.revoke_key(&hash_key(&key)[..16], chrono::Utc::now()).await.unwrap());
+        tokio::time::sleep(KeyStore::FRESH).await;
+        assert!(store.resolve(&key).await.unwrap().is_none(), "a revoked key stops working");
+    }
+
+    #[tokio::test]
+    async fn keys_toml_and_config_keys_are_imported_once() {
+        let meta = meta().await;
+        let dir = crate::testing::temp_dir("keys-file");
+        let (a, b) = (generate_key(), generate_key());
+        std::fs::write(
+            keys_file(&dir),
+            format!("[[keys]]\nsha256 = \"{}\"\ncustomer = \"acme\"\nrole = \"analyst\"\n", hash_key(&a)),
+        )
+        .unwrap();
+        let configured = [KeyConfig { sha256: hash_key(&b), customer: "globex".into(), role: Role::Uploader }];
+        let now = chrono::Utc::now();
+        assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 2);
+        assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 0, "idempotent");
+        let store = KeyStore::new(meta.clone());
+        assert_eq!(store.resolve(&a).await.unwrap().unwrap().role, Role::Analyst);
+        assert_eq!(store.resolve(&b).await.unwrap().unwrap().customer, "globex");
+        let bad = [KeyConfig { sha256: "zz".into(), customer: "x".into(), role: Role::Admin }];
+        assert!(KeyStore::import(&meta, &bad, &dir, now).await.is_err());
     }
 }

@@ -22,6 +22,7 @@ pub struct Config {
     pub shutdown_grace: Dur,
     pub storage: StorageConfig,
     pub queue: QueueConfig,
+    pub database: DatabaseConfig,
     pub keys: Vec<KeyConfig>,
     pub ingest: IngestConfig,
     pub processor: ProcessorConfig,
@@ -41,6 +42,7 @@ impl Default for Config {
             shutdown_grace: Dur(Duration::from_secs(30)),
             storage: StorageConfig::default(),
             queue: QueueConfig::default(),
+            database: DatabaseConfig::default(),
             keys: Vec::new(),
             ingest: IngestConfig::default(),
             processor: ProcessorConfig::default(),
@@ -50,6 +52,33 @@ impl Default for Config {
             reporting: ReportingConfig::default(),
             lifecycle: LifecycleConfig::default(),
             webhooks: WebhookConfig::default(),
+        }
+    }
+}
+
+/// The metadata database (`core::meta`): the embedded SQLite file `data_dir/imagelake.db`
+/// when `url` is absent, else `postgres://user:pass@host:port/db` (add `?sslmode=require`
+/// or `verify-full` for TLS).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Option<String>,
+    /// Connections in the pool (PostgreSQL; SQLite caps it at 64).
+    pub max_connections: u32,
+    /// How long a request waits to connect or for a free connection before it answers 503.
+    pub connect_timeout: Dur,
+    /// How long a job committed with its image may wait in the outbox before a sweeper
+    /// sends it (the upload itself sends it at once; this covers a crash or a queue outage).
+    pub outbox_retry: Dur,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            connect_timeout: Dur(Duration::from_secs(5)),
+            outbox_retry: Dur(Duration::from_secs(10)),
         }
     }
 }
@@ -366,8 +395,6 @@ pub struct LifecycleConfig {
     pub reconcile: String,
     /// A job's lease lasts this long without renewal (renewed every third of it).
     pub lease_ttl: Dur,
-    /// How long a runner waits after writing its lease before it re-reads it.
-    pub lease_settle: Dur,
     /// Reconcile: the share of originals and records checked, 0 < x <= 1 (1 = complete).
     pub reconcile_sample: f64,
     /// Reconcile: an original without a record is deleted only once older than this.
@@ -386,7 +413,6 @@ impl Default for LifecycleConfig {
             abort_multipart: "0 0 3 * * *".into(),
             reconcile: "0 0 4 * * *".into(),
             lease_ttl: Dur(Duration::from_secs(300)),
-            lease_settle: Dur(Duration::from_secs(2)),
             reconcile_sample: 1.0,
             orphan_age: Dur(Duration::from_secs(3600)),
             multipart_age: Dur(Duration::from_secs(86_400)),
@@ -435,8 +461,8 @@ impl Config {
         if !(l.reconcile_sample > 0.0 && l.reconcile_sample <= 1.0) {
             return Err(CoreError::Config(format!("[lifecycle] reconcile_sample: {} is not in (0, 1]", l.reconcile_sample)));
         }
-        if l.lease_settle.0 * 4 > l.lease_ttl.0 {
-            return Err(CoreError::Config("[lifecycle] lease_settle must be under a quarter of lease_ttl".into()));
+        if l.lease_ttl.0 < Duration::from_secs(3) {
+            return Err(CoreError::Config("[lifecycle] lease_ttl must be at least 3s (it is renewed every third of it)".into()));
         }
         Ok(())
     }

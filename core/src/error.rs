@@ -16,6 +16,9 @@ pub enum CoreError {
     /// The job queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The metadata database failed.
+    #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
     /// A local file could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -28,6 +31,7 @@ impl CoreError {
             CoreError::Config(_) => "invalid_config",
             CoreError::Store(e) => e.code(),
             CoreError::Queue(e) => e.code(),
+            CoreError::Meta(e) => e.code(),
             CoreError::Io(_) => "io_error",
         }
     }

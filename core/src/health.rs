@@ -21,12 +21,17 @@ pub struct Health {
 /// `/readyz`'s answer when every dependency answers.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Ready {
-    /// Always `ready`.
+    /// `ready`, or `degraded` when the queue does not answer: uploads are still accepted
+    /// (their jobs wait in the database's outbox), processing waits.
     pub status: &'static str,
     /// The object store backend (`local`, `s3`).
     pub store: &'static str,
     /// The queue backend (`embedded`, `sqs`).
     pub queue: &'static str,
+    /// The metadata database (`sqlite`, `postgres`).
+    pub database: &'static str,
+    /// What does not answer but does not stop this process from serving (the queue).
+    pub degraded: Vec<String>,
 }
 
 /// The process is alive.
@@ -36,31 +41,44 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Checks the object store and the queue, each within two seconds, and names the ones
-/// that fail.
+/// Checks the object store, the metadata database and the queue, each within two
+/// seconds, and names the ones that fail. The store and the database are needed to answer
+/// requests (503 without them); the queue is not (uploads commit their jobs to the
+/// database's outbox), so without it the answer is 200 `degraded`: a load balancer keeps
+/// sending uploads.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "The object store and the queue answer", body = Ready),
+        (status = 200, description = "The object store and the database answer (`degraded` names a queue that does not)", body = Ready),
         (status = 503, description = "A dependency does not answer (`not_ready`); the detail names it",
             body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(ctx): State<Context>) -> Result<Json<Ready>, Problem> {
     let limit = Duration::from_secs(2);
-    let store = tokio::time::timeout(limit, ctx.store.list("records/", None, 1)).await;
-    let queue = tokio::time::timeout(limit, ctx.queue.depth()).await;
+    let (store, queue, database) = tokio::join!(
+        tokio::time::timeout(limit, ctx.store.list("originals/", None, 1)),
+        tokio::time::timeout(limit, ctx.queue.depth()),
+        tokio::time::timeout(limit, ctx.meta.ping()),
+    );
     let mut failing = Vec::new();
     match store {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => failing.push(format!("object store ({}): {e}", ctx.store.backend())),
         Err(_) => failing.push(format!("object store ({}): no answer within 2 s", ctx.store.backend())),
     }
+    let mut degraded = Vec::new();
     match queue {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => failing.push(format!("queue ({}): {e}", ctx.queue.backend())),
-        Err(_) => failing.push(format!("queue ({}): no answer within 2 s", ctx.queue.backend())),
+        Ok(Err(e)) => degraded.push(format!("queue ({}): {e}", ctx.queue.backend())),
+        Err(_) => degraded.push(format!("queue ({}): no answer within 2 s", ctx.queue.backend())),
+    }
+    match database {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failing.push(format!("database ({}): {e}", ctx.meta.backend())),
+        Err(_) => failing.push(format!("database ({}): no answer within 2 s", ctx.meta.backend())),
     }
     if failing.is_empty() {
-        Ok(Json(Ready { status: "ready", store: ctx.store.backend(), queue: ctx.queue.backend() }))
+        let status = if degraded.is_empty() { "ready" } else { "degraded" };
+        Ok(Json(Ready { status, store: ctx.store.backend(), queue: ctx.queue.backend(), database: ctx.meta.backend(), degraded }))
     } else {
         Err(Problem::unavailable("not_ready", failing.join("; ")))
     }

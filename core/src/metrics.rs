@@ -26,6 +26,7 @@
 //! | `lifecycle_run_seconds` | histogram | `job` |
 //! | `usage_bytes`, `capacity_bytes`, `usage_ratio` | gauge | (set at each scrape) |
 //! | `queue_messages` | gauge | `state`: visible, in_flight, dead (set at each scrape) |
+//! | `outbox_jobs` | gauge | jobs committed with their image but not yet sent to the queue (set at each scrape) |
 
 use crate::app::Context;
 use axum::body::Body;
@@ -91,6 +92,7 @@ fn describe() {
     describe_gauge!("imagelake_usage_bytes", Unit::Bytes, "Stored bytes, as the capacity gate counts them");
     describe_gauge!("imagelake_capacity_bytes", Unit::Bytes, "The configured capacity");
     describe_gauge!("imagelake_usage_ratio", "usage_bytes / capacity_bytes");
+    describe_gauge!("imagelake_outbox_jobs", "Jobs committed with their image and not yet sent to the queue");
     describe_gauge!("imagelake_queue_messages", "Job queue messages: visible (waiting), in_flight, dead (dead-lettered)");
 }
 
@@ -118,6 +120,9 @@ pub async fn scrape(State(ctx): State<Context>) -> Response {
         gauge!("imagelake_queue_messages", "state" => "visible").set(depth.visible as f64);
         gauge!("imagelake_queue_messages", "state" => "in_flight").set(depth.in_flight as f64);
         gauge!("imagelake_queue_messages", "state" => "dead").set(depth.dead as f64);
+    }
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), ctx.meta.outbox_len()).await {
+        gauge!("imagelake_outbox_jobs").set(n as f64);
     }
     let mut res = handle.render().into_response();
     res.headers_mut()

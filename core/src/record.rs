@@ -1,13 +1,7 @@
-//! The image record: the operational source of truth for an image's status and metadata,
-//! one JSON object per image (`records/{customer}/{image_id}.json`). S3 is strongly
-//! consistent per key, so a read after a write sees it.
-//!
-//! Two small index objects sit beside each record: `listing/{customer}/{inverted id}`
-//! lists a customer's images newest first (object stores list in ascending key order
-//! only), and `ids/{image_id}` names the owner, so that an admin can open any image by id.
+//! The image record: an image's status and metadata, as the API shows it. Records live
+//! in the metadata database (`crate::meta`); this module holds their types and the object
+//! keys of an image's bytes.
 
-use crate::store::{ObjectStore, StoreError};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -104,80 +98,7 @@ impl VariantRecord {
     }
 }
 
-pub fn record_key(customer: &str, id: &str) -> String {
-    format!("records/{customer}/{id}.json")
-}
-
-pub fn owner_key(id: &str) -> String {
-    format!("ids/{id}")
-}
-
-/// Listing keys sort newest first: the id's 128 bits, inverted.
-pub fn listing_key(customer: &str, id: &str) -> String {
-    let inverted = uuid::Uuid::parse_str(id).map(|u| !u.as_u128()).unwrap_or(0);
-    format!("listing/{customer}/{inverted:032x}")
-}
-
-/// The image id a listing key stands for.
-pub fn id_from_listing_key(key: &str) -> Option<String> {
-    let hex = key.rsplit('/').next()?;
-    let inverted = u128::from_str_radix(hex, 16).ok()?;
-    Some(uuid::Uuid::from_u128(!inverted).to_string())
-}
-
-pub async fn read(store: &dyn ObjectStore, customer: &str, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-    match store.get(&record_key(customer, id), None).await {
-        Ok(got) => {
-            let bytes = got.bytes().await?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
-        }
-        Err(StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-pub async fn write(store: &dyn ObjectStore, r: &ImageRecord) -> Result<(), StoreError> {
-    let body = serde_json::to_vec_pretty(r).expect("records serialize");
-    store.put(&record_key(&r.customer, &r.id), Bytes::from(body)).await?;
-    Ok(())
-}
-
-/// Writes the record and its two index objects: the image becomes visible to its owner.
-pub async fn create(store: &dyn ObjectStore, r: &ImageRecord) -> Result<(), StoreError> {
-    write(store, r).await?;
-    store.put(&owner_key(&r.id), Bytes::from(r.customer.clone())).await?;
-    store.put(&listing_key(&r.customer, &r.id), Bytes::new()).await?;
-    Ok(())
-}
-
-/// The owner of an image id, from its `ids/` pointer.
-pub async fn owner(store: &dyn ObjectStore, id: &str) -> Result<Option<String>, StoreError> {
-    match store.get(&owner_key(id), None).await {
-        Ok(got) => Ok(Some(String::from_utf8_lossy(&got.bytes().await?).into_owned())),
-        Err(StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes the record and its indexes (the objects are the caller's business).
-pub async fn remove(store: &dyn ObjectStore, customer: &str, id: &str) -> Result<(), StoreError> {
-    store
-        .delete_many(&[listing_key(customer, id), record_key(customer, id), owner_key(id)])
-        .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listing_keys_sort_newest_first_and_round_trip() {
-        let a = crate::ids::new_id();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = crate::ids::new_id();
-        assert!(listing_key("c", &b) < listing_key("c", &a));
-        assert_eq!(id_from_listing_key(&listing_key("c", &a)).unwrap(), a);
-    }
+/// The URL a variant is downloaded from.
+pub fn variant_url(id: &str, variant: &str) -> String {
+    format!("/v1/images/{id}/variants/{variant}")
 }

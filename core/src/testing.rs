@@ -45,3 +45,21 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A fresh, empty PostgreSQL database on the test server (`IMAGELAKE_TEST_DATABASE_URL`,
+/// exported by `scripts/test`): its URL. Each test gets its own, so tests run in parallel.
+pub async fn postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = var("IMAGELAKE_TEST_DATABASE_URL");
+    let name = format!("t{}", crate::ids::new_compact_id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+    let _ = conn.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("a database url ends with /dbname");
+    format!("{base}/{name}")
+}
+
+/// A fresh SQLite database file: its URL.
+pub fn sqlite_database() -> String {
+    format!("sqlite://{}", temp_dir("meta").join("imagelake.db").display())
+}

@@ -1,6 +1,7 @@
 //! The ingest crate's errors, each with an HTTP status and a stable `code`.
 
 use imagelake_core::problem::Problem;
+use imagelake_core::meta::MetaError;
 use imagelake_core::queue::QueueError;
 use imagelake_core::store::StoreError;
 use axum::http::StatusCode;
@@ -44,6 +45,9 @@ pub enum IngestError {
     /// The object store is unreachable; retry later.
     #[error("object store unavailable")]
     StoreUnavailable(#[source] StoreError),
+    /// The metadata database is unreachable; retry later.
+    #[error("metadata database unavailable")]
+    DatabaseUnavailable(#[source] MetaError),
     /// The queue is unreachable; retry later.
     #[error("job queue unavailable")]
     QueueUnavailable(#[source] QueueError),
@@ -59,6 +63,15 @@ impl From<StoreError> for IngestError {
             StoreError::Body(m) => IngestError::Truncated(m),
             StoreError::InvalidRange { size, .. } => IngestError::RangeNotSatisfiable(size),
             StoreError::InvalidKey { .. } => IngestError::BadRequest("invalid_id", e.to_string()),
+            other => IngestError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<MetaError> for IngestError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Unavailable(_) => IngestError::DatabaseUnavailable(e),
             other => IngestError::Internal(other.to_string()),
         }
     }
@@ -86,6 +99,7 @@ impl IngestError {
             IngestError::InsufficientStorage(_) => "insufficient_storage",
             IngestError::StoreUnavailable(_) => "store_unavailable",
             IngestError::QueueUnavailable(_) => "queue_unavailable",
+            IngestError::DatabaseUnavailable(_) => "database_unavailable",
             IngestError::Internal(_) => "internal",
         }
     }
@@ -100,7 +114,9 @@ impl IngestError {
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             IngestError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            IngestError::StoreUnavailable(_) | IngestError::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::StoreUnavailable(_) | IngestError::QueueUnavailable(_) | IngestError::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +129,10 @@ impl IntoResponse for IngestError {
             IngestError::StoreUnavailable(e) => {
                 tracing::warn!(error = %e, "object store unavailable");
                 Problem::unavailable(self.code(), "the object store is unavailable; retry later")
+            }
+            IngestError::DatabaseUnavailable(e) => {
+                tracing::warn!(error = %e, "metadata database unavailable");
+                Problem::unavailable(self.code(), "the metadata database is unavailable; retry later")
             }
             IngestError::QueueUnavailable(e) => {
                 tracing::warn!(error = %e, "queue unavailable");

@@ -5,12 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 use imagelake_core::app::Context;
 use imagelake_core::auth::{Principal, Role};
-use imagelake_core::lake::{DeletionRow, Event};
-use imagelake_core::record::{self, ImageRecord, VariantState};
 use imagelake_core::ids;
+use imagelake_core::record::{ImageRecord, VariantState};
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
 use serde::{Deserialize, Serialize};
@@ -32,13 +30,7 @@ pub async fn find(ctx: &Context, principal: &Principal, id: &str) -> Result<Imag
     if !ids::is_valid_id(id) {
         return Err(IngestError::NotFound(id.chars().take(64).collect()));
     }
-    let owner = if principal.role == Role::Admin {
-        record::owner(ctx.store.as_ref(), id).await?
-    } else {
-        Some(principal.customer.clone())
-    };
-    let Some(owner) = owner else { return Err(IngestError::NotFound(id.into())) };
-    match record::read(ctx.store.as_ref(), &owner, id).await? {
+    match ctx.meta.image(id).await? {
         Some(r) if principal.owns(&r.customer) => Ok(r),
         _ => Err(IngestError::NotFound(id.into())),
     }
@@ -55,7 +47,7 @@ pub async fn find(ctx: &Context, principal: &Principal, id: &str) -> Result<Imag
         (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image for this key (`not_found`); another customer's image is not found too", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn show(
@@ -101,7 +93,7 @@ pub struct ListPage {
         (status = 400, description = "A bad `limit` (`invalid_limit`), `cursor` (`invalid_cursor`) or `customer` (`invalid_customer`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only admins may list another customer's images (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn list(
@@ -119,27 +111,25 @@ pub async fn list(
         _ => principal.customer.clone(),
     };
     imagelake_core::auth::validate_customer(&customer).map_err(|m| IngestError::BadRequest("invalid_customer", m))?;
-    let prefix = format!("listing/{customer}/");
-    let after = match &p.cursor {
-        Some(c) if c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) => Some(format!("{prefix}{c}")),
+    // The cursor is the last id of the previous page, without hyphens (32 hex digits).
+    let before = match &p.cursor {
+        Some(c) if c.len() == 32 => match uuid::Uuid::try_parse(c) {
+            Ok(u) => Some(u.hyphenated().to_string()),
+            Err(_) => return Err(IngestError::BadRequest("invalid_cursor", "cursor is not one this API returned".into())),
+        },
         Some(_) => return Err(IngestError::BadRequest("invalid_cursor", "cursor is not one this API returned".into())),
         None => None,
     };
-    let page = ctx.store.list(&prefix, after.as_deref(), limit).await?;
+    // One more than asked tells whether there is a next page.
+    let mut items = ctx.meta.list_images(&customer, before.as_deref(), limit + 1).await?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().and_then(|r| uuid::Uuid::try_parse(&r.id).ok()).map(|u| u.simple().to_string())
+    } else {
+        None
+    };
     let now = ctx.clock.now();
-    let ids: Vec<String> = page.objects.iter().filter_map(|o| record::id_from_listing_key(&o.key)).collect();
-    let store = ctx.store.clone();
-    let items: Vec<ImageRecord> = futures::stream::iter(ids)
-        .map(|id| {
-            let (store, customer) = (store.clone(), customer.clone());
-            async move { record::read(store.as_ref(), &customer, &id).await }
-        })
-        .buffered(16)
-        .try_filter_map(|r| async move { Ok(r) })
-        .map_ok(|r| view(&r, now))
-        .try_collect()
-        .await?;
-    let next_cursor = page.next.and_then(|k| k.rsplit('/').next().map(str::to_string));
+    let items = items.iter().map(|r| view(r, now)).collect();
     Ok(Json(ListPage { items, next_cursor }))
 }
 
@@ -155,7 +145,7 @@ pub async fn list(
         (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role cannot delete (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn delete(
@@ -168,32 +158,18 @@ pub async fn delete(
     }
     let rec = find(&ctx, &principal, &id).await?;
     let now = ctx.clock.now();
-    let mut keys = vec![record::original_key(&rec.customer, &rec.id)];
-    let mut events = vec![deletion(&rec, "original", None, rec.bytes, now)];
-    for v in rec.variants.iter().filter(|v| v.state == VariantState::Ready) {
-        keys.push(v.object_key(&rec.customer, &rec.id));
-        events.push(deletion(&rec, "variant", Some(&v.name), v.bytes, now));
-    }
-    // Objects first, record last: a failure half-way leaves a record to retry the delete with.
-    ctx.store.delete_many(&keys).await?;
-    record::remove(ctx.store.as_ref(), &rec.customer, &rec.id).await?;
-    let freed: u64 = events.iter().map(|e| if let Event::Deletion(d) = e { d.bytes } else { 0 }).sum();
-    ctx.usage.sub(freed);
-    if let Err(e) = ctx.lake.append(events).await {
-        tracing::warn!(error = %e, image_id = %rec.id, "deletion events not written to the lake");
-    }
+    // The tombstone first: hidden at once, and processing can no longer finish the image
+    // (the processor removes what it wrote). Then the objects, then the rows: a failure
+    // half-way leaves a tombstone that the lifecycle's reconcile finishes.
+    let Some(rec) = ctx.meta.begin_delete(&rec.id, now).await? else { return Err(IngestError::NotFound(id)) };
+    imagelake_core::deletion::remove_image(&ctx, &rec, now).await.map_err(from_core)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn deletion(rec: &ImageRecord, kind: &str, variant: Option<&str>, bytes: u64, at: DateTime<Utc>) -> Event {
-    Event::Deletion(DeletionRow {
-        event_id: ids::event_id(&["deletion", &rec.id, kind, variant.unwrap_or("")]),
-        image_id: rec.id.clone(),
-        customer_id: rec.customer.clone(),
-        kind: kind.into(),
-        variant: variant.map(str::to_string),
-        bytes,
-        reason: "deleted".into(),
-        deleted_at: at,
-    })
+fn from_core(e: imagelake_core::CoreError) -> IngestError {
+    match e {
+        imagelake_core::CoreError::Store(e) => e.into(),
+        imagelake_core::CoreError::Meta(e) => e.into(),
+        other => IngestError::Internal(other.to_string()),
+    }
 }

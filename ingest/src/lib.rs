@@ -6,6 +6,7 @@ pub mod error;
 mod idempotency;
 mod images;
 mod inspect;
+pub mod outbox;
 mod sniff;
 mod upload;
 

@@ -1,8 +1,12 @@
-//! `POST /v1/images`: stream the body to the store, write the record, enqueue the job.
+//! `POST /v1/images`: stream the body to the store, commit the record with its job, send
+//! the job.
 //!
-//! The answer is `202` only once the original is durably stored, the record written and
-//! the job enqueued. Any failure before that removes what was written, so a client that
-//! did not get a `202` can retry without leaving anything behind.
+//! The answer is `202` only once the original is durably stored and the record is
+//! committed in the metadata database together with its pending job (the outbox). The
+//! job is sent to the queue after the commit; if that fails (a queue outage, a crash),
+//! the outbox sweeper (`outbox.rs`) sends it later, so the upload is still accepted and
+//! will be processed. Any failure before the commit removes the original, so a client
+//! that did not get a `202` can retry without leaving anything behind.
 
 use crate::error::IngestError;
 use crate::inspect::{inspect, Inspection};
@@ -16,6 +20,7 @@ use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
 use imagelake_core::job::JobMessage;
 use imagelake_core::lake::UploadRow;
+use imagelake_core::meta::{Created, NewImage};
 use imagelake_core::record::{self, ImageRecord, Status};
 use imagelake_core::store::upload::{upload_stream, UploadOptions};
 use imagelake_core::ids;
@@ -47,9 +52,9 @@ pub struct UploadForm {
     file: Vec<u8>,
 }
 
-/// Uploads an image. The answer is `202` once the original is durably stored, the record
-/// written and the processing job enqueued; anything short of that answers an error and
-/// leaves nothing behind.
+/// Uploads an image. The answer is `202` once the original is durably stored and the
+/// record is committed with its processing job (sent to the queue at once, or later if the
+/// queue is down); anything short of that answers an error and leaves nothing behind.
 #[utoipa::path(
     post,
     path = "/v1/images",
@@ -105,7 +110,7 @@ pub async fn create(
     crate::capacity::check(&ctx)?;
     let idem = idempotency::key(&headers)?;
     if let Some(key) = &idem {
-        if let Some(first) = idempotency::lookup(&ctx, &principal.customer, key).await? {
+        if let Some(first) = ctx.meta.idempotent_image(&principal.customer, key, ctx.clock.now()).await? {
             return Ok(accepted(&first));
         }
     }
@@ -177,19 +182,22 @@ impl Accept {
                 sha256,
             },
         };
-        if let Err(e) = commit(&ctx, &rec, &job).await {
-            // Not acknowledged: take back what was written, so that nothing half-done stays.
-            let _ = record::remove(ctx.store.as_ref(), &rec.customer, &rec.id).await;
-            let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
-            return Err(e);
-        }
+        let rec = match commit(&ctx, &rec, &job, idem.as_deref()).await {
+            Ok(Created::New) => rec,
+            Ok(Created::Duplicate(first)) => {
+                // A parallel request with the same Idempotency-Key committed first.
+                let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
+                return Ok(accepted(&first));
+            }
+            Err(e) => {
+                // Not acknowledged: take back the original, so that nothing half-done stays.
+                let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
+                return Err(e);
+            }
+        };
         crate::capacity::added(&ctx, inspection.bytes);
         imagelake_core::metrics::upload_accepted(inspection.bytes);
-        if let Some(k) = &idem {
-            if let Err(e) = idempotency::remember(&ctx, &customer, k, &rec).await {
-                tracing::warn!(error = %e, "could not store the idempotency answer");
-            }
-        }
+        crate::outbox::send_now(&ctx, &job.job_id, &job_body(&job)?).await;
         tracing::info!(image_id = %id, customer = %rec.customer, bytes = rec.bytes, format = %rec.format, "upload accepted");
         Ok(accepted(&rec))
     }
@@ -200,11 +208,24 @@ fn accepted(rec: &ImageRecord) -> Response {
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(rec)).into_response()
 }
 
-async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage) -> Result<(), IngestError> {
-    record::create(ctx.store.as_ref(), rec).await?;
-    let body = serde_json::to_string(job).map_err(|e| IngestError::Internal(e.to_string()))?;
-    ctx.queue.send(&body).await?;
-    Ok(())
+fn job_body(job: &JobMessage) -> Result<String, IngestError> {
+    serde_json::to_string(job).map_err(|e| IngestError::Internal(e.to_string()))
+}
+
+/// One transaction: the record, its job in the outbox, its bytes counted, its key.
+async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage, idem: Option<&str>) -> Result<Created, IngestError> {
+    let now = ctx.clock.now();
+    let ttl = chrono::Duration::from_std(ctx.config.ingest.idempotency_ttl.0).unwrap_or(chrono::Duration::hours(24));
+    let retry = chrono::Duration::from_std(ctx.config.database.outbox_retry.0).unwrap_or(chrono::Duration::seconds(10));
+    let body = job_body(job)?;
+    let new = NewImage {
+        record: rec,
+        job_id: &job.job_id,
+        job_body: &body,
+        send_after: now + retry,
+        idempotency: idem.map(|k| (k, now + ttl)),
+    };
+    Ok(ctx.meta.create_image(new).await?)
 }
 
 /// Streams the raw body, or the multipart field `file`, to `key`.

@@ -20,6 +20,9 @@ pub enum JobError {
     /// The queue failed: retried.
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    /// The metadata database failed (retried through the queue).
+    #[error("metadata database: {0}")]
+    Meta(#[from] imagelake_core::meta::MetaError),
     /// The original is gone (the image was deleted before it was processed): permanent.
     #[error("the original of image {0} no longer exists")]
     OriginalMissing(String),
@@ -36,6 +39,7 @@ impl JobError {
             JobError::Store(_) => "store_unavailable",
             JobError::Lake(_) => "lake_unavailable",
             JobError::Queue(_) => "queue_unavailable",
+            JobError::Meta(e) => e.code(),
             JobError::OriginalMissing(_) => "original_missing",
             JobError::Internal(_) => "internal",
         }

@@ -1,11 +1,15 @@
 //! One job, start to finish.
 //!
-//! Order matters for at-least-once delivery: render, write the variants, write the
-//! job's facts to the lake (durably), update the record, and only then acknowledge the
-//! message. A crash anywhere before the acknowledgement redelivers the job; the second
-//! run overwrites the same objects and writes the same `event_id`s (upload and variant
-//! rows are keyed by image, job rows by job and attempt). A record already `processed`
-//! means the facts are in the lake: the message is just acknowledged.
+//! Order matters for at-least-once delivery: move the record to `processing`, render,
+//! write the variants, write the job's facts to the lake (durably), finish the record,
+//! and only then acknowledge the message. A crash anywhere before the acknowledgement
+//! redelivers the job; the second run overwrites the same objects and writes the same
+//! `event_id`s (upload and variant rows are keyed by image, job rows by job and attempt).
+//!
+//! Every record change is a conditional update in the metadata database: a record that
+//! is already `processed` or `failed` is left alone (the message is acknowledged), and a
+//! deleted image stays deleted. An image deleted while its job ran is cleaned up here:
+//! the variants this run wrote are removed, and their `deletions` rows written.
 
 use crate::error::JobError;
 use crate::pipeline::{self, Limits, Preset};
@@ -16,9 +20,12 @@ use imagelake_core::ids;
 use imagelake_core::job::JobMessage;
 use imagelake_core::lake::{Event, JobRow, VariantRow};
 use imagelake_core::queue::Message;
+use imagelake_core::deletion::deletion_event;
+use imagelake_core::meta::Transition;
 use imagelake_core::record::{self, RecordError, Status, VariantRecord, VariantState};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 pub async fn handle(ctx: &Context, m: Message) {
     let job: JobMessage = match serde_json::from_str(&m.body) {
@@ -32,8 +39,11 @@ pub async fn handle(ctx: &Context, m: Message) {
     };
     let span = tracing::info_span!("job", job_id = %job.job_id, image_id = %job.image_id, attempt = m.receive_count,
         request_id = job.request_id.as_deref().unwrap_or(""));
-    let _enter = span.enter();
-    drop(_enter);
+    // The whole job runs in its span, so that every line it logs carries its ids.
+    run(ctx, m, job).instrument(span).await
+}
+
+async fn run(ctx: &Context, m: Message, job: JobMessage) {
     let started = ctx.clock.now();
     let heartbeat = keep_invisible(ctx, &m.receipt);
     let result = process(ctx, &job, m.receive_count, started).await;
@@ -94,16 +104,17 @@ fn presets(ctx: &Context, names: &[String]) -> Vec<Preset> {
 }
 
 async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTime<Utc>) -> Result<(), JobError> {
-    let store = ctx.store.as_ref();
-    let mut rec = record::read(store, &job.customer, &job.image_id)
-        .await?
-        .ok_or_else(|| JobError::OriginalMissing(job.image_id.clone()))?;
-    if rec.status == Status::Processed || rec.status == Status::Failed {
-        return Ok(());
+    match ctx.meta.start_processing(&job.image_id, attempt).await? {
+        Transition::Applied(_) => {}
+        Transition::Refused(rec) => {
+            tracing::info!(status = ?rec.status, "image already finished; acknowledging");
+            return Ok(());
+        }
+        Transition::Gone => {
+            tracing::info!("image deleted; nothing to process");
+            return Ok(());
+        }
     }
-    rec.status = Status::Processing;
-    rec.attempts = attempt;
-    record::write(store, &rec).await?;
 
     let original = download_original(ctx, job).await?;
     let presets = presets(ctx, &job.variants);
@@ -125,12 +136,12 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
             width: v.width,
             height: v.height,
             bytes: v.bytes.len() as u64,
-            url: format!("/v1/images/{}/variants/{}", job.image_id, v.name),
+            url: record::variant_url(&job.image_id, &v.name),
             created_at: made,
             expires_at: expires,
             state: VariantState::Ready,
         };
-        store.put(&vr.object_key(&job.customer, &job.image_id), v.bytes.into()).await?;
+        ctx.store.put(&vr.object_key(&job.customer, &job.image_id), v.bytes.into()).await?;
         events.push(Event::Variant(VariantRow {
             event_id: ids::event_id(&["variant", &job.image_id, &vr.name]),
             image_id: job.image_id.clone(),
@@ -150,18 +161,33 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
     events.push(job_event(job, attempt, "succeeded", None, started, finished, output_bytes));
     ctx.lake.write_durable(events).await?;
 
-    rec.status = Status::Processed;
-    rec.processed_at = Some(finished);
-    rec.width = rec.width.or(Some(source.width));
-    rec.height = rec.height.or(Some(source.height));
-    rec.variants = variants;
-    rec.error = None;
-    record::write(store, &rec).await?;
-    ctx.usage.add(output_bytes);
-    tracing::info!(job_id = %job.job_id, image_id = %job.image_id, ms = (finished - started).num_milliseconds(), "job done");
-    if let Some(url) = &job.callback_url {
-        crate::webhook::send(ctx, url, &rec);
+    match ctx.meta.finish_processed(&job.image_id, finished, (source.width, source.height), &variants).await? {
+        Transition::Applied(rec) => {
+            ctx.usage.add(output_bytes);
+            tracing::info!(ms = (finished - started).num_milliseconds(), "job done");
+            if let Some(url) = &job.callback_url {
+                crate::webhook::send(ctx, url, &rec);
+            }
+        }
+        // Another delivery of this job finished it first, with these same objects.
+        Transition::Refused(rec) if rec.status == Status::Processed => tracing::info!("image finished by another delivery"),
+        Transition::Refused(_) | Transition::Gone => {
+            tracing::info!("image deleted or failed while processing; removing the variants this run wrote");
+            remove_written(ctx, job, &variants, finished).await?;
+        }
     }
+    Ok(())
+}
+
+/// Removes variants no record will ever list, and says so in the lake.
+async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantRecord], at: DateTime<Utc>) -> Result<(), JobError> {
+    let keys: Vec<String> = variants.iter().map(|v| v.object_key(&job.customer, &job.image_id)).collect();
+    ctx.store.delete_many(&keys).await?;
+    let events = variants
+        .iter()
+        .map(|v| deletion_event(&job.image_id, &job.customer, Some(&v.name), v.bytes, at, "deleted"))
+        .collect();
+    ctx.lake.write_durable(events).await?;
     Ok(())
 }
 
@@ -234,27 +260,18 @@ async fn fail(
     if !final_ {
         return true;
     }
-    let store = ctx.store.as_ref();
-    match record::read(store, &job.customer, &job.image_id).await {
-        Ok(Some(mut rec)) => {
-            rec.status = Status::Failed;
-            rec.attempts = attempt;
-            rec.processed_at = Some(finished);
-            rec.error = Some(RecordError { code: e.code().into(), message: e.to_string() });
-            if let Err(err) = record::write(store, &rec).await {
-                tracing::warn!(error = %err, "could not mark the record failed");
-                return false;
-            }
+    let error = RecordError { code: e.code().into(), message: e.to_string() };
+    match ctx.meta.fail_image(&job.image_id, Some(attempt), finished, &error, false).await {
+        Ok(Transition::Applied(rec)) => {
             if let Some(url) = &job.callback_url {
                 crate::webhook::send(ctx, url, &rec);
             }
             true
         }
-        Ok(None) => true, // deleted meanwhile: nothing to mark
+        Ok(_) => true, // deleted meanwhile, or finished by another delivery: nothing to mark
         Err(err) => {
-            tracing::warn!(error = %err, "could not read the record to mark it failed");
+            tracing::warn!(error = %err, "could not mark the record failed");
             false
         }
     }
 }
-

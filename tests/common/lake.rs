@@ -17,7 +17,7 @@ pub fn python() -> String {
 pub async fn lake_dir(server: &Server) -> PathBuf {
     match server.backend {
         Backend::Embedded => server.data_dir.join("store/objects/lake"),
-        Backend::Servers => {
+        Backend::Servers | Backend::ServersPostgres => {
             let store = server.store().await;
             let dir = testing::temp_dir("lake-copy");
             for m in list_all(store.as_ref(), "lake/").await.unwrap() {

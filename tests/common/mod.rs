@@ -6,16 +6,21 @@
 pub mod lake;
 pub mod proxy;
 
-/// `on_both_backends!(case_a, case_b)`: each `async fn case(backend: Backend)` of the file
-/// becomes two tests, `embedded::case` and `garage_and_sqs::case`.
+/// `on_every_backend!(case_a, case_b)`: each `async fn case(backend: Backend)` of the file
+/// becomes three tests: `embedded::case` (local directory, embedded queue, SQLite),
+/// `garage_and_sqs::case` (Garage, the SQS server, SQLite) and `garage_sqs_postgres::case`
+/// (Garage, the SQS server, PostgreSQL).
 #[allow(unused_macros)]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
         mod embedded {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Embedded).await } )*
         }
         mod garage_and_sqs {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::Servers).await } )*
+        }
+        mod garage_sqs_postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Backend::ServersPostgres).await } )*
         }
     };
 }
@@ -32,10 +37,19 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// Local directory and embedded queue.
+    /// Local directory, embedded queue, SQLite.
     Embedded,
-    /// Garage and the SQS server.
+    /// Garage, the SQS server, SQLite.
     Servers,
+    /// Garage, the SQS server, PostgreSQL.
+    ServersPostgres,
+}
+
+impl Backend {
+    /// Whether objects and jobs go to Garage and the SQS server.
+    pub fn servers(self) -> bool {
+        self != Backend::Embedded
+    }
 }
 
 pub struct Keys {
@@ -51,6 +65,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub config_file: PathBuf,
     pub backend: Backend,
+    /// The metadata database this server uses.
+    pub database_url: String,
     /// The S3 key prefix this server writes under (Servers only).
     pub prefix: String,
     child: Option<Child>,
@@ -103,7 +119,11 @@ impl Server {
         text.push_str(&format!("data_dir = {:?}\n", data_dir.display().to_string()));
         let prefix = format!("run-{}", ids::new_compact_id());
         let mut env: Vec<(String, String)> = setup.env.clone();
-        if setup.backend == Backend::Servers {
+        let database_url = match setup.backend {
+            Backend::ServersPostgres => testing::postgres_database().await,
+            _ => format!("sqlite://{}", data_dir.join("imagelake.db").display()),
+        };
+        if setup.backend.servers() {
             let s3 = testing::s3_options();
             let vt = 30;
             let q = SqsQueue::create(testing::sqs_options(Duration::from_secs(vt), 5), &format!("jobs-{}", ids::new_compact_id()))
@@ -129,6 +149,9 @@ impl Server {
         } else {
             text.push_str("[queue]\nwait = \"1s\"\n");
         }
+        if setup.backend == Backend::ServersPostgres {
+            text.push_str(&format!("[database]\nurl = {database_url:?}\n"));
+        }
         text.push_str(&setup.extra);
         text.push_str(&key_entry(&keys.acme, "acme", "uploader"));
         text.push_str(&key_entry(&keys.globex, "globex", "uploader"));
@@ -142,6 +165,7 @@ impl Server {
             data_dir,
             config_file,
             backend: setup.backend,
+            database_url,
             prefix,
             child: None,
             stdout_lines: Default::default(),
@@ -231,11 +255,17 @@ impl Server {
     pub async fn store(&self) -> SharedStore {
         match self.backend {
             Backend::Embedded => Arc::new(LocalStore::open(self.data_dir.join("store")).unwrap()),
-            Backend::Servers => {
+            Backend::Servers | Backend::ServersPostgres => {
                 let o = S3Options { prefix: self.prefix.clone(), ..testing::s3_options() };
                 Arc::new(S3Store::connect(o).await)
             }
         }
+    }
+
+    /// The metadata database this server uses, for checking what is (not) recorded.
+    pub async fn meta(&self) -> imagelake_core::meta::SharedMeta {
+        let db = imagelake_core::meta::SqlMetadata::connect(&self.database_url, 4, Duration::from_secs(10)).await.unwrap();
+        Arc::new(db)
     }
 
     pub fn client(&self) -> Client {
@@ -350,7 +380,7 @@ impl InProcess {
         let clock = ManualClock::new(now);
         let shared: SharedClock = Arc::new(clock.clone());
         ctx.clock = shared.clone();
-        if backend == Backend::Servers {
+        if backend.servers() {
             let o = S3Options { prefix: format!("lifecycle-{}", ids::new_compact_id()), ..testing::s3_options() };
             ctx.store = Arc::new(S3Store::connect(o).await);
         }

@@ -1,0 +1,53 @@
+//! Removing stored bytes, and the `deletions` facts that say so. One place for the
+//! `event_id` scheme (`["deletion", image_id, kind, variant]`), so that a delete, an
+//! expiry and a clean-up of the same object write the same fact, which the lake's views
+//! keep once.
+
+use crate::app::Context;
+use crate::lake::{DeletionRow, Event};
+use crate::record::{self, ImageRecord, VariantState};
+use crate::CoreError;
+use chrono::{DateTime, Utc};
+
+/// The `deletions` row of one object: `kind` is `original` or `variant`, `reason` is
+/// `deleted` or `expired`.
+pub fn deletion_event(
+    image_id: &str,
+    customer: &str,
+    variant: Option<&str>,
+    bytes: u64,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Event {
+    let kind = if variant.is_some() { "variant" } else { "original" };
+    Event::Deletion(DeletionRow {
+        event_id: crate::ids::event_id(&["deletion", image_id, kind, variant.unwrap_or("")]),
+        image_id: image_id.into(),
+        customer_id: customer.into(),
+        kind: kind.into(),
+        variant: variant.map(str::to_string),
+        bytes,
+        reason: reason.into(),
+        deleted_at: at,
+    })
+}
+
+/// Finishes the delete of a tombstoned image (`MetadataStore::begin_delete`): removes its
+/// original and ready variants from the store, then its rows, then writes its
+/// `deletions` rows. Safe to run again after a failure at any step.
+pub async fn remove_image(ctx: &Context, rec: &ImageRecord, at: DateTime<Utc>) -> Result<(), CoreError> {
+    let mut keys = vec![record::original_key(&rec.customer, &rec.id)];
+    let mut events = vec![deletion_event(&rec.id, &rec.customer, None, rec.bytes, at, "deleted")];
+    for v in rec.variants.iter().filter(|v| v.state == VariantState::Ready) {
+        keys.push(v.object_key(&rec.customer, &rec.id));
+        events.push(deletion_event(&rec.id, &rec.customer, Some(&v.name), v.bytes, at, "deleted"));
+    }
+    ctx.store.delete_many(&keys).await?;
+    ctx.meta.purge_image(&rec.id).await?;
+    let freed: u64 = events.iter().map(|e| if let Event::Deletion(d) = e { d.bytes } else { 0 }).sum();
+    ctx.usage.sub(freed);
+    if let Err(e) = ctx.lake.append(events).await {
+        tracing::warn!(error = %e, image_id = %rec.id, "deletion events not written to the lake");
+    }
+    Ok(())
+}
