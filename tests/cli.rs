@@ -175,3 +175,61 @@ async fn keys_take_effect_on_a_running_server() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `db import` reads the record objects an earlier version wrote into the database,
+/// idempotently, and reports what it did; the imported images then answer through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_import_brings_old_records_in_once() {
+    use imagelake_core::record::{ImageRecord, Status};
+    let dir = imagelake_core::testing::temp_dir("import");
+    let store = imagelake_core::store::LocalStore::open(dir.join("data/store")).unwrap();
+    use imagelake_core::store::ObjectStore;
+    let id = imagelake_core::ids::new_id();
+    let rec = ImageRecord {
+        id: id.clone(),
+        customer: "acme".into(),
+        status: Status::Processed,
+        content_type: "image/png".into(),
+        format: "png".into(),
+        bytes: 1234,
+        width: Some(10),
+        height: Some(20),
+        sha256: "ab".repeat(32),
+        uploaded_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        processed_at: Some(chrono::DateTime::from_timestamp(1_700_000_005, 0).unwrap()),
+        error: None,
+        exif: None,
+        requested_variants: vec!["thumb".into()],
+        variants: Vec::new(),
+        attempts: 1,
+        callback_url: None,
+    };
+    store.put(&format!("records/acme/{id}.json"), serde_json::to_vec(&rec).unwrap().into()).await.unwrap();
+    store.put("records/acme/not-a-record.json", bytes::Bytes::from_static(b"{oops")).await.unwrap();
+    store.put(&format!("listing/acme/{}", "0".repeat(32)), bytes::Bytes::new()).await.unwrap();
+    let import = || {
+        let out = bin().args(["db", "import"]).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = import();
+    assert!(first.starts_with("2 record objects read: 1 imported, 0 already in the database, 1 unreadable"), "{first}");
+    assert!(first.contains("records/acme/not-a-record.json"), "{first}");
+    let second = import();
+    assert!(second.starts_with("2 record objects read: 0 imported, 1 already in the database, 1 unreadable"), "{second}");
+
+    let (mut child, url, admin) = serve_in(&dir);
+    let admin = admin.expect("no key yet: an admin key is printed");
+    let got: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/v1/images/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_value::<ImageRecord>(got).unwrap(), rec, "the record reads back as it was");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,26 +1,50 @@
 //! The lifecycle jobs end to end, in process: ingest and the processor on a manual clock,
-//! the jobs through their library API (`run_job_with`), on the embedded default and
-//! against Garage.
+//! the jobs through their library API (`run_job_with`), with the metadata database in
+//! SQLite, on the embedded store and against Garage.
 
 mod common;
 
 use common::{image_bytes, Backend, InProcess};
 use image::ImageFormat;
+use imagelake_core::app::Context;
 use imagelake_core::clock::Clock;
+use imagelake_core::deletion::deletion_event;
 use imagelake_core::ids;
+use imagelake_core::meta::{Figures, SharedMeta, SqlMetadata};
 use imagelake_core::record::{self, Status, VariantState};
+use imagelake_core::store::{list_all, SharedStore};
 use imagelake_lifecycle::chrono::{DateTime, Duration as Days, Utc};
-use imagelake_lifecycle::{expire, lakeread, run_job_with, status, JobName, LifecycleError, Options};
-use std::collections::BTreeSet;
+use imagelake_lifecycle::{lease, run_job_with, status, JobName, LifecycleError, Options};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-fn opts() -> Options {
-    // A settle long enough that a loaded machine never trips the slow-write guard (settle / 2).
-    Options { lease_settle: Duration::from_millis(1000), ..Options::default() }
+async fn run(p: &InProcess, job: JobName) -> imagelake_lifecycle::JobReport {
+    run_job_with(&p.ctx, job, None, &Options::default()).await.unwrap_or_else(|e| panic!("{job}: {e}"))
 }
 
-async fn run(p: &InProcess, job: JobName) -> imagelake_lifecycle::JobReport {
-    run_job_with(&p.ctx, job, None, &opts()).await.unwrap_or_else(|e| panic!("{job}: {e}"))
+/// Bytes and objects counted in the database, all customers.
+async fn counted(ctx: &Context) -> Figures {
+    let mut t = Figures::default();
+    for (_, f) in ctx.meta.usage().await.unwrap() {
+        t.originals_bytes += f.originals_bytes;
+        t.originals += f.originals;
+        t.variants_bytes += f.variants_bytes;
+        t.variants += f.variants;
+    }
+    t
+}
+
+/// A local copy of the lake (`lake/` of the store), for the Python peers.
+async fn lake_copy(store: &SharedStore) -> PathBuf {
+    let dir = imagelake_core::testing::temp_dir("lake-copy");
+    for m in list_all(store.as_ref(), "lake/").await.unwrap() {
+        let body = store.get(&m.key, None).await.unwrap().bytes().await.unwrap();
+        let path = dir.join(&m.key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    dir.join("lake")
 }
 
 async fn expire_after_seven_days(backend: Backend) {
@@ -32,13 +56,10 @@ async fn expire_after_seven_days(backend: Backend) {
         ids_.push(rec["id"].as_str().unwrap().to_string());
     }
     let store = p.ctx.store.clone();
-    let records: Vec<_> = {
-        let mut v = Vec::new();
-        for id in &ids_ {
-            v.push(record::read(store.as_ref(), "acme", id).await.unwrap().unwrap());
-        }
-        v
-    };
+    let mut records = Vec::new();
+    for id in &ids_ {
+        records.push(p.ctx.meta.image(id).await.unwrap().unwrap());
+    }
     let made = records[0].variants[0].created_at;
     assert_eq!(made, t0);
     let keys: Vec<String> =
@@ -46,10 +67,12 @@ async fn expire_after_seven_days(backend: Backend) {
     assert_eq!(keys.len(), 12, "3 images, 4 presets");
     let variant_bytes: u64 = records.iter().flat_map(|r| r.variants.iter().map(|v| v.bytes)).sum();
 
-    // One second early: nothing goes.
+    // One second early: nothing goes, and the bucket is neither listed nor read (the one
+    // request is the backstop rule).
     p.clock.set(made + Days::days(7) - Days::seconds(1));
     let r = run(&p, JobName::Expire).await;
     assert_eq!(r.count("variants_expired"), 0, "{r}");
+    assert_eq!(r.requests, 1, "{r}");
     for k in &keys {
         assert!(store.head(k).await.unwrap().is_some(), "{k} deleted early");
     }
@@ -57,25 +80,31 @@ async fn expire_after_seven_days(backend: Backend) {
     assert_eq!(res.status(), 200);
 
     // An interrupted earlier sweep: image 0's objects deleted and its rows written, but
-    // its record not updated yet.
+    // its variants not marked yet.
     let at = made + Days::days(7) + Days::seconds(1);
     let r0 = &records[0];
     store.delete_many(&r0.variants.iter().map(|v| v.object_key(&r0.customer, &r0.id)).collect::<Vec<_>>()).await.unwrap();
-    p.ctx.lake.write_durable(r0.variants.iter().map(|v| expire::deletion_event(r0, &v.name, v.bytes, at)).collect()).await.unwrap();
+    let rows = r0.variants.iter().map(|v| deletion_event(&r0.id, &r0.customer, Some(&v.name), v.bytes, at, "expired")).collect();
+    p.ctx.lake.write_durable(rows).await.unwrap();
 
     // One second late: everything due is gone.
     p.clock.set(at);
     let used_before = p.ctx.usage.used();
+    let counted_before = counted(&p.ctx).await;
     let r = run(&p, JobName::Expire).await;
     assert_eq!(r.count("variants_expired"), 12, "{r}");
     assert_eq!(r.count("bytes_freed"), variant_bytes, "{r}");
-    assert!(r.count("delete_calls") >= 1 && r.requests > 0, "{r}");
+    assert!(r.count("delete_calls") >= 1, "{r}");
+    assert_eq!(r.requests, 1 + r.count("delete_calls"), "no listing, no reads: {r}");
     assert_eq!(p.ctx.usage.used(), used_before.saturating_sub(variant_bytes));
+    let after = counted(&p.ctx).await;
+    assert_eq!((after.variants_bytes, after.variants), (0, 0));
+    assert_eq!(after.originals_bytes, counted_before.originals_bytes);
     for k in &keys {
         assert!(store.head(k).await.unwrap().is_none(), "{k} still there");
     }
     for id in &ids_ {
-        let rec = record::read(store.as_ref(), "acme", id).await.unwrap().unwrap();
+        let rec = p.ctx.meta.image(id).await.unwrap().unwrap();
         assert!(rec.variants.iter().all(|v| v.state == VariantState::Expired), "{rec:?}");
         assert!(store.head(&record::original_key("acme", id)).await.unwrap().is_some(), "original removed");
         for name in ["thumb", "small", "medium", "web"] {
@@ -85,25 +114,14 @@ async fn expire_after_seven_days(backend: Backend) {
         let res = p.client.get(&p.key, &format!("/v1/images/{id}/original")).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
-    // One `deletions` row per object, deterministic ids: the interrupted sweep's rows
-    // have the same ids, so the views (one row per event_id) count each object once.
-    let rows = lakeread::deletion_rows(store.as_ref(), at.date_naive()).await.unwrap();
-    let distinct: BTreeSet<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
-    assert_eq!(distinct.len(), 12, "{rows:?}");
-    assert_eq!(rows.len(), 16, "4 duplicates from the interrupted sweep");
-    for row in &rows {
-        assert_eq!(row.reason, "expired");
-        assert_eq!(row.kind, "variant");
-        assert_eq!(row.event_id, ids::event_id(&["deletion", &row.image_id, "variant", row.variant.as_deref().unwrap()]));
-    }
-    let mut seen = BTreeSet::new();
-    let freed: u64 = rows.iter().filter(|r| seen.insert(r.event_id.clone())).map(|r| r.bytes).sum();
-    assert_eq!(freed, variant_bytes);
+    // One `deletions` row per object, deterministic ids: the interrupted sweep's rows have
+    // the same ids, so the views (one row per event_id) count each object once.
+    let summary = common::lake::check_lake(&lake_copy(&store).await, &["--expect".into(), "deletions=12".into()]);
+    assert_eq!(summary["deletions"]["duckdb"]["raw_rows"], 16, "4 duplicates from the interrupted sweep: {summary}");
 
-    // A second sweep finds nothing; the watermark moved past the day.
+    // A second sweep finds nothing.
     let r = run(&p, JobName::Expire).await;
-    assert_eq!(r.count("variants_expired"), 0, "{r}");
-    assert!(r.count("days_scanned") <= 1, "{r}");
+    assert_eq!((r.count("variants_expired"), r.requests), (0, 1), "{r}");
 
     // Status is persisted per job.
     let st = status(&p.ctx).await;
@@ -130,34 +148,34 @@ async fn capacity_gate(backend: Backend) {
     // What one image costs (original + variants), measured on a scratch platform.
     let scratch = InProcess::start(backend, None).await;
     scratch.upload_processed(body.clone()).await;
-    let u = imagelake_lifecycle::measure_usage(&scratch.ctx).await.unwrap();
-    let (o, t) = (u.total.originals_bytes, u.total.bytes());
+    let one = counted(&scratch.ctx).await;
+    let (o, t) = (one.originals_bytes, one.bytes());
     assert_eq!(o, body.len() as u64);
     scratch.stop().await;
 
     let capacity = 2 * t + 1;
     assert!(3 * o < capacity, "variants too small for this test: o={o} t={t}");
     let p = InProcess::start(backend, Some(capacity)).await;
-    let seeded = imagelake_lifecycle::measure_usage(&p.ctx).await.unwrap();
-    assert_eq!(seeded.total.bytes(), 0);
+    assert_eq!(counted(&p.ctx).await.bytes(), 0);
     for _ in 0..3 {
         p.upload_processed(body.clone()).await;
     }
     assert_eq!(p.ctx.usage.used(), 3 * t);
+    assert_eq!(counted(&p.ctx).await.bytes(), 3 * t);
     let res = p.client.upload(&p.key, body.clone(), "image/jpeg").await;
     assert_eq!(res.status(), 507);
-    // The usage job agrees and writes its snapshot.
+    // The usage job agrees and writes its rows, without listing the bucket.
     let r = run(&p, JobName::Usage).await;
     assert_eq!(r.count("used_bytes"), 3 * t, "{r}");
     assert_eq!(r.count("rows_written"), 2, "total + acme");
     assert!(r.count("percent_used_x100") >= 10_000, "{r}");
+    assert_eq!(r.requests, 0, "{r}");
     let res = p.client.upload(&p.key, body.clone(), "image/jpeg").await;
     assert_eq!(res.status(), 507);
-    // An ingest process of its own (a fresh gauge on the same store) follows the usage
-    // job's published measurement without listing the bucket.
+    // An ingest process of its own (a fresh gauge on the same database) reads the counters.
     let mut ingest = p.ctx.clone();
-    ingest.usage = std::sync::Arc::new(imagelake_core::usage::UsageGauge::new(capacity));
-    imagelake_lifecycle::follow_usage(&ingest).await.unwrap();
+    ingest.usage = Arc::new(imagelake_core::usage::UsageGauge::new(capacity));
+    ingest.refresh_usage().await.unwrap();
     assert_eq!(ingest.usage.used(), 3 * t);
     assert!(ingest.usage.is_full());
 
@@ -165,6 +183,7 @@ async fn capacity_gate(backend: Backend) {
     let r = run(&p, JobName::Expire).await;
     assert_eq!(r.count("variants_expired"), 12, "{r}");
     assert_eq!(p.ctx.usage.used(), 3 * o);
+    assert_eq!(counted(&p.ctx).await.bytes(), 3 * o);
     p.upload_processed(body.clone()).await;
     p.stop().await;
 }
@@ -179,17 +198,34 @@ async fn capacity_gate_garage() {
     capacity_gate(Backend::Servers).await;
 }
 
-/// Two runners of one job at once: exactly one runs, the other is told it is busy.
+/// Two lifecycle processes on one database (two pools): while one holds a job's lease the
+/// other's run is refused as busy, and runs started together never both fail. (That two
+/// overlapping runs are never both let through is `lifecycle/tests/jobs.rs`, whose store
+/// is slowed down so that the runs surely overlap.)
 async fn one_runner_at_a_time(backend: Backend) {
     let p = InProcess::start(backend, None).await;
+    let db = &p.ctx.config.database;
+    let url = db.url.clone().unwrap_or_else(|| format!("sqlite://{}", p.ctx.config.data_dir.join("imagelake.db").display()));
+    let meta: SharedMeta = Arc::new(SqlMetadata::connect(&url, 4, Duration::from_secs(5)).await.unwrap());
+    let other = Context { meta, ..p.ctx.clone() };
+    let o = Options::default();
     for job in [JobName::Usage, JobName::Expire] {
-        let o = Options { lease_settle: Duration::from_millis(1000), ..Options::default() };
-        let (a, b) = tokio::join!(run_job_with(&p.ctx, job, None, &o), run_job_with(&p.ctx, job, None, &o));
-        let busy = [&a, &b].iter().filter(|r| matches!(r, Err(LifecycleError::Busy { .. }))).count();
-        let ok = [&a, &b].iter().filter(|r| r.is_ok()).count();
-        assert_eq!((ok, busy), (1, 1), "{job}: {a:?} / {b:?}");
+        let held = lease::acquire(other.meta.clone(), other.clock.clone(), job, "the other process", o.lease_ttl).await.unwrap();
+        for _ in 0..3 {
+            match run_job_with(&p.ctx, job, None, &o).await {
+                Err(LifecycleError::Busy { owner, .. }) => assert_eq!(owner, "the other process"),
+                r => panic!("{job}: {r:?}"),
+            }
+        }
+        held.release().await;
         // Released: the next run goes ahead.
         run_job_with(&p.ctx, job, None, &o).await.unwrap();
+        for round in 0..10 {
+            let (a, b) = tokio::join!(run_job_with(&p.ctx, job, None, &o), run_job_with(&other, job, None, &o));
+            let busy = [&a, &b].iter().filter(|r| matches!(r, Err(LifecycleError::Busy { .. }))).count();
+            let ok = [&a, &b].iter().filter(|r| r.is_ok()).count();
+            assert!(ok >= 1 && ok + busy == 2, "{job}, round {round}: {:?} / {:?}", a.err(), b.err());
+        }
     }
     p.stop().await;
 }
@@ -208,32 +244,48 @@ async fn one_runner_at_a_time_garage() {
 async fn reconcile_and_housekeeping(backend: Backend) {
     let p = InProcess::start(backend, None).await;
     let store = p.ctx.store.clone();
+    let t0 = p.clock.now();
     let kept = p.upload_processed(image_bytes(320, 240, ImageFormat::Jpeg)).await;
-    let kept_id = kept["id"].as_str().unwrap().to_string();
+    let kept = p.ctx.meta.image(kept["id"].as_str().unwrap()).await.unwrap().unwrap();
     // An original whose record was never written (a crashed upload).
     let orphan = ids::new_id();
     store.put(&record::original_key("acme", &orphan), vec![1u8; 100].into()).await.unwrap();
     // A record whose original is gone.
-    let mut lost = record::read(store.as_ref(), "acme", &kept_id).await.unwrap().unwrap();
+    let mut lost = kept.clone();
     lost.id = ids::new_id();
     lost.variants.clear();
-    record::create(store.as_ref(), &lost).await.unwrap();
+    assert!(p.ctx.meta.import_image(&lost).await.unwrap());
+    // A delete that stopped after its tombstone, its original still there.
+    let mut tomb = kept.clone();
+    tomb.id = ids::new_id();
+    tomb.variants.clear();
+    assert!(p.ctx.meta.import_image(&tomb).await.unwrap());
+    store.put(&record::original_key("acme", &tomb.id), vec![2u8; tomb.bytes as usize].into()).await.unwrap();
+    p.ctx.meta.begin_delete(&tomb.id, t0).await.unwrap().unwrap();
     // A stale multipart upload.
     store.create_multipart("originals/acme/stale-upload").await.unwrap();
 
-    let at: DateTime<Utc> = p.clock.now() + Days::days(8);
+    let at: DateTime<Utc> = t0 + Days::days(8);
     p.clock.set(at);
     let r = run(&p, JobName::Reconcile).await;
+    assert_eq!(r.count("deletes_finished"), 1, "{r}");
+    assert!(p.ctx.meta.image(&tomb.id).await.unwrap().is_none());
+    assert!(store.head(&record::original_key("acme", &tomb.id)).await.unwrap().is_none());
     assert_eq!(r.count("originals_orphaned"), 1, "{r}");
     assert_eq!(r.count("records_original_missing"), 1, "{r}");
     // The kept image's variants were past expiry and not swept: reconcile expired them.
     assert_eq!(r.count("variants_expired"), 4, "{r}");
     assert!(store.head(&record::original_key("acme", &orphan)).await.unwrap().is_none());
-    let lost = record::read(store.as_ref(), "acme", &lost.id).await.unwrap().unwrap();
-    assert_eq!(lost.status, Status::Failed);
-    assert_eq!(lost.error.unwrap().code, "original_missing");
+    let lost_now = p.ctx.meta.image(&lost.id).await.unwrap().unwrap();
+    assert_eq!(lost_now.status, Status::Failed);
+    assert_eq!(lost_now.error.unwrap().code, "original_missing");
+    // The counters held the lost original's bytes, which the bucket does not: corrected.
+    assert_eq!(r.count("usage_drift_bytes"), lost.bytes, "{r}");
+    assert_eq!(counted(&p.ctx).await, Figures { originals_bytes: kept.bytes, originals: 1, variants_bytes: 0, variants: 0 });
     let r = run(&p, JobName::Reconcile).await;
-    assert_eq!(r.count("originals_orphaned") + r.count("records_original_missing") + r.count("variants_expired"), 0, "{r}");
+    for c in ["deletes_finished", "originals_orphaned", "records_original_missing", "variants_expired", "usage_drift_bytes"] {
+        assert_eq!(r.count(c), 0, "{c}: {r}");
+    }
 
     let r = run(&p, JobName::AbortMultipart).await;
     assert_eq!(r.count("aborted"), 1, "{r}");

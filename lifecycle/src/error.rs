@@ -1,10 +1,12 @@
 //! The lifecycle crate's one error type. Every variant is documented and maps to a stable
-//! code, which the persisted job status (`lifecycle/status/{job}.json`) and the command
+//! code, which the persisted job status (`imagelake lifecycle status`) and the command
 //! line show.
 
 use chrono::{DateTime, Utc};
 use imagelake_core::lake::LakeError;
+use imagelake_core::meta::MetaError;
 use imagelake_core::store::StoreError;
+use imagelake_core::CoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -12,13 +14,17 @@ pub enum LifecycleError {
     /// (every job is idempotent). Code: the store's own (`store_unavailable`, ...).
     #[error("object store: {0}")]
     Store(#[from] StoreError),
+    /// The metadata database failed or could not be reached; the job can run again.
+    /// Code: the database's own (`database_unavailable`, ...).
+    #[error("metadata database: {0}")]
+    Meta(#[from] MetaError),
+    /// Another core operation failed (finishing a delete). Code: core's own.
+    #[error("{0}")]
+    Core(CoreError),
     /// Writing facts to the lake failed; nothing after that step was done, so a rerun
     /// resumes. Code `lake_unavailable`.
     #[error("lake: {0}")]
     Lake(#[from] LakeError),
-    /// A lake file could not be read as Parquet of the expected schema. Code `lake_unreadable`.
-    #[error("lake file {0}: {1}")]
-    LakeRead(String, String),
     /// Another runner (in this process or another) holds the job's lease: the job is
     /// already running. Code `job_busy`.
     #[error("job {job} is already running (lease held by {owner} until {until})")]
@@ -37,9 +43,16 @@ pub enum LifecycleError {
     /// The name is not one of the jobs. Code `unknown_job`.
     #[error("unknown job `{0}`: one of expire, usage, compact, abort-multipart, reconcile")]
     UnknownJob(String),
-    /// A lifecycle state or status object exists but cannot be decoded. Code `corrupt_state`.
-    #[error("state object {0} is corrupt: {1}")]
-    CorruptState(String, String),
+}
+
+impl From<CoreError> for LifecycleError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Store(s) => LifecycleError::Store(s),
+            CoreError::Meta(m) => LifecycleError::Meta(m),
+            other => LifecycleError::Core(other),
+        }
+    }
 }
 
 impl LifecycleError {
@@ -47,14 +60,14 @@ impl LifecycleError {
     pub fn code(&self) -> &'static str {
         match self {
             LifecycleError::Store(e) => e.code(),
+            LifecycleError::Meta(e) => e.code(),
+            LifecycleError::Core(e) => e.code(),
             LifecycleError::Lake(_) => "lake_unavailable",
-            LifecycleError::LakeRead(..) => "lake_unreadable",
             LifecycleError::Busy { .. } => "job_busy",
             LifecycleError::LeaseLost(_) => "lease_lost",
             LifecycleError::Schedule { .. } => "invalid_schedule",
             LifecycleError::Scheduler(_) => "scheduler_failed",
             LifecycleError::UnknownJob(_) => "unknown_job",
-            LifecycleError::CorruptState(..) => "corrupt_state",
         }
     }
 }

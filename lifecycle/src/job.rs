@@ -11,15 +11,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobName {
-    /// Deletes processed variants past `expires_at`.
+    /// Deletes processed variants past `expires_at`, purges expired idempotency keys.
     Expire,
-    /// Measures usage against capacity and writes a `usage` snapshot.
+    /// Writes the byte counters to the lake (a `usage` snapshot), against capacity.
     Usage,
     /// Merges the lake's small files of closed days.
     Compact,
-    /// Aborts multipart uploads left incomplete for more than 24 h.
+    /// Aborts multipart uploads left incomplete for longer than `multipart_age`.
     AbortMultipart,
-    /// Compares records, lake and object store, and repairs what it can.
+    /// Compares the database with the object store, and repairs what it can.
     Reconcile,
 }
 
@@ -115,16 +115,15 @@ impl std::fmt::Display for JobReport {
 pub struct Options {
     /// How long a lease lasts without renewal (renewed every third of it).
     pub lease_ttl: Duration,
-    /// How long a runner waits after writing its lease before it re-reads it (see [`crate::lease`]).
-    pub lease_settle: Duration,
-    /// Variant keys deleted per chunk (deleted in `delete_many` calls of 1000, then their
-    /// `deletions` rows written durably, then their records updated).
+    /// Expire: due variants taken from the database at once (their objects deleted in
+    /// `delete_many` calls of 1000, then their `deletions` rows written durably, then
+    /// the variants marked `expired`).
     pub expire_chunk: usize,
-    /// Records read or written at once.
-    pub concurrency: usize,
-    /// Reconcile: the share of originals and records checked, 0 < x <= 1 (1 = complete).
+    /// Reconcile: the share of images whose variants are checked for overdue expiry,
+    /// 0 < x <= 1 (1 = all).
     pub reconcile_sample: f64,
-    /// Reconcile: an original without a record is deleted only once older than this
+    /// Reconcile: an original without a record is deleted, a record without an original
+    /// failed, and a delete left unfinished is completed, only once older than this
     /// (ingest writes the original before the record).
     pub orphan_age: Duration,
     /// Abort-multipart: uploads initiated longer ago than this are aborted.
@@ -135,9 +134,7 @@ impl Options {
     pub fn from_config(c: &imagelake_core::config::LifecycleConfig) -> Self {
         Self {
             lease_ttl: c.lease_ttl.0,
-            lease_settle: c.lease_settle.0,
             expire_chunk: 10_000,
-            concurrency: 64,
             reconcile_sample: c.reconcile_sample,
             orphan_age: c.orphan_age.0,
             multipart_age: c.multipart_age.0,

@@ -1,30 +1,29 @@
 //! imagelake-lifecycle: the scheduled jobs that keep storage within retention and
-//! capacity, and the lake tidy.
+//! capacity, the metadata database and the bucket in agreement, and the lake tidy.
 //!
 //! | job | default schedule (`[lifecycle]`, six-field cron, UTC) | what it does |
 //! |---|---|---|
-//! | `expire` | hourly | deletes variants past `expires_at`, found from the lake ([`expire`]) |
-//! | `usage` | every 15 min | measures usage per customer, re-bases the capacity gate ([`usage`]) |
+//! | `expire` | hourly | deletes variants past `expires_at`, found from the database's due-variant index; purges expired idempotency keys ([`expire`]) |
+//! | `usage` | every 15 min | writes the database's byte counters to the lake as `usage` rows, warns at 80/90/100 % of capacity ([`usage`]) |
 //! | `compact` | daily 00:30 | merges small lake files of closed days ([`compact`]) |
-//! | `abort-multipart` | daily 03:00 | aborts multipart uploads older than 24 h ([`multipart`]) |
-//! | `reconcile` | daily 04:00 | records against objects: orphans, missing originals, overdue variants ([`reconcile`]) |
+//! | `abort-multipart` | daily 03:00 | aborts multipart uploads older than `multipart_age` ([`multipart`]) |
+//! | `reconcile` | daily 04:00 | database against bucket: unfinished deletes, orphan originals, missing originals, overdue variants, byte-counter drift ([`reconcile`]) |
 //!
-//! Each run holds the job's lease ([`lease`]), so a job never runs twice at once, even
-//! with several lifecycle processes on one bucket; a runner that finds the lease held
-//! skips that run ([`LifecycleError::Busy`]). The time a job acts "as of" comes from the
-//! injectable clock (`Context.clock`) or an explicit `at`, so tests run days in ms; the
-//! cron schedule itself fires on the real clock.
+//! Each run holds the job's lease, a row in the metadata database ([`lease`]), so a job
+//! never runs twice at once, even with several lifecycle processes on one database; a
+//! runner that finds the lease held skips that run ([`LifecycleError::Busy`]). Each run's
+//! outcome and report are saved in the database too ([`status`]). The time a job acts
+//! "as of" comes from the injectable clock (`Context.clock`) or an explicit `at`, so tests
+//! run days in ms; the cron schedule itself fires on the real clock.
 
 pub mod compact;
 mod counting;
 mod error;
 pub mod expire;
 mod job;
-pub mod lakeread;
 pub mod lease;
 pub mod multipart;
 pub mod reconcile;
-mod state;
 pub mod status;
 pub mod usage;
 
@@ -33,7 +32,7 @@ pub use error::LifecycleError;
 pub use job::{JobName, JobReport, Options};
 pub use lease::Lease;
 pub use status::{status, JobStatus, LastRun};
-pub use usage::{capacity_level, follow_usage, last_usage, measure_usage, Usage};
+pub use usage::Usage;
 /// The time type of the API (`at`), re-exported for callers that parse `--at`.
 pub use chrono;
 
@@ -65,7 +64,7 @@ pub async fn run_job_with(
         tracing::warn!(job = %job, at = %at, now = %now, "running a lifecycle job as of a future time");
     }
     let owner = format!("{}/pid{}", ctx.lake.writer_id(), std::process::id());
-    let lease = lease::acquire(ctx.store.clone(), ctx.clock.clone(), job, &owner, opts.lease_ttl, opts.lease_settle).await?;
+    let lease = lease::acquire(ctx.meta.clone(), ctx.clock.clone(), job, &owner, opts.lease_ttl).await?;
     let counting = CountingStore::new(ctx.store.clone());
     let mut jctx = ctx.clone();
     jctx.store = counting.clone();
@@ -78,7 +77,7 @@ pub async fn run_job_with(
         JobName::Usage => usage::run(&jctx, at, &mut report).await.map(|_| ()),
         JobName::Compact => compact::run(&jctx, at, &mut report).await,
         JobName::AbortMultipart => multipart::run(&jctx, at, opts, &mut report).await,
-        JobName::Reconcile => reconcile::run(&jctx, at, opts, &mut report).await,
+        JobName::Reconcile => reconcile::run(&jctx, at, opts, &lease, &mut report).await,
     };
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.requests = counting.requests();

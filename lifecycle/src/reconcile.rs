@@ -1,62 +1,206 @@
-//! `reconcile`: compares the records with the object store and repairs what it can.
+//! `reconcile`: compares the database with the object store and repairs what it can.
 //!
-//! `originals/{c}/{id}` and `records/{c}/{id}.json` list in the same order (ids have one
-//! length), so one merge of the two listings, page by page, finds both kinds of orphan
-//! at one LIST request per 1000 images, however many images there are:
-//! - an original without a record, older than `orphan_age` (ingest writes the original
-//!   first): a failed upload's leftover; deleted (`originals_orphaned`);
-//! - a record without an original, older than `orphan_age`: marked `failed` with code
-//!   `original_missing` (`records_original_missing`);
-//! - for a share `reconcile_sample` of the images that have both (1.0 = all; reading a
-//!   record is one GET), a `ready` variant past its expiry is expired exactly like the
-//!   expire sweep does (`variants_expired` ...), so nothing outlives its retention because
-//!   a lake file was lost or written late.
-//!
-//! The lake side of usage is the `usage` job's; counts of what was found are in the
-//! report and the persisted status (`lifecycle/status/reconcile.json`).
+//! 1. Deletes left unfinished (a tombstone older than `orphan_age`: the deleting process
+//!    died between its steps) are completed with `core::deletion::remove_image`
+//!    (`deletes_finished`).
+//! 2. Per customer (those with byte counters), one merge of the listing of
+//!    `originals/{customer}/` with the customer's images (`MetadataStore::scan_images`),
+//!    both in ascending id order, finds at one LIST request and one query per 1000 images:
+//!    - an original without a record, older than `orphan_age` (ingest writes the original
+//!      before the record): a crashed upload's leftover, deleted (`originals_orphaned`).
+//!      The database is asked again before each delete. On S3 an object's `LastModified`
+//!      is when a multipart upload *started*, so `orphan_age` must exceed the longest
+//!      upload;
+//!    - a record without an original, uploaded before `at - orphan_age`: marked `failed`
+//!      with code `original_missing` (`records_original_missing`), after a HEAD confirms;
+//!    - for a share `reconcile_sample` of the images (1.0 = all), `ready` variants past
+//!      their expiry are expired exactly as the expire sweep does (`variants_expired` ...).
+//! 3. The sizes listed under `originals/{customer}/` (originals that have a record) and
+//!    `processed/{customer}/` are compared with the customer's byte counters; a difference
+//!    is reported (`usage_drift_bytes`) and the counters are set to what is stored, but
+//!    only when they did not change while the bucket was listed (uploads, deletes or
+//!    expiries in flight: `usage_drift_skipped`, checked again at the next run).
 
-use crate::expire::expire_images;
-use crate::{JobReport, LifecycleError, Options};
+use crate::expire::expire_variants;
+use crate::{JobReport, Lease, LifecycleError, Options};
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
-use imagelake_core::record::{self, RecordError, Status, VariantState};
-use imagelake_core::store::{ObjectMeta, ObjectStore};
+use imagelake_core::deletion::remove_image;
+use imagelake_core::meta::{DueVariant, Figures, Transition};
+use imagelake_core::record::{self, ImageRecord, RecordError, Status, VariantState};
+use imagelake_core::store::ObjectMeta;
 use std::collections::VecDeque;
 
-/// A listing read one page at a time.
-struct Cursor<'a> {
-    store: &'a dyn ObjectStore,
-    prefix: &'static str,
-    buf: VecDeque<ObjectMeta>,
-    after: Option<String>,
-    done: bool,
-}
+/// Objects listed, images scanned and tombstones taken at once.
+const PAGE: usize = 1000;
 
-impl<'a> Cursor<'a> {
-    fn new(store: &'a dyn ObjectStore, prefix: &'static str) -> Self {
-        Self { store, prefix, buf: VecDeque::new(), after: None, done: false }
-    }
-    /// The next entry's `{customer}/{id}`, which sorts like the listing itself does.
-    async fn peek(&mut self) -> Result<Option<String>, LifecycleError> {
-        while self.buf.is_empty() && !self.done {
-            let page = self.store.list(self.prefix, self.after.as_deref(), 1000).await?;
-            self.buf.extend(page.objects);
-            match page.next {
-                Some(n) => self.after = Some(n),
-                None => self.done = true,
-            }
+pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, lease: &Lease, report: &mut JobReport) -> Result<(), LifecycleError> {
+    let old = at - chrono::Duration::from_std(opts.orphan_age).unwrap_or(chrono::Duration::hours(1));
+    finish_deletes(ctx, at, old, lease, report).await?;
+    let customers: Vec<String> = ctx.meta.usage().await?.into_iter().map(|(c, _)| c).collect();
+    report.add("customers", customers.len() as u64);
+    for customer in &customers {
+        lease.check()?;
+        let overdue = check_customer(ctx, customer, at, old, opts, report).await?;
+        if !overdue.is_empty() {
+            tracing::warn!(customer = %customer, variants = overdue.len(), "variants past expiry still present; expiring them");
         }
-        Ok(self.buf.front().and_then(|m| self.ident(&m.key)))
+        for chunk in overdue.chunks(opts.expire_chunk.max(1)) {
+            lease.check()?;
+            expire_variants(ctx, chunk, at, report).await?;
+        }
     }
-    fn pop(&mut self) -> Option<ObjectMeta> {
-        self.buf.pop_front()
+    if report.count("usage_corrected") > 0 {
+        ctx.refresh_usage().await?;
     }
-    fn ident(&self, key: &str) -> Option<String> {
-        Some(key.get(self.prefix.len()..)?.trim_end_matches(".json").to_string())
+    Ok(())
+}
+
+/// Completes the deletes whose tombstone is older than `old`.
+async fn finish_deletes(ctx: &Context, at: DateTime<Utc>, old: DateTime<Utc>, lease: &Lease, report: &mut JobReport) -> Result<(), LifecycleError> {
+    loop {
+        lease.check()?;
+        let stale = ctx.meta.stale_tombstones(old, PAGE).await?;
+        for rec in &stale {
+            tracing::warn!(image_id = %rec.id, customer = %rec.customer, "finishing an interrupted delete");
+            remove_image(ctx, rec, at).await?;
+            report.add("deletes_finished", 1);
+        }
+        if stale.len() < PAGE {
+            return Ok(());
+        }
     }
 }
 
-/// Whether (customer, id) falls in the sample: a stable hash, so reruns check the same share.
+/// Steps 2 and 3 for one customer; returns the overdue variants found.
+async fn check_customer(
+    ctx: &Context,
+    customer: &str,
+    at: DateTime<Utc>,
+    old: DateTime<Utc>,
+    opts: &Options,
+    report: &mut JobReport,
+) -> Result<Vec<DueVariant>, LifecycleError> {
+    let before = counters(ctx, customer).await?;
+    let mut stored = Figures::default();
+    let mut overdue = Vec::new();
+    let mut originals = Listing::new(format!("originals/{customer}/"));
+    let id_at = originals.prefix.len();
+    let mut images = Images::new(customer);
+    loop {
+        // The part of the key after the prefix: the image id.
+        let o = originals.peek(ctx).await?.map(|m| m.key.get(id_at..).unwrap_or_default().to_string());
+        let r = images.peek(ctx).await?.map(|rec| rec.id.clone());
+        match (o, r) {
+            (None, None) => break,
+            (Some(o), r) if r.as_ref().is_none_or(|r| o < *r) => {
+                let m = originals.pop().expect("peeked");
+                report.add("originals_seen", 1);
+                // Younger ones are uploads in flight: neither deleted nor counted.
+                if m.last_modified < old {
+                    orphan_original(ctx, &o, &m, report).await?;
+                }
+            }
+            (o, Some(r)) if o.as_ref().is_none_or(|o| r < *o) => {
+                let rec = images.pop().expect("peeked");
+                report.add("records_seen", 1);
+                if rec.uploaded_at < old {
+                    original_missing(ctx, &rec, at, report).await?;
+                }
+            }
+            (Some(_), Some(_)) => {
+                let (m, rec) = (originals.pop().expect("peeked"), images.pop().expect("peeked"));
+                report.add("originals_seen", 1);
+                report.add("records_seen", 1);
+                stored.originals += 1;
+                stored.originals_bytes += m.size;
+                if sampled(&rec.id, opts.reconcile_sample) {
+                    report.add("records_checked", 1);
+                    let due = overdue_variants(&rec, at);
+                    if !due.is_empty() {
+                        report.add("records_with_overdue_variants", 1);
+                        overdue.extend(due);
+                    }
+                }
+            }
+            _ => unreachable!("one side is smaller or they are equal"),
+        }
+    }
+    let mut variants = Listing::new(format!("processed/{customer}/"));
+    while let Some(m) = variants.pop_next(ctx).await? {
+        stored.variants += 1;
+        stored.variants_bytes += m.size;
+    }
+    let after = counters(ctx, customer).await?;
+    if before != after {
+        report.add("usage_drift_skipped", 1);
+        report.note(format!("usage of {customer} changed while the bucket was listed; counters checked again next run"));
+    } else if stored != after {
+        report.add("usage_drift_bytes", stored.bytes().abs_diff(after.bytes()));
+        report.add("usage_corrected", 1);
+        report.note(format!(
+            "usage counters of {customer} corrected: counted {} bytes in {} objects, stored {} bytes in {} objects",
+            after.bytes(),
+            after.objects(),
+            stored.bytes(),
+            stored.objects()
+        ));
+        tracing::warn!(customer = %customer, counted = after.bytes(), stored = stored.bytes(), "usage counters corrected");
+        ctx.meta.set_usage(customer, stored).await?;
+    }
+    Ok(overdue)
+}
+
+/// An old original the merge found without a record: deleted once the database confirms.
+async fn orphan_original(ctx: &Context, id: &str, m: &ObjectMeta, report: &mut JobReport) -> Result<(), LifecycleError> {
+    if ctx.meta.image(id).await?.is_some() {
+        report.note(format!("{} has a record the merge did not pair it with; kept", m.key));
+        return Ok(());
+    }
+    tracing::warn!(key = %m.key, bytes = m.size, "original without a record; deleting it");
+    report.note(format!("orphan original deleted: {} ({} bytes)", m.key, m.size));
+    ctx.store.delete_many(std::slice::from_ref(&m.key)).await?;
+    report.add("originals_orphaned", 1);
+    report.add("orphan_bytes_freed", m.size);
+    Ok(())
+}
+
+/// An old record the merge found without an original: failed once a HEAD confirms.
+async fn original_missing(ctx: &Context, rec: &ImageRecord, at: DateTime<Utc>, report: &mut JobReport) -> Result<(), LifecycleError> {
+    let already = rec.status == Status::Failed && rec.error.as_ref().is_some_and(|e| e.code == "original_missing");
+    if already || ctx.store.head(&record::original_key(&rec.customer, &rec.id)).await?.is_some() {
+        return Ok(());
+    }
+    let error = RecordError { code: "original_missing".into(), message: "reconcile found no original for this image".into() };
+    if let Transition::Applied(_) = ctx.meta.fail_image(&rec.id, None, at, &error, true).await? {
+        tracing::warn!(image_id = %rec.id, customer = %rec.customer, "record without an original; marked failed");
+        report.note(format!("record without original: {}/{}", rec.customer, rec.id));
+        report.add("records_original_missing", 1);
+    }
+    Ok(())
+}
+
+fn overdue_variants(rec: &ImageRecord, at: DateTime<Utc>) -> Vec<DueVariant> {
+    rec.variants
+        .iter()
+        .filter(|v| v.state == VariantState::Ready && v.expires_at <= at)
+        .map(|v| DueVariant {
+            image_id: rec.id.clone(),
+            customer: rec.customer.clone(),
+            name: v.name.clone(),
+            format: v.format.clone(),
+            bytes: v.bytes,
+            expires_at: v.expires_at,
+        })
+        .collect()
+}
+
+/// A customer's byte counters (zero when it has none).
+async fn counters(ctx: &Context, customer: &str) -> Result<Figures, LifecycleError> {
+    Ok(ctx.meta.usage().await?.into_iter().find(|(c, _)| c == customer).map(|(_, f)| f).unwrap_or_default())
+}
+
+/// Whether an image falls in the sample: a stable hash, so reruns check the same share.
 fn sampled(id: &str, share: f64) -> bool {
     if share >= 1.0 {
         return true;
@@ -66,68 +210,73 @@ fn sampled(id: &str, share: f64) -> bool {
     x < share
 }
 
-pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, report: &mut JobReport) -> Result<(), LifecycleError> {
-    let store = ctx.store.as_ref();
-    let old = at - chrono::Duration::from_std(opts.orphan_age).unwrap_or(chrono::Duration::hours(1));
-    let mut originals = Cursor::new(store, "originals/");
-    let mut records = Cursor::new(store, "records/");
-    let mut due: Vec<(String, String)> = Vec::new();
-    loop {
-        let (o, r) = (originals.peek().await?, records.peek().await?);
-        match (o, r) {
-            (None, None) => break,
-            (Some(o), r) if r.as_ref().is_none_or(|r| o < *r) => {
-                let m = originals.pop().expect("peeked");
-                report.add("originals_seen", 1);
-                if m.last_modified < old {
-                    tracing::warn!(key = %m.key, bytes = m.size, "original without a record; deleting it");
-                    report.note(format!("orphan original deleted: {} ({} bytes)", m.key, m.size));
-                    store.delete_many(std::slice::from_ref(&m.key)).await?;
-                    ctx.usage.sub(m.size);
-                    report.add("originals_orphaned", 1);
-                    report.add("orphan_bytes_freed", m.size);
-                }
-            }
-            (o, Some(r)) if o.as_ref().is_none_or(|o| r < *o) => {
-                records.pop();
-                report.add("records_seen", 1);
-                let Some((customer, id)) = r.split_once('/') else { continue };
-                let Some(mut rec) = record::read(store, customer, id).await? else { continue };
-                let already = rec.status == Status::Failed && rec.error.as_ref().is_some_and(|e| e.code == "original_missing");
-                if rec.uploaded_at < old && !already {
-                    tracing::warn!(image_id = %rec.id, customer = %rec.customer, "record without an original; marking it failed");
-                    report.note(format!("record without original: {}/{}", rec.customer, rec.id));
-                    rec.status = Status::Failed;
-                    rec.error = Some(RecordError {
-                        code: "original_missing".into(),
-                        message: "reconcile found no original for this record".into(),
-                    });
-                    record::write(store, &rec).await?;
-                    report.add("records_original_missing", 1);
-                }
-            }
-            (Some(_), Some(r)) => {
-                originals.pop();
-                records.pop();
-                report.add("originals_seen", 1);
-                report.add("records_seen", 1);
-                let Some((customer, id)) = r.split_once('/') else { continue };
-                if sampled(id, opts.reconcile_sample) {
-                    report.add("records_checked", 1);
-                    if let Some(rec) = record::read(store, customer, id).await? {
-                        if rec.variants.iter().any(|v| v.state == VariantState::Ready && v.expires_at <= at) {
-                            report.add("records_with_overdue_variants", 1);
-                            due.push((customer.to_string(), id.to_string()));
-                        }
-                    }
-                }
-            }
-            _ => unreachable!("one side is smaller or they are equal"),
+/// A listing read one page at a time.
+struct Listing {
+    prefix: String,
+    buf: VecDeque<ObjectMeta>,
+    after: Option<String>,
+    done: bool,
+}
+
+impl Listing {
+    fn new(prefix: String) -> Self {
+        Self { prefix, buf: VecDeque::new(), after: None, done: false }
+    }
+    async fn peek(&mut self, ctx: &Context) -> Result<Option<&ObjectMeta>, LifecycleError> {
+        while self.buf.is_empty() && !self.done {
+            let page = ctx.store.list(&self.prefix, self.after.as_deref(), PAGE).await?;
+            self.buf.extend(page.objects);
+            self.done = page.next.is_none();
+            self.after = page.next;
         }
+        Ok(self.buf.front())
     }
-    if !due.is_empty() {
-        tracing::warn!(images = due.len(), "variants past expiry still present; expiring them");
-        expire_images(ctx, due, at, opts, None, report).await?;
+    fn pop(&mut self) -> Option<ObjectMeta> {
+        self.buf.pop_front()
     }
-    Ok(())
+    async fn pop_next(&mut self, ctx: &Context) -> Result<Option<ObjectMeta>, LifecycleError> {
+        self.peek(ctx).await?;
+        Ok(self.pop())
+    }
+}
+
+/// A customer's images, oldest first, read one page at a time.
+struct Images<'c> {
+    customer: &'c str,
+    buf: VecDeque<ImageRecord>,
+    /// The last id read: where the next page starts.
+    last: Option<String>,
+    done: bool,
+}
+
+impl<'c> Images<'c> {
+    fn new(customer: &'c str) -> Self {
+        Self { customer, buf: VecDeque::new(), last: None, done: false }
+    }
+    async fn peek(&mut self, ctx: &Context) -> Result<Option<&ImageRecord>, LifecycleError> {
+        if self.buf.is_empty() && !self.done {
+            let page = ctx.meta.scan_images(self.customer, self.last.as_deref(), PAGE).await?;
+            self.done = page.len() < PAGE;
+            self.last = page.last().map(|r| r.id.clone());
+            self.buf.extend(page);
+        }
+        Ok(self.buf.front())
+    }
+    fn pop(&mut self) -> Option<ImageRecord> {
+        self.buf.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_is_stable_and_about_the_share() {
+        let ids: Vec<String> = (0..2000).map(|_| imagelake_core::ids::new_id()).collect();
+        let n = ids.iter().filter(|id| sampled(id, 0.25)).count();
+        assert!((350..650).contains(&n), "{n} of 2000 sampled at 25 %");
+        assert!(ids.iter().all(|id| sampled(id, 1.0)));
+        assert!(ids.iter().all(|id| sampled(id, 0.25) == sampled(id, 0.25)));
+    }
 }

@@ -1,14 +1,15 @@
-//! The last run of each job, kept as `lifecycle/status/{job}.json` in the store, so that
-//! `imagelake lifecycle status` shows it whichever process ran the job.
+//! The last run of each job, kept in the metadata database (`job_state`, as JSON under
+//! `lifecycle/status/{job}`), so that `imagelake lifecycle status` shows it whichever
+//! process ran the job.
 
-use crate::state::{read_json, write_json};
 use crate::{JobName, JobReport};
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
 use serde::{Deserialize, Serialize};
 
-pub fn status_key(job: JobName) -> String {
-    format!("lifecycle/status/{}.json", job.as_str())
+/// The name of a job's last-run document.
+pub fn state_name(job: JobName) -> String {
+    format!("lifecycle/status/{}", job.as_str())
 }
 
 /// How a run ended.
@@ -32,7 +33,7 @@ pub struct JobStatus {
     pub job: JobName,
     pub schedule: String,
     pub last_run: Option<LastRun>,
-    /// Set when the status object could not be read.
+    /// Set when the last-run document could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_error: Option<String>,
 }
@@ -55,8 +56,17 @@ impl std::fmt::Display for JobStatus {
 }
 
 pub async fn save(ctx: &Context, job: JobName, run: &LastRun) {
-    if let Err(e) = write_json(ctx.store.as_ref(), &status_key(job), run).await {
+    let doc = serde_json::to_string(run).expect("a run serializes");
+    if let Err(e) = ctx.meta.save_state(&state_name(job), &doc, run.finished_at).await {
         tracing::warn!(job = %job, error = %e, "could not save the job's status");
+    }
+}
+
+async fn load(ctx: &Context, job: JobName) -> Result<Option<LastRun>, String> {
+    match ctx.meta.load_state(&state_name(job)).await {
+        Ok(Some(doc)) => serde_json::from_str(&doc).map(Some).map_err(|e| format!("corrupt: {e}")),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -65,9 +75,9 @@ pub async fn status(ctx: &Context) -> Vec<JobStatus> {
     let mut out = Vec::new();
     for job in JobName::ALL {
         let schedule = job.schedule(&ctx.config.lifecycle).to_string();
-        let (last_run, read_error) = match read_json::<LastRun>(ctx.store.as_ref(), &status_key(job)).await {
+        let (last_run, read_error) = match load(ctx, job).await {
             Ok(r) => (r, None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e)),
         };
         out.push(JobStatus { job, schedule, last_run, read_error });
     }

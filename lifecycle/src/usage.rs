@@ -1,41 +1,21 @@
 //! `usage`: what is stored, in total and per customer, against `capacity.bytes`.
 //!
-//! Measured from the object store's own listing of `originals/` and `processed/` (the
-//! bytes that are actually paid for; a listing page carries 1000 objects' sizes, so this
-//! costs one request per 1000 objects). The result re-bases the gauge the capacity gate
-//! reads (ingest adds accepted bytes at once, the processor adds variant bytes, deletes
-//! and expiry subtract), writes one `usage` row per customer plus the total
-//! (`customer_id` null), and logs a warning when usage crosses 80, 90 or 100 %.
+//! Read from the database's byte counters (`MetadataStore::usage`), which every process
+//! updates in the same transactions as the records (reconcile checks them against the
+//! bucket). The job writes one `usage` row per customer plus the total (`customer_id`
+//! null) to the lake, re-bases this process's capacity gate, and logs a warning when
+//! usage crosses 80, 90 or 100 % of capacity. Ingest processes read the counters
+//! themselves (`Context::refresh_usage`).
 
-use crate::state::{read_json, write_json};
 use crate::{JobReport, LifecycleError};
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
 use imagelake_core::ids;
 use imagelake_core::lake::{Event, UsageRow};
-use imagelake_core::store::ObjectStore;
+pub use imagelake_core::meta::Figures;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-
-/// Bytes and objects of one customer (or of everyone).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Figures {
-    pub originals_bytes: u64,
-    pub originals: u64,
-    pub variants_bytes: u64,
-    pub variants: u64,
-}
-
-impl Figures {
-    pub fn bytes(&self) -> u64 {
-        self.originals_bytes + self.variants_bytes
-    }
-    pub fn objects(&self) -> u64 {
-        self.originals + self.variants
-    }
-}
 
 /// One measurement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,18 +52,8 @@ impl Usage {
 /// The thresholds that log a warning when crossed upwards.
 pub const THRESHOLDS: [u8; 3] = [80, 90, 100];
 
+/// The highest threshold (0, 80, 90 or 100) the last measurement of this process reached.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
-static LAST: Mutex<Option<Usage>> = Mutex::new(None);
-
-/// The highest threshold (0, 80, 90 or 100) the last measurement reached: a gauge to export.
-pub fn capacity_level() -> u8 {
-    LEVEL.load(Ordering::Relaxed)
-}
-
-/// The last measurement of this process, for metrics.
-pub fn last_usage() -> Option<Usage> {
-    LAST.lock().unwrap().clone()
-}
 
 fn level_of(percent: f64) -> u8 {
     THRESHOLDS.iter().rev().copied().find(|t| percent >= *t as f64).unwrap_or(0)
@@ -99,85 +69,25 @@ fn note_level(u: &Usage) {
     } else if level < before {
         tracing::info!(percent = format!("{pct:.1}"), threshold = level, "storage usage fell below {before} % of capacity");
     }
-    *LAST.lock().unwrap() = Some(u.clone());
 }
 
-/// Lists `originals/` and `processed/` and adds up sizes per customer.
-pub async fn measure(store: &dyn ObjectStore, at: DateTime<Utc>, capacity_bytes: u64) -> Result<Usage, LifecycleError> {
-    let mut u = Usage { taken_at: at, capacity_bytes, total: Figures::default(), customers: BTreeMap::new() };
-    for (prefix, original) in [("originals/", true), ("processed/", false)] {
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.list(prefix, after.as_deref(), 1000).await?;
-            for m in &page.objects {
-                let Some(customer) = m.key[prefix.len()..].split('/').next() else { continue };
-                for f in [&mut u.total, u.customers.entry(customer.to_string()).or_default()] {
-                    if original {
-                        f.originals += 1;
-                        f.originals_bytes += m.size;
-                    } else {
-                        f.variants += 1;
-                        f.variants_bytes += m.size;
-                    }
-                }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+/// The database's byte counters as of `at`, per customer and in total.
+pub async fn measure(ctx: &Context, at: DateTime<Utc>) -> Result<Usage, LifecycleError> {
+    let customers: BTreeMap<String, Figures> = ctx.meta.usage().await?.into_iter().collect();
+    let mut total = Figures::default();
+    for f in customers.values() {
+        total.originals_bytes += f.originals_bytes;
+        total.originals += f.originals;
+        total.variants_bytes += f.variants_bytes;
+        total.variants += f.variants;
     }
-    Ok(u)
-}
-
-/// Measures usage now, re-bases the capacity gate on it and updates the threshold
-/// gauge. Call it at start-up, before ingest accepts uploads.
-pub async fn measure_usage(ctx: &Context) -> Result<Usage, LifecycleError> {
-    let u = measure(ctx.store.as_ref(), ctx.clock.now(), ctx.usage.capacity()).await?;
-    ctx.usage.rebase(u.total.bytes());
-    note_level(&u);
-    Ok(u)
-}
-
-/// Where the usage job publishes its latest measurement for ingest processes.
-pub const SNAPSHOT_KEY: &str = "lifecycle/usage-latest.json";
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
-    /// When the listing started: objects written after it may or may not be counted.
-    taken_at: DateTime<Utc>,
-    used_bytes: u64,
-}
-
-/// Re-bases the capacity gate on the usage job's latest published measurement (plus what
-/// this process added since), without listing the bucket. With none published yet (a new
-/// deployment), measures once by listing. Ingest calls this at start-up and every minute.
-pub async fn follow_usage(ctx: &Context) -> Result<(), LifecycleError> {
-    match read_json::<Snapshot>(ctx.store.as_ref(), SNAPSHOT_KEY).await? {
-        Some(s) => {
-            ctx.usage.rebase_at(s.used_bytes, s.taken_at.into());
-            Ok(())
-        }
-        None => {
-            let started = std::time::SystemTime::now().into();
-            let u = measure_usage(ctx).await?;
-            publish(ctx, started, &u).await
-        }
-    }
-}
-
-/// `started`: the real time the measurement's listing began.
-async fn publish(ctx: &Context, started: DateTime<Utc>, u: &Usage) -> Result<(), LifecycleError> {
-    write_json(ctx.store.as_ref(), SNAPSHOT_KEY, &Snapshot { taken_at: started, used_bytes: u.total.bytes() }).await
+    Ok(Usage { taken_at: at, capacity_bytes: ctx.usage.capacity(), total, customers })
 }
 
 pub async fn run(ctx: &Context, at: DateTime<Utc>, report: &mut JobReport) -> Result<Usage, LifecycleError> {
-    // Real time (not the job's `at`): it orders against this process's own changes.
-    let started: DateTime<Utc> = std::time::SystemTime::now().into();
-    let u = measure(ctx.store.as_ref(), at, ctx.usage.capacity()).await?;
-    ctx.usage.rebase_at(u.total.bytes(), started.into());
+    let u = measure(ctx, at).await?;
+    ctx.usage.rebase(u.total.bytes());
     note_level(&u);
-    publish(ctx, started, &u).await?;
     let rows: Vec<Event> = u.rows().into_iter().map(Event::Usage).collect();
     report.add("rows_written", rows.len() as u64);
     let flushed = ctx.lake.write_durable(rows).await?;
@@ -190,4 +100,32 @@ pub async fn run(ctx: &Context, at: DateTime<Utc>, report: &mut JobReport) -> Re
     report.add("customers", u.customers.len() as u64);
     report.add("percent_used_x100", (u.percent() * 100.0).round() as u64);
     Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(level_of(79.9), 0);
+        assert_eq!(level_of(80.0), 80);
+        assert_eq!(level_of(95.0), 90);
+        assert_eq!(level_of(130.0), 100);
+    }
+
+    #[test]
+    fn rows_are_the_total_then_each_customer() {
+        let f = Figures { originals_bytes: 10, originals: 1, variants_bytes: 5, variants: 2 };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let u = Usage { taken_at: at, capacity_bytes: 100, total: f, customers: [("acme".to_string(), f)].into() };
+        let rows = u.rows();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].customer_id, None);
+        assert_eq!(rows[1].customer_id.as_deref(), Some("acme"));
+        assert_eq!((rows[1].objects, rows[1].originals_bytes, rows[1].variants_bytes), (3, 10, 5));
+        assert_ne!(rows[0].event_id, rows[1].event_id);
+        assert_eq!(rows[0].event_id, u.rows()[0].event_id, "deterministic");
+        assert!((u.percent() - 15.0).abs() < 1e-9);
+    }
 }

@@ -4,8 +4,9 @@
 //! Idempotent: a record whose id is already in the database is left as it is (the
 //! database is the newer truth), so the command can run again after an interruption, or
 //! while the new version already serves. The old objects are not deleted; once the
-//! import is checked, `records/`, `listing/`, `ids/`, `idempotency/` and
-//! `lifecycle/leases/` can be removed from the bucket.
+//! import is checked, `records/`, `listing/`, `ids/`, `idempotency/` and `lifecycle/`
+//! (leases, last runs, the expire watermark, the published usage) can be removed from the
+//! bucket.
 
 use super::SharedMeta;
 use crate::record::ImageRecord;
