@@ -240,8 +240,7 @@ async fn ensure_first_key(ctx: &Context) -> anyhow::Result<Option<String>> {
 
 /// The database alone (the key commands need neither the store nor the queue).
 async fn open_meta(config: &Config) -> anyhow::Result<imagelake_core::meta::SharedMeta> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let meta = imagelake_core::meta::from_config(config).await?;
     auth::KeyStore::import(&meta, &config.keys, &config.data_dir, chrono::Utc::now()).await?;
     Ok(meta)
@@ -292,8 +291,7 @@ async fn db(config: Config, command: DbCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     imagelake_core::metrics::install();
     let ctx = Context::connect(config).await?;
     let first_key = ensure_first_key(&ctx).await?;

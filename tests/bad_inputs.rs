@@ -65,7 +65,8 @@ async fn bodies_that_are_not_images(backend: Backend) {
     let c = server.client();
     let key = &server.keys.acme;
     problem(c.upload(key, Vec::new(), "image/jpeg").await, 400, "empty_body").await;
-    let p = problem(c.upload(key, b"hello, I am text pretending".to_vec(), "image/jpeg").await, 415, "unsupported_media_type").await;
+    let p =
+        problem(c.upload(key, b"hello, I am text pretending".to_vec(), "image/jpeg").await, 415, "unsupported_media_type").await;
     assert!(p["detail"].as_str().unwrap().contains("JPEG, PNG, WebP, GIF and TIFF"));
     problem(c.upload(key, b"GIF".to_vec(), "image/gif").await, 415, "unsupported_media_type").await;
     let mut avif = vec![0, 0, 0, 0x20];
@@ -77,11 +78,28 @@ async fn bodies_that_are_not_images(backend: Backend) {
     problem(res, 400, "missing_file").await;
     // A multipart body cut off before its closing boundary, and one with no boundary.
     let png = image_bytes(50, 50, ImageFormat::Png);
-    let mut cut = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+    let mut cut =
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
     cut.extend_from_slice(&png);
-    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("content-type", "multipart/form-data; boundary=XyZ").body(cut).send().await.unwrap();
+    let res = c
+        .http
+        .post(c.url("/v1/images"))
+        .bearer_auth(key)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(cut)
+        .send()
+        .await
+        .unwrap();
     problem(res, 400, "invalid_multipart").await;
-    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("content-type", "multipart/form-data").body(png.clone()).send().await.unwrap();
+    let res = c
+        .http
+        .post(c.url("/v1/images"))
+        .bearer_auth(key)
+        .header("content-type", "multipart/form-data")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
     problem(res, 400, "invalid_multipart").await;
     assert_nothing_stored(&server, "acme").await;
 }
@@ -98,7 +116,8 @@ async fn bad_parameters(backend: Backend) {
     problem(post("?callback_url=http://127.0.0.1:9/hook").await.unwrap(), 400, "callback_url_refused").await;
     problem(post("?callback_url=http://localhost/hook").await.unwrap(), 400, "callback_url_refused").await;
     problem(post("?callback_url=http://169.254.169.254/latest/meta-data").await.unwrap(), 400, "callback_url_refused").await;
-    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).header("idempotency-key", "").body(img.clone()).send().await.unwrap();
+    let res =
+        c.http.post(c.url("/v1/images")).bearer_auth(key).header("idempotency-key", "").body(img.clone()).send().await.unwrap();
     problem(res, 400, "invalid_idempotency_key").await;
     problem(c.get(key, "/v1/images?limit=0").send().await.unwrap(), 400, "invalid_limit").await;
     problem(c.get(key, "/v1/images?limit=abc").send().await.unwrap(), 400, "bad_request").await;
@@ -254,4 +273,11 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-on_every_backend!(auth_and_roles, bodies_that_are_not_images, bad_parameters, oversized_bodies, truncated_body, images_the_processor_refuses);
+on_every_backend!(
+    auth_and_roles,
+    bodies_that_are_not_images,
+    bad_parameters,
+    oversized_bodies,
+    truncated_body,
+    images_the_processor_refuses
+);

@@ -140,7 +140,11 @@ async fn keys_take_effect_on_a_running_server() {
     let (mut child, url, _) = serve_in(&dir);
     let keys = |args: &[&str]| {
         let out = bin().arg("keys").args(args).current_dir(&dir).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, key, err) = keys(&["add", "--customer", "acme", "--role", "analyst"]);
     assert!(ok, "{err}");

@@ -40,7 +40,8 @@ fn client(home: &Path) -> tokio::process::Command {
 }
 
 async fn run(mut c: tokio::process::Command) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(180), c.output()).await.expect("the client finished in time").expect("spawn");
+    let out =
+        tokio::time::timeout(Duration::from_secs(180), c.output()).await.expect("the client finished in time").expect("spawn");
     Run {
         ok: out.status.success(),
         code: out.status.code(),
@@ -141,7 +142,8 @@ async fn upload_wait_status_list_download_and_stats() {
     let r = cli(&server, &key, &home, &dl, &["download", &id, "--variant", "thumb"]).await;
     assert!(r.ok, "{r:?}");
     let thumb = api.get(&key, &format!("/v1/images/{id}/variants/thumb")).send().await.unwrap().bytes().await.unwrap();
-    let ext = match rec["variants"].as_array().unwrap().iter().find(|v| v["name"] == "thumb").unwrap()["format"].as_str().unwrap() {
+    let ext = match rec["variants"].as_array().unwrap().iter().find(|v| v["name"] == "thumb").unwrap()["format"].as_str().unwrap()
+    {
         "jpeg" => "jpg",
         other => other,
     };
@@ -151,7 +153,11 @@ async fn upload_wait_status_list_download_and_stats() {
     let r = cli(&server, &key, &home, &dl, &["download", &id, "--variant", "nosuch", "-o", "x.jpg"]).await;
     assert!(!r.ok, "{r:?}");
     assert!(!dl.join("x.jpg").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(&dl).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().ends_with(".part")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".part"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // stats: once the reporting service sees both uploads.
@@ -183,7 +189,8 @@ async fn upload_wait_status_list_download_and_stats() {
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), header, "{r:?}");
     assert_eq!(lines.len(), expected_csv.trim_end().lines().count(), "one line per row: {r:?}");
     for fmt in ["jpeg", "png"] {
-        let row = lines.iter().find(|l| l.split_whitespace().next() == Some(fmt)).unwrap_or_else(|| panic!("no {fmt} row: {r:?}"));
+        let row =
+            lines.iter().find(|l| l.split_whitespace().next() == Some(fmt)).unwrap_or_else(|| panic!("no {fmt} row: {r:?}"));
         assert_eq!(row.split_whitespace().nth(1), Some("1"), "{row}");
     }
     // A one-row report reads as `column value` lines.
@@ -211,7 +218,8 @@ async fn failures_exit_non_zero_with_the_servers_message_and_connection_preceden
     let text = write_file(&work, "notes.txt", b"this is not an image, just some text\n");
 
     // A text file: 415 with the server's detail and code.
-    let expected: serde_json::Value = api.upload(&key, b"this is not an image, just some text\n".to_vec(), "text/plain").await.json().await.unwrap();
+    let expected: serde_json::Value =
+        api.upload(&key, b"this is not an image, just some text\n".to_vec(), "text/plain").await.json().await.unwrap();
     let r = cli(&server, &key, &home, &work, &["upload", text.to_str().unwrap()]).await;
     assert!(!r.ok, "{r:?}");
     assert_eq!(r.code, Some(1));
@@ -466,7 +474,9 @@ async fn run_measuring_memory(mut c: tokio::process::Command) -> (Run, u64) {
             break status;
         }
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(kb) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()) {
+            if let Some(kb) =
+                s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            {
                 peak_kb = peak_kb.max(kb);
             }
         }
@@ -520,7 +530,8 @@ async fn a_large_file_streams_both_ways_in_bounded_memory() {
     assert!(r.ok, "{r:?}");
     assert!(peak < 96 << 20, "the upload of {SIZE} bytes peaked at {peak} bytes resident");
     let id = r.stdout.trim().to_string();
-    let rec: serde_json::Value = server.client().get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+    let rec: serde_json::Value =
+        server.client().get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(rec["bytes"], SIZE);
 
     let mut c = client(&home);

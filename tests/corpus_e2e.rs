@@ -86,7 +86,11 @@ async fn every_corpus_image_is_processed(backend: Backend) {
             assert_eq!(format.extensions_str()[0], p.format.extension(), "{what}");
             let img = image::load_from_memory_with_format(&body, format).unwrap_or_else(|e| panic!("{what}: {e}"));
             let got = (img.width(), img.height());
-            assert_eq!((u64::from(got.0), u64::from(got.1)), (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()), "{what}");
+            assert_eq!(
+                (u64::from(got.0), u64::from(got.1)),
+                (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+                "{what}"
+            );
             check_size(p, upright, got, &what);
             checked += 1;
         }

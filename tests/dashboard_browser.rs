@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 /// `$CARGO_TARGET_DIR/test-artifacts`, or beside the binary under test when the variable
 /// is not set (the binary is `TARGET/release/imagelake`).
 fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_BIN_EXE_imagelake")).parent().and_then(Path::parent).unwrap().to_path_buf()
-    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_imagelake")).parent().and_then(Path::parent).unwrap().to_path_buf());
     let dir = target.join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -33,7 +33,9 @@ fn find_program(name: &str) -> PathBuf {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` is not installed: run scripts/install.sh (Debian packages chromium, chromium-driver)"))
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run scripts/install.sh (Debian packages chromium, chromium-driver)")
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

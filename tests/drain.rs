@@ -6,8 +6,8 @@
 mod common;
 
 use common::{image_bytes, Backend, Setup};
-use image::ImageFormat;
 use futures::StreamExt;
+use image::ImageFormat;
 use std::time::Duration;
 
 const N: usize = 20;

@@ -48,7 +48,9 @@ async fn upload_process_download(backend: Backend) {
     let variants = done["variants"].as_array().unwrap();
     let names: Vec<&str> = variants.iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["thumb", "small", "medium", "web"]);
-    let size = |v: &serde_json::Value| (v["format"].as_str().unwrap().to_string(), v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap());
+    let size = |v: &serde_json::Value| {
+        (v["format"].as_str().unwrap().to_string(), v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap())
+    };
     let sizes: Vec<_> = variants.iter().map(size).collect();
     let expected = [("webp", 120, 120), ("webp", 160, 120), ("jpeg", 400, 300), ("webp", 1200, 900)];
     assert_eq!(sizes, expected.map(|(f, w, h)| (f.to_string(), w, h)), "the default presets; web is not upscaled");
@@ -70,7 +72,12 @@ async fn upload_process_download(backend: Backend) {
     assert_eq!(res.status(), 206);
     assert_eq!(res.headers()["content-range"], format!("bytes 100-199/{}", jpeg.len()).as_str());
     assert_eq!(res.bytes().await.unwrap().to_vec(), jpeg[100..200].to_vec());
-    let res = c.get(key, &format!("/v1/images/{id}/original")).header("range", format!("bytes={}-", jpeg.len() + 5)).send().await.unwrap();
+    let res = c
+        .get(key, &format!("/v1/images/{id}/original"))
+        .header("range", format!("bytes={}-", jpeg.len() + 5))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 416);
 
     // Variants are real images of the advertised format and size.
@@ -78,13 +85,17 @@ async fn upload_process_download(backend: Backend) {
         let name = v["name"].as_str().unwrap();
         let res = c.get(key, &format!("/v1/images/{id}/variants/{name}")).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        let (format, mime) = if v["format"] == "jpeg" { (ImageFormat::Jpeg, "image/jpeg") } else { (ImageFormat::WebP, "image/webp") };
+        let (format, mime) =
+            if v["format"] == "jpeg" { (ImageFormat::Jpeg, "image/jpeg") } else { (ImageFormat::WebP, "image/webp") };
         assert_eq!(res.headers()["content-type"], mime, "{name}");
         let body = res.bytes().await.unwrap();
         assert_eq!(body.len() as u64, v["bytes"].as_u64().unwrap());
         assert_eq!(image::guess_format(&body).unwrap(), format, "{name}");
         let decoded = image::load_from_memory(&body).unwrap();
-        assert_eq!((u64::from(decoded.width()), u64::from(decoded.height())), (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()));
+        assert_eq!(
+            (u64::from(decoded.width()), u64::from(decoded.height())),
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap())
+        );
     }
     let res = c.get(key, &format!("/v1/images/{id}/variants/huge")).send().await.unwrap();
     assert_eq!(res.status(), 404);
@@ -153,14 +164,8 @@ async fn idempotent_uploads(backend: Backend) {
     let c = server.client();
     let key = &server.keys.acme;
     let body = image_bytes(80, 60, ImageFormat::Jpeg);
-    let send = || {
-        c.http
-            .post(c.url("/v1/images"))
-            .bearer_auth(key)
-            .header("idempotency-key", "order-42")
-            .body(body.clone())
-            .send()
-    };
+    let send =
+        || c.http.post(c.url("/v1/images")).bearer_auth(key).header("idempotency-key", "order-42").body(body.clone()).send();
     let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
     let second = send().await.unwrap();
     assert_eq!(second.status(), 202);
@@ -210,7 +215,8 @@ async fn expired_variants_are_gone(backend: Backend) {
     assert_eq!(res.status(), 410);
     let p: serde_json::Value = res.json().await.unwrap();
     assert_eq!(p["code"], "variant_expired");
-    let rec: serde_json::Value = c.get(&server.keys.acme, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+    let rec: serde_json::Value =
+        c.get(&server.keys.acme, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(rec["variants"][0]["state"], "expired");
     // The original is not subject to variant retention.
     assert_eq!(c.get(&server.keys.acme, &format!("/v1/images/{id}/original")).send().await.unwrap().status(), 200);

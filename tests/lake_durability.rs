@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::lake::{check_lake, lake_dir};
 use common::{image_bytes, Backend, Setup};
 use image::ImageFormat;
-use common::lake::{check_lake, lake_dir};
 use imagelake_core::testing;
 use std::time::{Duration, Instant};
 
@@ -44,8 +44,7 @@ async fn kill9_mid_batch_loses_and_doubles_nothing(backend: Backend) {
     let start = Instant::now();
     'wait: loop {
         for id in &ids {
-            let r: serde_json::Value =
-                c.get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+            let r: serde_json::Value = c.get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
             if r["status"] == "processed" {
                 break 'wait;
             }

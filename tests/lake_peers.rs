@@ -9,7 +9,6 @@ use common::{image_bytes, Backend, Server};
 use image::ImageFormat;
 use std::time::Duration;
 
-
 async fn python_peers_read_the_lake(backend: Backend) {
     let mut server = Server::with(backend).await;
     let c = server.client();

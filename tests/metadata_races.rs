@@ -86,7 +86,9 @@ async fn a_delete_during_processing_never_resurrects(backend: Backend) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
             let log = server.log();
-            if log.contains(&id) && (log.contains("removing the variants this run wrote") || log.contains("image deleted; nothing")) {
+            if log.contains(&id)
+                && (log.contains("removing the variants this run wrote") || log.contains("image deleted; nothing"))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

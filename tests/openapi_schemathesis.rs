@@ -110,7 +110,10 @@ fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
             let methods = routes.entry(path).or_default();
             for m in ["get", "post", "put", "delete", "patch"] {
                 let needle = format!("{m}(");
-                if scope.match_indices(&needle).any(|(i, _)| i == 0 || !scope.as_bytes()[i - 1].is_ascii_alphanumeric() && scope.as_bytes()[i - 1] != b'_') {
+                if scope
+                    .match_indices(&needle)
+                    .any(|(i, _)| i == 0 || !scope.as_bytes()[i - 1].is_ascii_alphanumeric() && scope.as_bytes()[i - 1] != b'_')
+                {
                     methods.insert(m.to_string());
                 }
             }
@@ -150,7 +153,11 @@ async fn every_route_of_the_router_is_in_the_openapi_document_and_back() {
     let http = reqwest::Client::new();
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
-            let url = format!("{}{}", server.url, path.replace("{id}", "00000000-0000-7000-8000-000000000000").replace("{name}", "thumb"));
+            let url = format!(
+                "{}{}",
+                server.url,
+                path.replace("{id}", "00000000-0000-7000-8000-000000000000").replace("{name}", "thumb")
+            );
             let req = match method.as_str() {
                 "get" => http.get(&url),
                 "post" => http.post(&url),

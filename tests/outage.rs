@@ -88,7 +88,8 @@ async fn jobs_committed_but_never_sent_survive_kill_9() {
     let relay = sqs_relay().await;
     let mut server = Setup::new(Backend::ServersPostgres).env("IMAGELAKE_QUEUE__ENDPOINT", &relay.url()).start().await;
     relay.down();
-    let accepted = tokio::time::timeout(Duration::from_secs(120), accept_n(&server, 20)).await.expect("accepted within 2 minutes");
+    let accepted =
+        tokio::time::timeout(Duration::from_secs(120), accept_n(&server, 20)).await.expect("accepted within 2 minutes");
     let meta = server.meta().await;
     assert_eq!(meta.outbox_len().await.unwrap(), 20, "every job waits in the outbox");
     server.kill9();

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 const PROCESSING: Duration = Duration::from_secs(60);
 
 fn python() -> PathBuf {
-    std::env::var_os("IMAGELAKE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelake/venv/bin/python")
-    })
+    std::env::var_os("IMAGELAKE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelake/venv/bin/python"))
 }
 
 fn independent(lake: &Path, report: &str) -> serde_json::Value {
-    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("tests/peers/reports_check.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("tests/peers/reports_check.py");
     let out = std::process::Command::new(python()).arg(script).arg(lake).arg(report).output().expect("run python");
     assert!(out.status.success(), "reports_check.py: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()

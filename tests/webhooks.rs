@@ -33,7 +33,11 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<(String, Hit)>>>)
                 let mut hits = h.lock().unwrap();
                 let seen = hits.iter().filter(|(n, _)| *n == name).count();
                 hits.push((name, Hit { at: Instant::now(), headers, body }));
-                if seen < fail_first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::NO_CONTENT }
+                if seen < fail_first {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
             }
         }),
     );

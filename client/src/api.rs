@@ -98,7 +98,11 @@ pub async fn check(res: Response) -> anyhow::Result<Response> {
         ),
         Err(_) => {
             let t = text.trim();
-            let detail = if t.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { t.chars().take(500).collect() };
+            let detail = if t.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                t.chars().take(500).collect()
+            };
             ("unknown".into(), detail)
         }
     };

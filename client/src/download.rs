@@ -27,7 +27,8 @@ pub async fn run(api: &Api, id: &str, variant: Option<&str>, output: Option<Path
             None => format!("{id}.{ext}"),
         }),
     };
-    let label = if to_stdout { id.to_string() } else { target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() };
+    let label =
+        if to_stdout { id.to_string() } else { target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() };
     let bar = bytes_bar(total, &label);
     let result = if to_stdout {
         copy_body(res, &mut tokio::io::stdout(), &bar, api).await.map(|_| ())

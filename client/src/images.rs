@@ -29,7 +29,10 @@ pub async fn wait_done(api: &Api, id: &str, timeout: Duration) -> anyhow::Result
             Err(e) => return Err(e),
         };
         if start.elapsed() >= timeout {
-            bail!("image {id} is still {status} after {} s (raise --timeout, or check later with `imagelake status {id}`)", timeout.as_secs());
+            bail!(
+                "image {id} is still {status} after {} s (raise --timeout, or check later with `imagelake status {id}`)",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(2));
@@ -165,7 +168,8 @@ pub async fn list(api: &Api, limit: usize, page_size: usize, json: bool) -> anyh
     }
     let mut t = plain_table(&["ID", "STATUS", "FORMAT", "BYTES", "SIZE", "VARIANTS", "UPLOADED"]);
     for r in &items {
-        let variants = r["variants"].as_array().map(|v| v.iter().map(|v| s(&v["name"])).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let variants =
+            r["variants"].as_array().map(|v| v.iter().map(|v| s(&v["name"])).collect::<Vec<_>>().join(",")).unwrap_or_default();
         t.add_row(vec![
             s(&r["id"]),
             s(&r["status"]),

@@ -73,8 +73,7 @@ fn read_profile(name: Option<&str>) -> anyhow::Result<Profile> {
         Some(n) => match doc.get(n) {
             Some(toml::Value::Table(t)) => t,
             _ => {
-                let known: Vec<&str> =
-                    doc.iter().filter(|(_, v)| v.is_table()).map(|(k, _)| k.as_str()).collect();
+                let known: Vec<&str> = doc.iter().filter(|(_, v)| v.is_table()).map(|(k, _)| k.as_str()).collect();
                 bail!(
                     "no profile `{n}` in {} (its profiles: {})",
                     path.display(),

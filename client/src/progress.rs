@@ -10,15 +10,12 @@ pub fn bytes_bar(total: Option<u64>, label: &str) -> ProgressBar {
     }
     let bar = match total {
         Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template(
-                "{msg:20!} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:20!} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
         ),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{spinner} {msg:20!} {bytes} {bytes_per_sec}").expect("a valid template"),
-        ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(ProgressStyle::with_template("{spinner} {msg:20!} {bytes} {bytes_per_sec}").expect("a valid template")),
     };
     bar.set_message(label.to_string());
     bar

@@ -15,7 +15,13 @@ use std::time::Duration;
 
 const CHUNK: usize = 256 * 1024;
 
-pub async fn run(api: &Api, files: &[std::path::PathBuf], variants: &[String], wait: bool, timeout: Duration) -> anyhow::Result<()> {
+pub async fn run(
+    api: &Api,
+    files: &[std::path::PathBuf],
+    variants: &[String],
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let variants: Vec<&str> = variants.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
     let mut uploaded = Vec::new();
     let mut refused = Vec::new();
@@ -74,7 +80,8 @@ async fn upload_one(api: &Api, path: &Path, variants: &[&str]) -> anyhow::Result
     let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bar = bytes_bar(Some(size), &label);
     let counter = bar.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
     let mut req = api
         .request(Method::POST, "/v1/images")
         .header(CONTENT_TYPE, content_type)

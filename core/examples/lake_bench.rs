@@ -106,15 +106,10 @@ async fn main() {
                 );
             }
             let start = Instant::now();
-            let reports = compact_closed_days(
-                &store,
-                opts.end.date_naive() + Duration::days(1),
-                &[],
-                DEFAULT_TARGET_BYTES,
-                "bench",
-            )
-            .await
-            .unwrap();
+            let reports =
+                compact_closed_days(&store, opts.end.date_naive() + Duration::days(1), &[], DEFAULT_TARGET_BYTES, "bench")
+                    .await
+                    .unwrap();
             let done: Vec<_> = reports.iter().filter(|r| !r.skipped).collect();
             println!(
                 "compact: {} partitions ({} already compact) in {:.1} s",

@@ -3,10 +3,10 @@
 use crate::auth::{KeyStore, SharedKeys};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::queue::SharedQueue;
-use crate::store::SharedStore;
 use crate::lake::LakeWriter;
 use crate::meta::SharedMeta;
+use crate::queue::SharedQueue;
+use crate::store::SharedStore;
 use crate::usage::UsageGauge;
 use crate::CoreError;
 use axum::extract::FromRef;

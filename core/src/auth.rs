@@ -1,15 +1,15 @@
 //! API keys. A key maps to a customer and a role; only its SHA-256 is ever stored.
 
 use crate::config::KeyConfig;
+use crate::meta::{ApiKey, MetaError, SharedMeta};
 use crate::problem::Problem;
 use crate::CoreError;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use crate::meta::{ApiKey, MetaError, SharedMeta};
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -72,10 +72,12 @@ pub fn generate_key() -> String {
 
 /// Customer names end up in object keys and lake partitions: keep them boring.
 pub fn validate_customer(c: &str) -> Result<(), String> {
-    let ok = !c.is_empty()
-        && c.len() <= 64
-        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(format!("customer `{c}` must be 1 to 64 of [A-Za-z0-9_-]")) }
+    let ok = !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("customer `{c}` must be 1 to 64 of [A-Za-z0-9_-]"))
+    }
 }
 
 /// The keys a server accepts: the `api_keys` table of the metadata database, read through
@@ -123,7 +125,12 @@ impl KeyStore {
     /// Imports the configuration's `[[keys]]` and an existing `data_dir/keys.toml` (where
     /// earlier versions kept generated keys) into the database. Keys already there are
     /// left as they are: a revoked key stays revoked. Returns how many were new.
-    pub async fn import(meta: &SharedMeta, configured: &[KeyConfig], data_dir: &Path, now: DateTime<Utc>) -> Result<usize, CoreError> {
+    pub async fn import(
+        meta: &SharedMeta,
+        configured: &[KeyConfig],
+        data_dir: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<usize, CoreError> {
         let mut added = 0;
         let from_file = read_keys_file(&keys_file(data_dir))?;
         let all = configured.iter().map(|k| (k, "config")).chain(from_file.iter().map(|k| (k, "file")));
@@ -147,9 +154,9 @@ pub fn keys_file(data_dir: &Path) -> PathBuf {
 
 fn read_keys_file(path: &Path) -> Result<Vec<KeyConfig>, CoreError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str::<KeysFile>(&text)
-            .map(|f| f.keys)
-            .map_err(|e| CoreError::Config(format!("{}: {e}", path.display()))),
+        Ok(text) => {
+            toml::from_str::<KeysFile>(&text).map(|f| f.keys).map_err(|e| CoreError::Config(format!("{}: {e}", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }

@@ -425,8 +425,8 @@ impl Config {
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, CoreError> {
         let mut doc: toml::Table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| CoreError::Config(format!("cannot read {}: {e}", p.display())))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| CoreError::Config(format!("cannot read {}: {e}", p.display())))?;
                 text.parse().map_err(|e| CoreError::Config(format!("{}: {e}", p.display())))?
             }
             None => toml::Table::new(),
@@ -434,8 +434,7 @@ impl Config {
         for (name, value) in env {
             apply_env(&mut doc, &name, &value)?;
         }
-        let config: Config =
-            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| CoreError::Config(e.to_string()))?;
+        let config: Config = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| CoreError::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -507,9 +506,7 @@ fn apply_env(doc: &mut toml::Table, name: &str, value: &str) -> Result<(), CoreE
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     let (table, key) = if path.len() == 2 {
-        let section = doc
-            .entry(path[0].clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let section = doc.entry(path[0].clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let toml::Value::Table(t) = section else {
             return Err(CoreError::Config(format!("{name}: `{}` is not a section", path[0])));
         };
@@ -578,7 +575,8 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_the_default() {
-        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../docs/config.example.toml");
+        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("../docs/config.example.toml");
         let documented = Config::load(Some(&path), env(&[])).unwrap();
         let json = |c: &Config| serde_json::to_value(c).unwrap();
         assert_eq!(json(&documented), json(&Config::default()), "docs/config.example.toml drifted from the code");

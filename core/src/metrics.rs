@@ -46,9 +46,8 @@ pub use ::metrics::{counter, gauge, histogram};
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Seconds: 1 ms to 10 min.
-const SECONDS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
+const SECONDS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same
 /// handle) and starts its upkeep thread.
@@ -125,8 +124,7 @@ pub async fn scrape(State(ctx): State<Context>) -> Response {
         gauge!("imagelake_outbox_jobs").set(n as f64);
     }
     let mut res = handle.render().into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     res
 }
 

@@ -71,8 +71,7 @@ impl IntoResponse for Problem {
         let status = self.status();
         let retry = self.retry_after;
         let mut res = (status, axum::Json(&self)).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(s) = retry {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

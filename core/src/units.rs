@@ -76,9 +76,7 @@ impl FromStr for Dur {
         if let Ok(secs) = t.parse::<u64>() {
             return Ok(Dur(Duration::from_secs(secs)));
         }
-        humantime::parse_duration(t)
-            .map(Dur)
-            .map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 7d: {e}"))
+        humantime::parse_duration(t).map(Dur).map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 7d: {e}"))
     }
 }
 

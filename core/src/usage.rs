@@ -43,7 +43,11 @@ impl UsageGauge {
     }
 
     pub fn percent(&self) -> f64 {
-        if self.capacity == 0 { 100.0 } else { self.used() as f64 * 100.0 / self.capacity as f64 }
+        if self.capacity == 0 {
+            100.0
+        } else {
+            self.used() as f64 * 100.0 / self.capacity as f64
+        }
     }
 }
 

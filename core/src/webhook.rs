@@ -63,7 +63,11 @@ pub fn parse(raw: &str) -> Result<url::Url, Refusal> {
         && url.host_str().is_some_and(|h| !h.is_empty())
         && url.username().is_empty()
         && url.password().is_none();
-    if ok { Ok(url) } else { Err(invalid()) }
+    if ok {
+        Ok(url)
+    } else {
+        Err(invalid())
+    }
 }
 
 /// Parses `raw`, resolves its host and checks every address (see the module docs).
@@ -211,9 +215,24 @@ mod tests {
     #[test]
     fn addresses() {
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2001:db8::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2001:db8::1",
         ] {
             assert!(!is_public(bad.parse().unwrap()), "{bad}");
         }

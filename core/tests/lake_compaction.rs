@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use imagelake_core::lake::compact::{compact_closed_days, compact_day, partition_prefix};
 use imagelake_core::lake::{encode, Event, Table, UploadRow};
 use imagelake_core::store::{
-    list_all, GetResult, ListPage, LocalStore, ObjectMeta, ObjectStore, PartTag, PendingUpload, S3Options, S3Store,
-    SharedStore, StoreError,
+    list_all, GetResult, ListPage, LocalStore, ObjectMeta, ObjectStore, PartTag, PendingUpload, S3Options, S3Store, SharedStore,
+    StoreError,
 };
 use imagelake_core::{ids, testing};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -64,15 +64,7 @@ fn rows_of(batch: &RecordBatch) -> Vec<(String, String)> {
             let w = if width.is_null(i) { "null".to_string() } else { width.value(i).to_string() };
             (
                 ids.value(i).to_string(),
-                format!(
-                    "{}|{}|{}|{}|{}|{}",
-                    image.value(i),
-                    cust.value(i),
-                    at.value(i),
-                    bytes.value(i),
-                    w,
-                    sha.value(i)
-                ),
+                format!("{}|{}|{}|{}|{}|{}", image.value(i), cust.value(i), at.value(i), bytes.value(i), w, sha.value(i)),
             )
         })
         .collect()
@@ -87,10 +79,7 @@ async fn read_partition(store: &SharedStore) -> (Vec<(String, String)>, usize) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap();
         for b in reader {
             let b = b.unwrap();
-            assert_eq!(
-                b.schema().field_with_name("uploaded_at").unwrap().data_type().to_string(),
-                "Timestamp(µs, \"UTC\")"
-            );
+            assert_eq!(b.schema().field_with_name("uploaded_at").unwrap().data_type().to_string(), "Timestamp(µs, \"UTC\")");
             rows.extend(rows_of(&b));
         }
     }
@@ -243,12 +232,7 @@ impl ObjectStore for CrashingDeletes {
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, body: Bytes) -> Result<PartTag, StoreError> {
         self.inner.put_part(key, upload_id, number, body).await
     }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<PartTag>,
-    ) -> Result<ObjectMeta, StoreError> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartTag>) -> Result<ObjectMeta, StoreError> {
         self.inner.complete_multipart(key, upload_id, parts).await
     }
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
@@ -261,8 +245,7 @@ impl ObjectStore for CrashingDeletes {
 
 async fn interrupted_compaction_converges(store: SharedStore, deleted_before_crash: usize) {
     let expected = write_small_files(&store, 200).await;
-    let crashing: SharedStore =
-        Arc::new(CrashingDeletes { inner: store.clone(), allow: AtomicUsize::new(deleted_before_crash) });
+    let crashing: SharedStore = Arc::new(CrashingDeletes { inner: store.clone(), allow: AtomicUsize::new(deleted_before_crash) });
     let err = compact_day(&crashing, Table::Uploads, day(), 64 << 20, "c1").await;
     assert!(err.is_err(), "the simulated crash surfaces");
 

@@ -109,7 +109,6 @@ async fn generates_a_realistic_deterministic_lake() {
     let again: SharedStore = Arc::new(LocalStore::open(testing::temp_dir("lake-gen")).unwrap());
     let r2 = generate(&again, opts()).await.unwrap();
     assert_eq!(r2.rows, report.rows);
-    let keys =
-        |fs: &Vec<imagelake_core::store::ObjectMeta>| fs.iter().map(|f| (f.key.clone(), f.size)).collect::<Vec<_>>();
+    let keys = |fs: &Vec<imagelake_core::store::ObjectMeta>| fs.iter().map(|f| (f.key.clone(), f.size)).collect::<Vec<_>>();
     assert_eq!(keys(&list_all(again.as_ref(), "lake/").await.unwrap()), keys(&files));
 }

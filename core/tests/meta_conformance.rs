@@ -191,7 +191,11 @@ async fn a_delete_during_processing_wins(db: Arc<SqlMetadata>) {
     assert!(db.image(&r.id).await.unwrap().is_none(), "hidden at once");
     assert!(db.list_images("acme", None, 10).await.unwrap().is_empty());
     let vs = vec![variant(&r.id, "thumb", 50, now(), Duration::days(7))];
-    assert_eq!(db.finish_processed(&r.id, now(), (1, 1), &vs).await.unwrap(), Transition::Gone, "the processor cannot resurrect it");
+    assert_eq!(
+        db.finish_processed(&r.id, now(), (1, 1), &vs).await.unwrap(),
+        Transition::Gone,
+        "the processor cannot resurrect it"
+    );
     assert_eq!(db.start_processing(&r.id, 2).await.unwrap(), Transition::Gone);
     // An interrupted delete is found and can be finished.
     assert_eq!(db.stale_tombstones(now() + Duration::seconds(1), 10).await.unwrap().len(), 1);
@@ -242,7 +246,8 @@ async fn expiry_reads_the_due_index_and_counts_bytes(db: Arc<SqlMetadata>) {
         let r = record("acme", 10);
         create(&db, &r, None).await;
         let made = t0 + Duration::minutes(i);
-        let vs = vec![variant(&r.id, "thumb", 100, made, Duration::days(7)), variant(&r.id, "web", 1000, made, Duration::days(7))];
+        let vs =
+            vec![variant(&r.id, "thumb", 100, made, Duration::days(7)), variant(&r.id, "web", 1000, made, Duration::days(7))];
         db.finish_processed(&r.id, made, (1, 1), &vs).await.unwrap();
         ids_.push(r.id);
     }
@@ -274,7 +279,8 @@ async fn outbox_jobs_are_claimed_once_and_removed_when_sent(db: Arc<SqlMetadata>
     let due = db.due_jobs(later, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert!(due[0].body.contains(&r.id));
-    let (a, b) = tokio::join!(db.claim_job(&due[0], later + Duration::seconds(10)), db.claim_job(&due[0], later + Duration::seconds(10)));
+    let (a, b) =
+        tokio::join!(db.claim_job(&due[0], later + Duration::seconds(10)), db.claim_job(&due[0], later + Duration::seconds(10)));
     assert!(a.unwrap() ^ b.unwrap(), "exactly one sender claims it");
     assert!(db.due_jobs(later, 10).await.unwrap().is_empty(), "claimed: not due again until its retry time");
     db.job_sent(&due[0].job_id).await.unwrap();
@@ -321,7 +327,10 @@ async fn leases_are_exclusive_until_they_expire(db: Arc<SqlMetadata>) {
     assert!(!db.renew_lease("usage", "tb", until).await.unwrap(), "only the holder renews");
     assert!(db.renew_lease("usage", "ta", t + Duration::seconds(60)).await.unwrap());
     assert!(db.acquire_lease("usage", "b", "tb", t + Duration::seconds(59), until).await.unwrap().is_some());
-    assert!(db.acquire_lease("usage", "b", "tb", t + Duration::seconds(60), until).await.unwrap().is_none(), "expired: taken over");
+    assert!(
+        db.acquire_lease("usage", "b", "tb", t + Duration::seconds(60), until).await.unwrap().is_none(),
+        "expired: taken over"
+    );
     assert!(!db.renew_lease("usage", "ta", until).await.unwrap(), "the stale holder sees it lost it");
     db.release_lease("usage", "ta").await.unwrap(); // not ours: no effect
     assert!(db.acquire_lease("usage", "c", "tc", t, until).await.unwrap().is_some());
@@ -384,7 +393,10 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
     assert_eq!((rec.status, rec.bytes, rec.width, rec.height), (Status::Processed, 4096, Some(10), Some(20)));
     assert_eq!(rec.variants.len(), 1);
     assert_eq!(rec.variants[0].bytes, 77);
-    assert_eq!(figures(&upgraded, "acme").await, Figures { originals_bytes: 4096, originals: 1, variants_bytes: 77, variants: 1 });
+    assert_eq!(
+        figures(&upgraded, "acme").await,
+        Figures { originals_bytes: 4096, originals: 1, variants_bytes: 77, variants: 1 }
+    );
     assert_eq!(upgraded.resolve_key("abcdef").await.unwrap().unwrap().role, Role::Uploader);
     assert_eq!(upgraded.outbox_len().await.unwrap(), 0, "version 2's table exists");
     assert_eq!(SqlMetadata::latest_version(), 2);

@@ -55,9 +55,7 @@ fn kill9_loses_nothing_and_never_redelivers_an_ack() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>()
-        });
+        let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
         std::thread::sleep(Duration::from_millis(300 + 137 * round as u64));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

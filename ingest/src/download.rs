@@ -3,6 +3,8 @@
 
 use crate::error::IngestError;
 use crate::images::find;
+#[allow(unused_imports)]
+use crate::upload::ImageBytes;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,11 +13,9 @@ use futures::StreamExt;
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
 use imagelake_core::ids;
+use imagelake_core::lake::{DownloadRow, Event};
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
-#[allow(unused_imports)]
-use crate::upload::ImageBytes;
-use imagelake_core::lake::{DownloadRow, Event};
 use imagelake_core::record::{self, VariantState};
 use imagelake_core::store::StoreError;
 use std::ops::Range;

@@ -1,11 +1,11 @@
 //! The ingest crate's errors, each with an HTTP status and a stable `code`.
 
-use imagelake_core::problem::Problem;
-use imagelake_core::meta::MetaError;
-use imagelake_core::queue::QueueError;
-use imagelake_core::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use imagelake_core::meta::MetaError;
+use imagelake_core::problem::Problem;
+use imagelake_core::queue::QueueError;
+use imagelake_core::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

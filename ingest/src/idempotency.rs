@@ -13,10 +13,8 @@ use imagelake_core::auth::hash_key;
 /// The request's `Idempotency-Key`, validated, as stored: its SHA-256.
 pub fn key(headers: &HeaderMap) -> Result<Option<String>, IngestError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let k = v
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| IngestError::BadRequest("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?;
+    let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+        IngestError::BadRequest("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+    })?;
     Ok(Some(hash_key(k)))
 }

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
 use imagelake_core::auth::{Principal, Role};
 use imagelake_core::ids;
-use imagelake_core::record::{ImageRecord, VariantState};
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
+use imagelake_core::record::{ImageRecord, VariantState};
 use serde::{Deserialize, Serialize};
 
 /// The record as a client sees it: a variant past its expiry reads `expired` even
@@ -107,7 +107,9 @@ pub async fn list(
     }
     let customer = match p.customer {
         Some(c) if principal.role == Role::Admin => c,
-        Some(c) if c != principal.customer => return Err(IngestError::Forbidden("only admins may list another customer's images")),
+        Some(c) if c != principal.customer => {
+            return Err(IngestError::Forbidden("only admins may list another customer's images"))
+        }
         _ => principal.customer.clone(),
     };
     imagelake_core::auth::validate_customer(&customer).map_err(|m| IngestError::BadRequest("invalid_customer", m))?;
@@ -148,11 +150,7 @@ pub async fn list(
         (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn delete(
-    State(ctx): State<Context>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<StatusCode, IngestError> {
+pub async fn delete(State(ctx): State<Context>, principal: Principal, Path(id): Path<String>) -> Result<StatusCode, IngestError> {
     if !principal.can_upload() {
         return Err(IngestError::Forbidden("this key's role cannot delete images"));
     }

@@ -18,15 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
+use imagelake_core::ids;
 use imagelake_core::job::JobMessage;
 use imagelake_core::lake::UploadRow;
 use imagelake_core::meta::{Created, NewImage};
-use imagelake_core::record::{self, ImageRecord, Status};
-use imagelake_core::store::upload::{upload_stream, UploadOptions};
-use imagelake_core::ids;
-use imagelake_core::webhook;
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
+use imagelake_core::record::{self, ImageRecord, Status};
+use imagelake_core::store::upload::{upload_stream, UploadOptions};
+use imagelake_core::webhook;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -117,9 +117,7 @@ pub async fn create(
     // The rest runs as its own task: if the client goes away, the handler's future is
     // dropped, but the task still sees the body fail and cleans up after itself.
     let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem };
-    tokio::spawn(job.run(request))
-        .await
-        .map_err(|e| IngestError::Internal(format!("upload task: {e}")))?
+    tokio::spawn(job.run(request)).await.map_err(|e| IngestError::Internal(format!("upload task: {e}")))?
 }
 
 struct Accept {
@@ -237,19 +235,15 @@ async fn store_body(
     limit: u64,
 ) -> Result<Inspection, IngestError> {
     let opts = UploadOptions::from_config(&ctx.config.storage);
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let is_multipart =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
     let (result, shared) = if is_multipart {
         let mut form = Multipart::from_request(request, &())
             .await
             .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?;
         let mut stored = None;
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?
+        while let Some(field) =
+            form.next_field().await.map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?
         {
             if field.name() == Some("file") {
                 let (stream, shared) = inspect(field, limit);

@@ -34,7 +34,13 @@ pub fn backstop_days(ctx: &Context) -> u32 {
     (secs.div_ceil(86_400) + 1).min(u32::MAX as u64) as u32
 }
 
-pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, lease: &Lease, report: &mut JobReport) -> Result<(), LifecycleError> {
+pub async fn run(
+    ctx: &Context,
+    at: DateTime<Utc>,
+    opts: &Options,
+    lease: &Lease,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
     match ctx.store.install_expiry_rule("processed/", backstop_days(ctx)).await {
         Ok(true) => report.add("backstop_rule_installed", 1),
         Ok(false) => {}
@@ -66,17 +72,20 @@ pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, lease: &Lease
 
 /// Expires these variants (those due by `at`): objects, `deletions` rows, database. Also
 /// used by reconcile for the overdue variants it finds.
-pub async fn expire_variants(ctx: &Context, due: &[DueVariant], at: DateTime<Utc>, report: &mut JobReport) -> Result<(), LifecycleError> {
+pub async fn expire_variants(
+    ctx: &Context,
+    due: &[DueVariant],
+    at: DateTime<Utc>,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
     let due: Vec<&DueVariant> = due.iter().filter(|v| v.expires_at <= at).collect();
     if due.is_empty() {
         return Ok(());
     }
     report.add("chunks", 1);
     // 1. the objects
-    let keys: Vec<String> = due
-        .iter()
-        .map(|v| record::variant_key(&v.customer, &v.image_id, &v.name, record::extension(&v.format)))
-        .collect();
+    let keys: Vec<String> =
+        due.iter().map(|v| record::variant_key(&v.customer, &v.image_id, &v.name, record::extension(&v.format))).collect();
     let batches: Vec<&[String]> = keys.chunks(DELETE_BATCH).collect();
     let calls = batches.len() as u64;
     futures::stream::iter(batches)
@@ -86,10 +95,7 @@ pub async fn expire_variants(ctx: &Context, due: &[DueVariant], at: DateTime<Utc
         .await?;
     report.add("delete_calls", calls);
     // 2. the facts, durably, before the database says it happened
-    let events = due
-        .iter()
-        .map(|v| deletion_event(&v.image_id, &v.customer, Some(&v.name), v.bytes, at, "expired"))
-        .collect();
+    let events = due.iter().map(|v| deletion_event(&v.image_id, &v.customer, Some(&v.name), v.bytes, at, "expired")).collect();
     let flushed = ctx.lake.write_durable(events).await?;
     report.add("lake_files_written", flushed.files.len() as u64);
     // 3. the database (and its byte counters)

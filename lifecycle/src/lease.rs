@@ -41,7 +41,11 @@ impl Lease {
 
     /// Errors with [`LifecycleError::LeaseLost`] once the lease is gone.
     pub fn check(&self) -> Result<(), LifecycleError> {
-        if self.lost.is_cancelled() { Err(LifecycleError::LeaseLost(self.job.as_str())) } else { Ok(()) }
+        if self.lost.is_cancelled() {
+            Err(LifecycleError::LeaseLost(self.job.as_str()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Stops renewing and frees the lease if it is still ours.
@@ -154,7 +158,12 @@ mod tests {
                 acquire(p1.clone(), clock.clone(), JobName::Reconcile, "p1", ttl),
                 acquire(p2.clone(), clock.clone(), JobName::Reconcile, "p2", ttl)
             );
-            assert!(a.is_ok() != b.is_ok(), "round {round}: exactly one holds it: {:?} / {:?}", a.as_ref().err(), b.as_ref().err());
+            assert!(
+                a.is_ok() != b.is_ok(),
+                "round {round}: exactly one holds it: {:?} / {:?}",
+                a.as_ref().err(),
+                b.as_ref().err()
+            );
             assert!(is_busy(&a) || is_busy(&b), "round {round}: the other is busy");
             a.or(b).unwrap().release().await;
         }

@@ -27,14 +27,14 @@ pub mod reconcile;
 pub mod status;
 pub mod usage;
 
+/// The time type of the API (`at`), re-exported for callers that parse `--at`.
+pub use chrono;
 pub use counting::CountingStore;
 pub use error::LifecycleError;
 pub use job::{JobName, JobReport, Options};
 pub use lease::Lease;
 pub use status::{status, JobStatus, LastRun};
 pub use usage::Usage;
-/// The time type of the API (`at`), re-exported for callers that parse `--at`.
-pub use chrono;
 
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
@@ -94,7 +94,9 @@ pub async fn run_job_with(
     status::save(ctx, job, &last).await;
     imagelake_core::metrics::lifecycle_run(job.as_str(), if result.is_ok() { "ok" } else { "failed" }, started.elapsed());
     match &result {
-        Ok(()) => tracing::info!(job = %job, ms = report.duration_ms, requests = report.requests, counts = ?report.counts, "lifecycle job done"),
+        Ok(()) => {
+            tracing::info!(job = %job, ms = report.duration_ms, requests = report.requests, counts = ?report.counts, "lifecycle job done")
+        }
         Err(e) => tracing::warn!(job = %job, code = e.code(), error = %e, "lifecycle job failed"),
     }
     result.map(|()| report)
@@ -104,8 +106,11 @@ pub async fn run_job_with(
 pub fn validate_schedules(ctx: &Context) -> Result<(), LifecycleError> {
     for job in JobName::ALL {
         let expr = job.schedule(&ctx.config.lifecycle);
-        Job::new_async(expr, |_, _| Box::pin(async {}))
-            .map_err(|e| LifecycleError::Schedule { job: job.as_str(), expr: expr.to_string(), reason: format!("{e:?}") })?;
+        Job::new_async(expr, |_, _| Box::pin(async {})).map_err(|e| LifecycleError::Schedule {
+            job: job.as_str(),
+            expr: expr.to_string(),
+            reason: format!("{e:?}"),
+        })?;
     }
     Ok(())
 }

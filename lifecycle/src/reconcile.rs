@@ -34,7 +34,13 @@ use std::collections::VecDeque;
 /// Objects listed, images scanned and tombstones taken at once.
 const PAGE: usize = 1000;
 
-pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, lease: &Lease, report: &mut JobReport) -> Result<(), LifecycleError> {
+pub async fn run(
+    ctx: &Context,
+    at: DateTime<Utc>,
+    opts: &Options,
+    lease: &Lease,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
     let old = at - chrono::Duration::from_std(opts.orphan_age).unwrap_or(chrono::Duration::hours(1));
     finish_deletes(ctx, at, old, lease, report).await?;
     let customers: Vec<String> = ctx.meta.usage().await?.into_iter().map(|(c, _)| c).collect();
@@ -57,7 +63,13 @@ pub async fn run(ctx: &Context, at: DateTime<Utc>, opts: &Options, lease: &Lease
 }
 
 /// Completes the deletes whose tombstone is older than `old`.
-async fn finish_deletes(ctx: &Context, at: DateTime<Utc>, old: DateTime<Utc>, lease: &Lease, report: &mut JobReport) -> Result<(), LifecycleError> {
+async fn finish_deletes(
+    ctx: &Context,
+    at: DateTime<Utc>,
+    old: DateTime<Utc>,
+    lease: &Lease,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
     loop {
         lease.check()?;
         let stale = ctx.meta.stale_tombstones(old, PAGE).await?;
@@ -166,7 +178,12 @@ async fn orphan_original(ctx: &Context, id: &str, m: &ObjectMeta, report: &mut J
 }
 
 /// An old record the merge found without an original: failed once a HEAD confirms.
-async fn original_missing(ctx: &Context, rec: &ImageRecord, at: DateTime<Utc>, report: &mut JobReport) -> Result<(), LifecycleError> {
+async fn original_missing(
+    ctx: &Context,
+    rec: &ImageRecord,
+    at: DateTime<Utc>,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
     let already = rec.status == Status::Failed && rec.error.as_ref().is_some_and(|e| e.code == "original_missing");
     if already || ctx.store.head(&record::original_key(&rec.customer, &rec.id)).await?.is_some() {
         return Ok(());

@@ -28,7 +28,11 @@ pub struct Usage {
 
 impl Usage {
     pub fn percent(&self) -> f64 {
-        if self.capacity_bytes == 0 { 100.0 } else { self.total.bytes() as f64 * 100.0 / self.capacity_bytes as f64 }
+        if self.capacity_bytes == 0 {
+            100.0
+        } else {
+            self.total.bytes() as f64 * 100.0 / self.capacity_bytes as f64
+        }
     }
 
     /// The lake rows of this snapshot: the total first, then one per customer.
@@ -64,8 +68,14 @@ fn note_level(u: &Usage) {
     let level = level_of(pct);
     let before = LEVEL.swap(level, Ordering::Relaxed);
     if level > before {
-        tracing::warn!(percent = format!("{pct:.1}"), threshold = level, used = u.total.bytes(), capacity = u.capacity_bytes,
-            "storage usage crossed {level} % of capacity{}", if level >= 100 { "; uploads are refused with 507" } else { "" });
+        tracing::warn!(
+            percent = format!("{pct:.1}"),
+            threshold = level,
+            used = u.total.bytes(),
+            capacity = u.capacity_bytes,
+            "storage usage crossed {level} % of capacity{}",
+            if level >= 100 { "; uploads are refused with 507" } else { "" }
+        );
     } else if level < before {
         tracing::info!(percent = format!("{pct:.1}"), threshold = level, "storage usage fell below {before} % of capacity");
     }

@@ -112,7 +112,13 @@ async fn expire_takes_what_is_due_from_the_database() {
     plant(&ctx, &later).await;
     // An image committed with an idempotency key that expires after a day.
     let keyed = processed("acme", t0, due_at, &[]);
-    let new = NewImage { record: &keyed, job_id: "job-1", job_body: "{}", send_after: t0, idempotency: Some(("k1", t0 + Days::days(1))) };
+    let new = NewImage {
+        record: &keyed,
+        job_id: "job-1",
+        job_body: "{}",
+        send_after: t0,
+        idempotency: Some(("k1", t0 + Days::days(1))),
+    };
     ctx.meta.create_image(new).await.unwrap();
     ctx.refresh_usage().await.unwrap();
     let opts = Options { expire_chunk: 5, ..Options::default() };
@@ -236,7 +242,14 @@ async fn reconcile_repairs_database_and_bucket() {
 
     // A second run finds nothing to do.
     let r = run(&ctx, JobName::Reconcile, &Options::default()).await;
-    for c in ["deletes_finished", "originals_orphaned", "records_original_missing", "variants_expired", "usage_drift_bytes", "usage_corrected"] {
+    for c in [
+        "deletes_finished",
+        "originals_orphaned",
+        "records_original_missing",
+        "variants_expired",
+        "usage_drift_bytes",
+        "usage_corrected",
+    ] {
         assert_eq!(r.count(c), 0, "{c}: {r}");
     }
     assert_eq!(r.count("records_seen"), 4, "kept, lost, young, clean: {r}");

@@ -16,12 +16,12 @@ use crate::pipeline::{self, Limits, Preset};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use imagelake_core::app::Context;
+use imagelake_core::deletion::deletion_event;
 use imagelake_core::ids;
 use imagelake_core::job::JobMessage;
 use imagelake_core::lake::{Event, JobRow, VariantRow};
-use imagelake_core::queue::Message;
-use imagelake_core::deletion::deletion_event;
 use imagelake_core::meta::Transition;
+use imagelake_core::queue::Message;
 use imagelake_core::record::{self, RecordError, Status, VariantRecord, VariantState};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -49,7 +49,17 @@ async fn run(ctx: &Context, m: Message, job: JobMessage) {
     let result = process(ctx, &job, m.receive_count, started).await;
     heartbeat.abort();
     let last_attempt = m.receive_count >= ctx.queue.max_receives();
-    imagelake_core::metrics::job_finished(match &result { Ok(()) => "processed", Err(e) if !e.is_retryable() => "failed", Err(_) if last_attempt => "dead_lettered", Err(_) => "retried" }, job.enqueued_at, started, ctx.clock.now());
+    imagelake_core::metrics::job_finished(
+        match &result {
+            Ok(()) => "processed",
+            Err(e) if !e.is_retryable() => "failed",
+            Err(_) if last_attempt => "dead_lettered",
+            Err(_) => "retried",
+        },
+        job.enqueued_at,
+        started,
+        ctx.clock.now(),
+    );
     match result {
         Ok(()) => ack(ctx, &m).await,
         Err(e) if !e.is_retryable() => {
@@ -183,10 +193,8 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
 async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantRecord], at: DateTime<Utc>) -> Result<(), JobError> {
     let keys: Vec<String> = variants.iter().map(|v| v.object_key(&job.customer, &job.image_id)).collect();
     ctx.store.delete_many(&keys).await?;
-    let events = variants
-        .iter()
-        .map(|v| deletion_event(&job.image_id, &job.customer, Some(&v.name), v.bytes, at, "deleted"))
-        .collect();
+    let events =
+        variants.iter().map(|v| deletion_event(&job.image_id, &job.customer, Some(&v.name), v.bytes, at, "deleted")).collect();
     ctx.lake.write_durable(events).await?;
     Ok(())
 }
@@ -249,10 +257,7 @@ async fn fail(
     final_: bool,
 ) -> bool {
     let finished = ctx.clock.now();
-    let events = vec![
-        Event::Upload(job.upload.clone()),
-        job_event(job, attempt, status, Some(e.code()), started, finished, 0),
-    ];
+    let events = vec![Event::Upload(job.upload.clone()), job_event(job, attempt, status, Some(e.code()), started, finished, 0)];
     if let Err(err) = ctx.lake.write_durable(events).await {
         tracing::warn!(error = %err, "failure facts not written; the job will come back");
         return false;

@@ -106,10 +106,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_pixels: 250_000_000,
-            max_alloc_bytes: 2 * 1024 * 1024 * 1024,
-        }
+        Limits { max_pixels: 250_000_000, max_alloc_bytes: 2 * 1024 * 1024 * 1024 }
     }
 }
 
@@ -236,10 +233,7 @@ pub fn render_file(
     presets: &[Preset],
     limits: &Limits,
 ) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
-    let io_err = |source| PipelineError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = |source| PipelineError::Io { path: path.display().to_string(), source };
     let len = std::fs::metadata(path).map_err(io_err)?.len();
     if len > limits.max_alloc_bytes {
         return Err(PipelineError::DecodeLimit(format!(
@@ -269,10 +263,7 @@ pub fn render_bytes(
     }
     match panic::catch_unwind(AssertUnwindSafe(|| render_inner(data, presets, limits))) {
         Ok(result) => result,
-        Err(payload) => Err(PipelineError::DecodeFailed(format!(
-            "decoder panicked: {}",
-            panic_message(&payload)
-        ))),
+        Err(payload) => Err(PipelineError::DecodeFailed(format!("decoder panicked: {}", panic_message(&payload)))),
     }
 }
 
@@ -309,19 +300,11 @@ fn orientation_transposes(o: u16) -> bool {
     matches!(o, 5..=8)
 }
 
-fn render_inner(
-    data: &[u8],
-    presets: &[Preset],
-    limits: &Limits,
-) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
+fn render_inner(data: &[u8], presets: &[Preset], limits: &Limits) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
     // Header first: format, dimensions, orientation. Nothing is decoded yet.
     let probe = decode::probe(data, limits)?;
-    let info = SourceInfo {
-        format: probe.format_name(),
-        width: probe.width,
-        height: probe.height,
-        orientation: probe.orientation,
-    };
+    let info =
+        SourceInfo { format: probe.format_name(), width: probe.width, height: probe.height, orientation: probe.orientation };
     let (up_w, up_h) = info.upright_size();
 
     // Per preset, in upright coordinates: the whole-image frame it is cut from, and its
@@ -335,27 +318,18 @@ fn render_inner(
     };
     let largest_frame = frames[largest];
     // The same box in the file's stored orientation, for shrink-on-load.
-    let stored_target = if orientation_transposes(info.orientation) {
-        (largest_frame.1, largest_frame.0)
-    } else {
-        largest_frame
-    };
+    let stored_target = if orientation_transposes(info.orientation) { (largest_frame.1, largest_frame.0) } else { largest_frame };
 
     let base = decode::decode(data, &probe, stored_target, limits)?;
 
     let mut resizer = resize::Resizer::new();
-    let fail = |preset: &Preset, reason: String| PipelineError::EncodeFailed {
-        preset: preset.name.clone(),
-        reason,
-    };
+    let fail = |preset: &Preset, reason: String| PipelineError::EncodeFailed { preset: preset.name.clone(), reason };
 
     // Largest frame: resize in stored orientation (fewer pixels to rotate), then orient.
     let mut first = if (base.width(), base.height()) == stored_target {
         base
     } else {
-        let resized = resizer
-            .resize(&base, stored_target.0, stored_target.1)
-            .map_err(|e| fail(&presets[largest], e))?;
+        let resized = resizer.resize(&base, stored_target.0, stored_target.1).map_err(|e| fail(&presets[largest], e))?;
         drop(base);
         resized
     };
@@ -401,17 +375,11 @@ fn render_inner(
     let mut variants = Vec::with_capacity(presets.len());
     for (i, preset) in presets.iter().enumerate() {
         let img = &images[image_of[i]];
-        let bytes = match panic::catch_unwind(AssertUnwindSafe(|| {
-            encode::encode(img, preset.format, preset.quality.clamp(1, 100))
-        })) {
-            Ok(r) => r.map_err(|e| fail(preset, e))?,
-            Err(payload) => {
-                return Err(fail(
-                    preset,
-                    format!("encoder panicked: {}", panic_message(&payload)),
-                ))
-            }
-        };
+        let bytes =
+            match panic::catch_unwind(AssertUnwindSafe(|| encode::encode(img, preset.format, preset.quality.clamp(1, 100)))) {
+                Ok(r) => r.map_err(|e| fail(preset, e))?,
+                Err(payload) => return Err(fail(preset, format!("encoder panicked: {}", panic_message(&payload)))),
+            };
         variants.push(RenderedVariant {
             name: preset.name.clone(),
             format: preset.format,

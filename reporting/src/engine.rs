@@ -67,11 +67,15 @@ fn db_err(e: duckdb::Error) -> ReportingError {
 impl Engine {
     /// Opens DuckDB, syncs the lake once and creates the views and the (empty) rollups; with
     /// `rollups`, builds them in the background.
-    pub async fn open(source: Source, cache_ttl: Duration, timeout: Duration, rollups: bool) -> Result<Arc<Self>, ReportingError> {
+    pub async fn open(
+        source: Source,
+        cache_ttl: Duration,
+        timeout: Duration,
+        rollups: bool,
+    ) -> Result<Arc<Self>, ReportingError> {
         let conn = Connection::open_in_memory().map_err(|e| ReportingError::Setup(e.to_string()))?;
         // Footers are read once per file, not once per query; lake files never change in place.
-        conn.execute_batch("SET parquet_metadata_cache = true;")
-            .map_err(|e| ReportingError::Setup(e.to_string()))?;
+        conn.execute_batch("SET parquet_metadata_cache = true;").map_err(|e| ReportingError::Setup(e.to_string()))?;
         std::fs::create_dir_all(source.root()).map_err(|e| ReportingError::Setup(e.to_string()))?;
         let lake_root = source.root().display().to_string();
         let ddl = conn.try_clone().map_err(|e| ReportingError::Setup(e.to_string()))?;
@@ -94,12 +98,8 @@ impl Engine {
         // Statements that are not a table's view (settings, macros, derived views) run once:
         // before the tables' views (which may use them), and again after for those that
         // failed (which may be built on the tables' views).
-        let extra: Vec<String> = engine
-            .statements
-            .iter()
-            .filter(|s| s.table.is_none())
-            .map(|s| views::with_lake(&s.sql, &engine.lake_root))
-            .collect();
+        let extra: Vec<String> =
+            engine.statements.iter().filter(|s| s.table.is_none()).map(|s| views::with_lake(&s.sql, &engine.lake_root)).collect();
         let failed: Vec<&String> = extra.iter().filter(|sql| engine.ddl.lock().unwrap().execute_batch(sql).is_err()).collect();
         engine.refresh(true).await?;
         for sql in failed {

@@ -47,9 +47,7 @@ impl ReportingError {
             ReportingError::Forbidden => StatusCode::FORBIDDEN,
             ReportingError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ReportingError::Timeout(_) | ReportingError::LakeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ReportingError::Setup(_) | ReportingError::Query(_) | ReportingError::Encode(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ReportingError::Setup(_) | ReportingError::Query(_) | ReportingError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -123,11 +123,8 @@ async fn sync_mirror(store: &SharedStore, root: &Path) -> Result<(usize, usize),
     let tmp = root.join(".tmp");
     tokio::fs::create_dir_all(&tmp).await.map_err(|e| e.to_string())?;
     let fetched = missing.len();
-    let results: Vec<Result<(), String>> = futures::stream::iter(missing)
-        .map(|(rel, _)| fetch(store, root, &tmp, rel))
-        .buffer_unordered(8)
-        .collect()
-        .await;
+    let results: Vec<Result<(), String>> =
+        futures::stream::iter(missing).map(|(rel, _)| fetch(store, root, &tmp, rel)).buffer_unordered(8).collect().await;
     for r in results {
         match r {
             Ok(()) => {}

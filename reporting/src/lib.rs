@@ -53,10 +53,8 @@ impl Reporting {
     /// Runs a report on a current view of the lake.
     pub async fn run(&self, report: Report, params: &Params) -> Result<Answer, ReportingError> {
         self.engine.refresh(false).await?;
-        let figures = reports::Figures {
-            capacity_bytes: self.ctx.config.capacity.bytes.0,
-            gauge_used_bytes: self.ctx.usage.used(),
-        };
+        let figures =
+            reports::Figures { capacity_bytes: self.ctx.config.capacity.bytes.0, gauge_used_bytes: self.ctx.usage.used() };
         let sql = std::borrow::Cow::Borrowed(report.sql());
         match self.engine.query(sql.clone(), report.bind(params, &figures)).await {
             // A file removed by compaction between the listing and the read: list again, once.
@@ -133,17 +131,30 @@ struct VolumeQuery {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[schema(rename_all = "lowercase")]
-enum FormatName { Json, Csv, Arrow, Parquet }
+enum FormatName {
+    Json,
+    Csv,
+    Arrow,
+    Parquet,
+}
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[schema(rename_all = "snake_case")]
-enum TypeGroupingName { Format, ContentType }
+enum TypeGroupingName {
+    Format,
+    ContentType,
+}
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[schema(rename_all = "lowercase")]
-enum IntervalName { Hour, Day, Week, Month }
+enum IntervalName {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
 
 /// A report's rows as JSON: one object per row, columns as keys (see `sql/reports/`).
 #[derive(utoipa::ToSchema)]
@@ -159,7 +170,18 @@ struct ReportBytes(Vec<u8>);
 /// The OpenAPI part of the statistics routes (and the dashboard's static files).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(summary, customers, types, volume, processing, usage, dashboard_page, dashboard_page_slash, dashboard_js, dashboard_css),
+    paths(
+        summary,
+        customers,
+        types,
+        volume,
+        processing,
+        usage,
+        dashboard_page,
+        dashboard_page_slash,
+        dashboard_js,
+        dashboard_css
+    ),
     components(schemas(ReportRows, ReportBytes))
 )]
 struct ReportingApi;
@@ -225,9 +247,9 @@ async fn answer(
     }
     let Query(query) = query.map_err(|e| ReportingError::bad("invalid_parameter", e.body_text()))?;
     let params = Params::parse(&query, report.extra_parameters())?;
-    let format = params.format.unwrap_or_else(|| {
-        Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""))
-    });
+    let format = params
+        .format
+        .unwrap_or_else(|| Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")));
     let started = std::time::Instant::now();
     let answer = reporting.run(report, &params).await?;
     let watermark = answer.rollup_watermark;

@@ -59,11 +59,7 @@ impl Report {
     /// The positional parameters `$1..` of the report's SQL.
     pub fn bind(self, p: &Params, f: &Figures) -> Vec<Value> {
         let ts = |t: chrono::DateTime<chrono::Utc>| Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros());
-        let mut v = vec![
-            ts(p.from),
-            ts(p.to),
-            p.customer.clone().map(Value::Text).unwrap_or(Value::Null),
-        ];
+        let mut v = vec![ts(p.from), ts(p.to), p.customer.clone().map(Value::Text).unwrap_or(Value::Null)];
         let big = |n: u64| Value::BigInt(n.min(i64::MAX as u64) as i64);
         match self {
             Report::Summary => {
@@ -77,13 +73,15 @@ impl Report {
                 }
                 .into(),
             )),
-            Report::Volume => v.push(Value::Text(match p.interval {
-                Interval::Hour => "hour",
-                Interval::Day => "day",
-                Interval::Week => "week",
-                Interval::Month => "month",
-            }
-            .into())),
+            Report::Volume => v.push(Value::Text(
+                match p.interval {
+                    Interval::Hour => "hour",
+                    Interval::Day => "day",
+                    Interval::Week => "week",
+                    Interval::Month => "month",
+                }
+                .into(),
+            )),
             Report::Usage => v.push(big(f.capacity_bytes)),
             Report::Customers | Report::Processing => {}
         }

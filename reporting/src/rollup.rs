@@ -207,16 +207,18 @@ impl Engine {
     }
 
     /// Whether the facts before `w` in the files `now` are those of the files `then`.
-    async fn still_holds(&self, w: DateTime<Utc>, then: &HashMap<Table, FileSet>, now: &HashMap<Table, FileSet>) -> Result<bool, String> {
+    async fn still_holds(
+        &self,
+        w: DateTime<Utc>,
+        then: &HashMap<Table, FileSet>,
+        now: &HashMap<Table, FileSet>,
+    ) -> Result<bool, String> {
         let m = moved(w, then, now);
         if m.broken || m.check_jobs.is_empty() {
             return Ok(!m.broken);
         }
-        let list: Vec<String> = m
-            .check_jobs
-            .iter()
-            .map(|k| format!("'{}'", format!("{}/{k}", self.lake_root).replace('\'', "''")))
-            .collect();
+        let list: Vec<String> =
+            m.check_jobs.iter().map(|k| format!("'{}'", format!("{}/{k}", self.lake_root).replace('\'', "''"))).collect();
         let sql = format!("SELECT count(*) FROM read_parquet([{}]) WHERE enqueued_at < {}", list.join(", "), literal(Some(w)));
         let conn = self.base.lock().unwrap().try_clone().map_err(|e| e.to_string())?;
         let early: i64 = tokio::task::spawn_blocking(move || conn.query_row(&sql, [], |row| row.get(0)))
@@ -327,9 +329,11 @@ mod tests {
         .into();
         assert_eq!(moved(w, &then, &now), Moved { broken: false, check_jobs: vec!["jobs/dt=2026-11-24/k.parquet".into()] });
         // A late file of a rolled-up day, or one compacted away: they do not.
-        let late: HashMap<Table, FileSet> =
-            [(Table::Uploads, set(&["dt=2026-11-23/a.parquet", "dt=2026-11-23/c.parquet"])), (Table::Jobs, then[&Table::Jobs].clone())]
-                .into();
+        let late: HashMap<Table, FileSet> = [
+            (Table::Uploads, set(&["dt=2026-11-23/a.parquet", "dt=2026-11-23/c.parquet"])),
+            (Table::Jobs, then[&Table::Jobs].clone()),
+        ]
+        .into();
         assert!(moved(w, &then, &late).broken);
         let gone: HashMap<Table, FileSet> = [(Table::Uploads, set(&["dt=2026-11-23/a.parquet"]))].into();
         assert!(moved(w, &then, &gone).broken);
@@ -338,10 +342,8 @@ mod tests {
     #[test]
     fn the_script_has_tables_and_macros() {
         let st = statements();
-        let tables: Vec<&str> = st
-            .iter()
-            .filter_map(|s| if let Statement::Table(sql) = s { sql.split_whitespace().nth(4) } else { None })
-            .collect();
+        let tables: Vec<&str> =
+            st.iter().filter_map(|s| if let Statement::Table(sql) = s { sql.split_whitespace().nth(4) } else { None }).collect();
         assert!(tables.contains(&"rollup_uploads") && tables.contains(&"rollup_attempt_ms_all"), "{tables:?}");
         assert!(st.iter().any(|s| matches!(s, Statement::Other(sql) if sql.contains("MACRO upload_facts"))));
     }

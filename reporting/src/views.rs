@@ -6,8 +6,8 @@
 //! glob), so the service creates an empty table of the table's schema in its place, and
 //! swaps in the view as soon as a file appears: an empty lake answers zeros.
 
-use imagelake_core::lake::{schema::schema, Table};
 use arrow::datatypes::{DataType, TimeUnit};
+use imagelake_core::lake::{schema::schema, Table};
 
 /// The embedded view definitions.
 pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");

@@ -65,6 +65,9 @@ async fn bench_reports() {
         sorted.sort_by(f64::total_cmp);
         let median = if runs % 2 == 1 { sorted[runs / 2] } else { (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2.0 };
         let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
-        println!("{{\"report\": \"{report}\", \"median_ms\": {median:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}", list.join(", "));
+        println!(
+            "{{\"report\": \"{report}\", \"median_ms\": {median:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}",
+            list.join(", ")
+        );
     }
 }

@@ -20,10 +20,8 @@ mod support;
 use support::{config, lake_events, ANALYST};
 
 async fn summary(app: &axum::Router) -> Value {
-    let req = Request::get("/v1/stats/summary")
-        .header(header::AUTHORIZATION, format!("Bearer {ANALYST}"))
-        .body(Body::empty())
-        .unwrap();
+    let req =
+        Request::get("/v1/stats/summary").header(header::AUTHORIZATION, format!("Bearer {ANALYST}")).body(Body::empty()).unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();

@@ -54,14 +54,15 @@ async fn get(app: &Router, key: Option<&str>, uri: &str, accept: Option<&str>) -
 }
 
 fn python() -> PathBuf {
-    std::env::var_os("IMAGELAKE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelake/venv/bin/python")
-    })
+    std::env::var_os("IMAGELAKE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelake/venv/bin/python"))
 }
 
 /// The report as computed by polars over the lake files.
 fn independent(lake: &Path, report: &str, args: &[(&str, &str)], capacity: u64) -> Value {
-    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../tests/peers/reports_check.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../tests/peers/reports_check.py");
     let mut cmd = Command::new(python());
     cmd.arg(script).arg(lake).arg(report).arg("--capacity").arg(capacity.to_string());
     for (k, v) in args {
@@ -280,7 +281,10 @@ async fn rollups_meet_recent_and_late_facts() {
     // img-009 was never attempted (support::lake_events); its job, enqueued on the 9th,
     // finishes only now: the rollups' figures for that job are wrong from here on.
     let enqueued = support::at(9, 9, 0);
-    ctx.lake.write_durable(vec![job("job-late", "img-009", "globex", 1, enqueued, now - ChronoDuration::seconds(5))]).await.unwrap();
+    ctx.lake
+        .write_durable(vec![job("job-late", "img-009", "globex", 1, enqueued, now - ChronoDuration::seconds(5))])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await;
     assert_eq!(s.json()[0]["processed"], 50, "the late job and today's are counted");
@@ -449,9 +453,7 @@ async fn a_slow_query_times_out_with_503_and_does_not_block_others() {
     // Far more work than 1.5 s on any machine.
     let slow = tokio::spawn(async move {
         let started = Instant::now();
-        let r = engine
-            .query("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b".into(), vec![])
-            .await;
+        let r = engine.query("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b".into(), vec![]).await;
         (r, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -126,9 +126,10 @@ impl Server {
         if setup.backend.servers() {
             let s3 = testing::s3_options();
             let vt = 30;
-            let q = SqsQueue::create(testing::sqs_options(Duration::from_secs(vt), 5), &format!("jobs-{}", ids::new_compact_id()))
-                .await
-                .expect("create SQS queues");
+            let q =
+                SqsQueue::create(testing::sqs_options(Duration::from_secs(vt), 5), &format!("jobs-{}", ids::new_compact_id()))
+                    .await
+                    .expect("create SQS queues");
             text.push_str(&format!(
                 "[storage]\nbackend = \"s3\"\nbucket = {:?}\nendpoint = {:?}\nregion = {:?}\nforce_path_style = true\nprefix = {:?}\n",
                 s3.bucket,
@@ -209,7 +210,10 @@ impl Server {
         });
         let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
             let _ = child.kill();
-            panic!("server did not start; log:\n{}", std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default())
+            panic!(
+                "server did not start; log:\n{}",
+                std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+            )
         });
         self.url = url;
         self.child = Some(child);
@@ -314,8 +318,7 @@ impl Client {
     pub async fn wait_done(&self, key: &str, id: &str, within: Duration) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            let r: serde_json::Value =
-                self.get(key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+            let r: serde_json::Value = self.get(key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
             let status = r["status"].as_str().unwrap_or_default().to_string();
             if status == "processed" || status == "failed" {
                 return r;
@@ -373,7 +376,11 @@ impl InProcess {
             config.capacity.bytes = imagelake_core::units::ByteSize(c);
         }
         let key = generate_key();
-        config.keys.push(KeyConfig { sha256: hash_key(&key), customer: "acme".into(), role: imagelake_core::auth::Role::Uploader });
+        config.keys.push(KeyConfig {
+            sha256: hash_key(&key),
+            customer: "acme".into(),
+            role: imagelake_core::auth::Role::Uploader,
+        });
         let mut ctx = Context::connect(config).await.expect("connect");
         // Whole seconds: expiry times compare exactly with `made + 7 days ± 1 s`.
         let now = chrono_now_secs();

@@ -89,10 +89,7 @@ fn conform(table: Table, target: &SchemaRef, batch: &RecordBatch) -> Result<Reco
     for f in src.fields() {
         if target.field_with_name(f.name()).is_err() {
             // A newer writer added a column this binary does not know: merging would drop it.
-            return Err(enc(
-                table,
-                format!("column `{}` is not in this version's schema; refusing to compact", f.name()),
-            ));
+            return Err(enc(table, format!("column `{}` is not in this version's schema; refusing to compact", f.name())));
         }
     }
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
@@ -152,8 +149,7 @@ impl Output<'_> {
     async fn finish_file(&mut self) -> Result<(), LakeError> {
         let Some(w) = self.writer.take() else { return Ok(()) };
         let body = w.into_inner().map_err(|e| enc(self.table, e))?;
-        let key =
-            format!("{}compact-{}-{:04}-{}.parquet", self.prefix, self.generation, self.written.len(), self.writer_id);
+        let key = format!("{}compact-{}-{:04}-{}.parquet", self.prefix, self.generation, self.written.len(), self.writer_id);
         let size = body.len() as u64;
         self.store.put(&key, Bytes::from(body)).await?;
         self.written.push((key, size));

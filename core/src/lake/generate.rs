@@ -141,11 +141,8 @@ const FORMATS: [(&str, &str, f64); 6] = [
 const SIZES: [(u32, u32); 8] =
     [(4032, 3024), (3024, 4032), (1920, 1080), (1080, 1920), (1280, 720), (800, 600), (6000, 4000), (1080, 1080)];
 /// (variant, format, max width, max height, bytes per megapixel of output).
-const VARIANTS: [(&str, &str, u32, u32, f64); 3] = [
-    ("thumb", "jpeg", 400, 300, 180_000.0),
-    ("medium", "jpeg", 1600, 1200, 160_000.0),
-    ("webp", "webp", 1600, 1200, 95_000.0),
-];
+const VARIANTS: [(&str, &str, u32, u32, f64); 3] =
+    [("thumb", "jpeg", 400, 300, 180_000.0), ("medium", "jpeg", 1600, 1200, 160_000.0), ("webp", "webp", 1600, 1200, 95_000.0)];
 const RETRYABLE: [&str; 3] = ["store_unavailable", "internal", "queue_unavailable"];
 const FINAL: [&str; 3] = ["decode_failed", "unsupported_format", "image_too_large"];
 
@@ -256,13 +253,8 @@ impl Gen {
             return;
         }
         self.buffered -= events.len();
-        let name = format!(
-            "lake/{}/dt={}/generate-s{}-{:06}.parquet",
-            key.0.name(),
-            key.1.format("%Y-%m-%d"),
-            self.opts.seed,
-            self.seq
-        );
+        let name =
+            format!("lake/{}/dt={}/generate-s{}-{:06}.parquet", key.0.name(), key.1.format("%Y-%m-%d"), self.opts.seed, self.seq);
         self.seq += 1;
         if sink.send((name, key.0, events)).is_err() {
             // The consumer gave up (a store error): stop generating.
@@ -280,8 +272,7 @@ impl Gen {
 
     /// The usage snapshot at midnight after day index `di` (everything up to then is known).
     fn snapshot(&mut self, di: usize, sink: &Sink) {
-        let taken_at =
-            Utc.from_utc_datetime(&(self.start_day + Duration::days(di as i64 + 1)).and_hms_opt(0, 0, 0).unwrap());
+        let taken_at = Utc.from_utc_datetime(&(self.start_day + Duration::days(di as i64 + 1)).and_hms_opt(0, 0, 0).unwrap());
         for (c, d) in self.deltas[di].iter().enumerate() {
             let t = &mut self.totals[c];
             t.originals += d.originals;
@@ -446,8 +437,7 @@ impl Gen {
         }
 
         // A user deletes about 1% of images, at some point in the following 30 days.
-        let deleted_at =
-            rng.chance(0.01).then(|| micros(uploaded_at, rng.f() * 30.0 * 86_400e6)).filter(|t| *t <= o_end);
+        let deleted_at = rng.chance(0.01).then(|| micros(uploaded_at, rng.f() * 30.0 * 86_400e6)).filter(|t| *t <= o_end);
 
         // Variants, their expiry (the lifecycle job runs hourly) or deletion with the original.
         for v in variant_rows {

@@ -66,8 +66,7 @@ fn approx_size(e: &Event) -> usize {
 impl LakeWriter {
     /// `writer_id` names this process in file names (letters, digits, `-`).
     pub fn new(store: SharedStore, writer_id: &str, cfg: LakeConfig, clock: SharedClock) -> Arc<Self> {
-        let writer_id: String =
-            writer_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+        let writer_id: String = writer_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
         Arc::new(Self {
             store,
             writer_id,
@@ -169,12 +168,7 @@ impl LakeWriter {
     async fn write_file(&self, table: Table, day: &str, events: &[Event]) -> Result<(String, u64), LakeError> {
         let body = encode(table, events)?;
         let size = body.len() as u64;
-        let key = format!(
-            "lake/{}/dt={day}/{}-{}.parquet",
-            table.name(),
-            self.writer_id,
-            uuid::Uuid::now_v7().simple()
-        );
+        let key = format!("lake/{}/dt={day}/{}-{}.parquet", table.name(), self.writer_id, uuid::Uuid::now_v7().simple());
         self.store.put(&key, body).await?;
         Ok((key, size))
     }

@@ -174,7 +174,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// A customer's images, newest first, strictly older than `before` (an image id).
     async fn list_images(&self, customer: &str, before: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError>;
     /// The image an unexpired idempotency key names, if it still exists.
-    async fn idempotent_image(&self, customer: &str, key_hash: &str, now: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError>;
+    async fn idempotent_image(
+        &self,
+        customer: &str,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ImageRecord>, MetaError>;
     /// `uploaded | processing` -> `processing`, counting the attempt.
     async fn start_processing(&self, id: &str, attempt: u32) -> Result<Transition, MetaError>;
     /// `uploaded | processing` -> `processed` with its variants (and their bytes counted).

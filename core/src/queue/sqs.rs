@@ -23,8 +23,7 @@ pub struct SqsOptions {
 impl SqsOptions {
     pub fn from_config(c: &QueueConfig) -> std::result::Result<Self, crate::CoreError> {
         let need = |v: &Option<String>, name: &str| {
-            v.clone()
-                .ok_or_else(|| crate::CoreError::Config(format!("queue.{name} is required with backend = \"sqs\"")))
+            v.clone().ok_or_else(|| crate::CoreError::Config(format!("queue.{name} is required with backend = \"sqs\"")))
         };
         Ok(Self {
             queue_url: need(&c.queue_url, "queue_url")?,
@@ -231,13 +230,11 @@ impl JobQueue for SqsQueue {
 
     async fn depth(&self) -> Result<QueueDepth> {
         use QueueAttributeName::*;
-        let main = self
-            .attributes(&self.opts.queue_url, &[ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible])
-            .await?;
+        let main =
+            self.attributes(&self.opts.queue_url, &[ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible]).await?;
         let dead = self.attributes(&self.opts.dead_letter_url, &[ApproximateNumberOfMessages]).await?;
-        let n = |m: &HashMap<QueueAttributeName, String>, k: QueueAttributeName| {
-            m.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0)
-        };
+        let n =
+            |m: &HashMap<QueueAttributeName, String>, k: QueueAttributeName| m.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(QueueDepth {
             visible: n(&main, ApproximateNumberOfMessages),
             in_flight: n(&main, ApproximateNumberOfMessagesNotVisible),

@@ -58,9 +58,7 @@ impl LocalStore {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(io::Error::other(e)))?
 }
 
 fn meta_of(key: &str, m: &fs::Metadata) -> ObjectMeta {
@@ -335,9 +333,7 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>) -> io::Res
 pub(crate) fn clamp_range(range: Option<Range<u64>>, size: u64) -> Result<Range<u64>> {
     match range {
         None => Ok(0..size),
-        Some(r) if r.start >= size || r.end <= r.start => {
-            Err(StoreError::InvalidRange { start: r.start, end: r.end, size })
-        }
+        Some(r) if r.start >= size || r.end <= r.start => Err(StoreError::InvalidRange { start: r.start, end: r.end, size }),
         Some(r) => Ok(r.start..r.end.min(size)),
     }
 }

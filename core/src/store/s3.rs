@@ -118,7 +118,11 @@ fn map_err<E: std::error::Error + Send + Sync + 'static>(
 
 fn etag(s: Option<&str>) -> String {
     let s = s.unwrap_or_default();
-    if s.starts_with('"') { s.to_string() } else { format!("\"{s}\"") }
+    if s.starts_with('"') {
+        s.to_string()
+    } else {
+        format!("\"{s}\"")
+    }
 }
 
 fn time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
@@ -170,12 +174,7 @@ impl ObjectStore for S3Store {
         let len = out.content_length().unwrap_or(0).max(0) as u64;
         let size = total_from_content_range(out.content_range()).unwrap_or(len);
         let start = range.as_ref().map(|r| r.start).unwrap_or(0);
-        let meta = ObjectMeta {
-            key: key.into(),
-            size,
-            etag: etag(out.e_tag()),
-            last_modified: time(out.last_modified()),
-        };
+        let meta = ObjectMeta { key: key.into(), size, etag: etag(out.e_tag()), last_modified: time(out.last_modified()) };
         let key_owned = key.to_string();
         let body = futures::stream::unfold(out.body, move |mut b| {
             let key = key_owned.clone();
@@ -209,12 +208,8 @@ impl ObjectStore for S3Store {
 
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage> {
         validate_prefix(prefix)?;
-        let mut req = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.full(prefix))
-            .max_keys(limit.clamp(1, 1000) as i32);
+        let mut req =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full(prefix)).max_keys(limit.clamp(1, 1000) as i32);
         if let Some(a) = after {
             req = req.start_after(self.full(a));
         }
@@ -300,10 +295,7 @@ impl ObjectStore for S3Store {
         parts.sort_by_key(|p| p.number);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
-                parts
-                    .iter()
-                    .map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build())
-                    .collect(),
+                parts.iter().map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build()).collect(),
             ))
             .build();
         self.client
@@ -374,12 +366,13 @@ impl ObjectStore for S3Store {
         validate_prefix(prefix)?;
         let full = self.full(prefix);
         let id = format!("imagelake-expire-{}", full.replace('/', "-").trim_end_matches('-'));
-        let mut rules: Vec<LifecycleRule> = match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
-            Ok(out) => out.rules().iter().filter(|r| r.id() != Some(id.as_str())).cloned().collect(),
-            // No configuration yet (404 NoSuchLifecycleConfiguration).
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Vec::new(),
-            Err(e) => return Err(map_err(prefix, e)),
-        };
+        let mut rules: Vec<LifecycleRule> =
+            match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+                Ok(out) => out.rules().iter().filter(|r| r.id() != Some(id.as_str())).cloned().collect(),
+                // No configuration yet (404 NoSuchLifecycleConfiguration).
+                Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Vec::new(),
+                Err(e) => return Err(map_err(prefix, e)),
+            };
         let rule = LifecycleRule::builder()
             .id(&id)
             .status(ExpirationStatus::Enabled)

@@ -31,21 +31,12 @@ impl Default for UploadOptions {
 impl UploadOptions {
     pub fn from_config(c: &crate::config::StorageConfig) -> Self {
         let part_size = (c.part_size.0 as usize).max(5 << 20);
-        Self {
-            multipart_threshold: (c.multipart_threshold.0 as usize).max(1),
-            part_size,
-            concurrency: c.part_concurrency.max(1),
-        }
+        Self { multipart_threshold: (c.multipart_threshold.0 as usize).max(1), part_size, concurrency: c.part_concurrency.max(1) }
     }
 }
 
 /// Streams `body` to `key`. The object exists, whole, if and only if this returns `Ok`.
-pub async fn upload_stream<S, E>(
-    store: &SharedStore,
-    key: &str,
-    body: S,
-    opts: UploadOptions,
-) -> Result<ObjectMeta, StoreError>
+pub async fn upload_stream<S, E>(store: &SharedStore, key: &str, body: S, opts: UploadOptions) -> Result<ObjectMeta, StoreError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,

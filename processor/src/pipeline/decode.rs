@@ -74,14 +74,9 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
         Ok(ImageFormat::WebP) => Ok(SourceFormat::WebP),
         Ok(ImageFormat::Gif) => Ok(SourceFormat::Gif),
         Ok(ImageFormat::Tiff) => Ok(SourceFormat::Tiff),
-        Ok(other) => Err(PipelineError::UnsupportedFormat(
-            other
-                .extensions_str()
-                .first()
-                .copied()
-                .unwrap_or("unknown")
-                .to_string(),
-        )),
+        Ok(other) => {
+            Err(PipelineError::UnsupportedFormat(other.extensions_str().first().copied().unwrap_or("unknown").to_string()))
+        }
         Err(_) => {
             // A few common non-raster uploads get a precise answer instead of "corrupt".
             let head = &data[..data.len().min(256)];
@@ -93,9 +88,7 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
             } else if head.len() >= 12 && &head[4..8] == b"ftyp" {
                 Err(PipelineError::UnsupportedFormat("heif/isobmff".into()))
             } else {
-                Err(PipelineError::DecodeFailed(
-                    "content is not a recognised image format".into(),
-                ))
+                Err(PipelineError::DecodeFailed("content is not a recognised image format".into()))
             }
         }
     }
@@ -103,16 +96,10 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
 
 pub(super) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), PipelineError> {
     if width == 0 || height == 0 {
-        return Err(PipelineError::DecodeFailed(format!(
-            "header declares an empty image ({width}x{height})"
-        )));
+        return Err(PipelineError::DecodeFailed(format!("header declares an empty image ({width}x{height})")));
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(PipelineError::ImageTooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
+        return Err(PipelineError::ImageTooLarge { width, height, max_pixels: limits.max_pixels });
     }
     Ok(())
 }
@@ -124,9 +111,7 @@ pub(super) fn probe(data: &[u8], limits: &Limits) -> Result<Probe, PipelineError
         let header = jpeg::parse_header(data)?;
         check_pixels(header.width, header.height, limits)?;
         if !header.complete {
-            return Err(PipelineError::DecodeFailed(
-                "truncated JPEG: data ends before the end-of-image marker".into(),
-            ));
+            return Err(PipelineError::DecodeFailed("truncated JPEG: data ends before the end-of-image marker".into()));
         }
         if header.fast_path() {
             return Ok(Probe {
@@ -142,17 +127,8 @@ pub(super) fn probe(data: &[u8], limits: &Limits) -> Result<Probe, PipelineError
     let mut decoder = generic_decoder(data, format, limits)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
-    let orientation = decoder
-        .orientation()
-        .map(|o| u16::from(o.to_exif()))
-        .unwrap_or(1);
-    Ok(Probe {
-        format,
-        width,
-        height,
-        orientation,
-        jpeg: None,
-    })
+    let orientation = decoder.orientation().map(|o| u16::from(o.to_exif())).unwrap_or(1);
+    Ok(Probe { format, width, height, orientation, jpeg: None })
 }
 
 /// Decode the whole image once, as L8, RGB8 or RGBA8, in the file's stored orientation.
@@ -193,11 +169,7 @@ fn image_limits(limits: &Limits) -> image::Limits {
     l
 }
 
-fn generic_decoder<'a>(
-    data: &'a [u8],
-    format: SourceFormat,
-    limits: &Limits,
-) -> Result<impl ImageDecoder + 'a, PipelineError> {
+fn generic_decoder<'a>(data: &'a [u8], format: SourceFormat, limits: &Limits) -> Result<impl ImageDecoder + 'a, PipelineError> {
     let mut reader = ImageReader::with_format(Cursor::new(data), format.image_format());
     reader.limits(image_limits(limits));
     match reader.into_decoder() {
@@ -219,9 +191,7 @@ fn generic_decoder<'a>(
 pub(super) fn map_image_error(e: ImageError) -> PipelineError {
     match e {
         ImageError::Limits(l) => match l.kind() {
-            LimitErrorKind::InsufficientMemory => {
-                PipelineError::DecodeLimit(format!("allocation limit reached: {l}"))
-            }
+            LimitErrorKind::InsufficientMemory => PipelineError::DecodeLimit(format!("allocation limit reached: {l}")),
             _ => PipelineError::DecodeLimit(l.to_string()),
         },
         ImageError::Unsupported(u) => PipelineError::UnsupportedFormat(u.to_string()),
@@ -235,9 +205,7 @@ pub(super) fn map_image_error(e: ImageError) -> PipelineError {
 /// Bring any decoded image to one of the three layouts the resizer and encoders handle.
 fn normalize(img: DynamicImage) -> DynamicImage {
     match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
-            img
-        }
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
         other => {
             let color = other.color();
             if color.has_alpha() {

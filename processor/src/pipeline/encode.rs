@@ -8,11 +8,7 @@ use image::{DynamicImage, ExtendedColorType, ImageEncoder};
 use super::OutputFormat;
 
 /// Encode `img` (L8, RGB8 or RGBA8) as `format` at `quality` (1..=100).
-pub(super) fn encode(
-    img: &DynamicImage,
-    format: OutputFormat,
-    quality: u8,
-) -> Result<Vec<u8>, String> {
+pub(super) fn encode(img: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, String> {
     match format {
         OutputFormat::Jpeg => encode_jpeg(img, quality),
         OutputFormat::Png => encode_png(img),
@@ -29,14 +25,8 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
     let (pixels, color): (Cow<[u8]>, jpeg_encoder::ColorType) = match img {
         DynamicImage::ImageLuma8(g) => (Cow::Borrowed(g.as_raw()), jpeg_encoder::ColorType::Luma),
         DynamicImage::ImageRgb8(rgb) => (Cow::Borrowed(rgb.as_raw()), jpeg_encoder::ColorType::Rgb),
-        DynamicImage::ImageRgba8(rgba) => (
-            Cow::Owned(flatten_on_white(rgba.as_raw())),
-            jpeg_encoder::ColorType::Rgb,
-        ),
-        other => (
-            Cow::Owned(other.to_rgb8().into_raw()),
-            jpeg_encoder::ColorType::Rgb,
-        ),
+        DynamicImage::ImageRgba8(rgba) => (Cow::Owned(flatten_on_white(rgba.as_raw())), jpeg_encoder::ColorType::Rgb),
+        other => (Cow::Owned(other.to_rgb8().into_raw()), jpeg_encoder::ColorType::Rgb),
     };
     // Compressed size is typically well under 1 byte per pixel at these qualities.
     let mut out = Vec::with_capacity((w as usize * h as usize / 4).max(1024));
@@ -44,9 +34,7 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
     // Below quality 90 chroma is subsampled 2x2; average the block like libjpeg does
     // rather than picking its top-left pixel.
     encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
-    encoder
-        .encode(&pixels, w16, h16, color)
-        .map_err(|e| format!("jpeg: {e}"))?;
+    encoder.encode(&pixels, w16, h16, color).map_err(|e| format!("jpeg: {e}"))?;
     Ok(out)
 }
 
@@ -92,8 +80,6 @@ fn encode_webp(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
             webp::Encoder::from_rgb(rgb_storage.as_raw(), w, h)
         }
     };
-    let memory = encoder
-        .encode_simple(false, f32::from(quality))
-        .map_err(|e| format!("webp: {e:?}"))?;
+    let memory = encoder.encode_simple(false, f32::from(quality)).map_err(|e| format!("webp: {e:?}"))?;
     Ok(memory.to_vec())
 }

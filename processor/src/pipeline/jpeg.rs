@@ -37,10 +37,7 @@ impl Header {
         matches!(self.sof, 0xC0..=0xC2)
             && self.precision == 8
             && matches!(self.sampling.len(), 1 | 3)
-            && self
-                .sampling
-                .iter()
-                .all(|&(h, v)| (1..=4).contains(&h) && (1..=4).contains(&v))
+            && self.sampling.iter().all(|&(h, v)| (1..=4).contains(&h) && (1..=4).contains(&v))
     }
 }
 
@@ -97,16 +94,13 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, PipelineError> {
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 if header.is_some() {
                     // Hierarchical JPEG: several frames.
-                    return Err(PipelineError::UnsupportedFormat(
-                        "hierarchical JPEG (several frames)".into(),
-                    ));
+                    return Err(PipelineError::UnsupportedFormat("hierarchical JPEG (several frames)".into()));
                 }
                 header = Some(parse_sof(marker, payload)?);
             }
             0xE1 if payload.starts_with(b"Exif\0\0") && orientation == 1 => {
-                orientation = image::metadata::Orientation::from_exif_chunk(&payload[6..])
-                    .map(|o| u16::from(o.to_exif()))
-                    .unwrap_or(1);
+                orientation =
+                    image::metadata::Orientation::from_exif_chunk(&payload[6..]).map(|o| u16::from(o.to_exif())).unwrap_or(1);
             }
             0xDA => {
                 if header.is_none() {
@@ -159,9 +153,7 @@ fn parse_sof(marker: u8, p: &[u8]) -> Result<Header, PipelineError> {
         return Err(corrupt("invalid component count in frame header"));
     }
     if height == 0 {
-        return Err(PipelineError::UnsupportedFormat(
-            "JPEG with height defined later (DNL marker)".into(),
-        ));
+        return Err(PipelineError::UnsupportedFormat("JPEG with height defined later (DNL marker)".into()));
     }
     if width == 0 {
         return Err(corrupt("JPEG with zero width"));
@@ -172,15 +164,7 @@ fn parse_sof(marker: u8, p: &[u8]) -> Result<Header, PipelineError> {
             (s >> 4, s & 0x0F)
         })
         .collect();
-    Ok(Header {
-        width,
-        height,
-        orientation: 1,
-        complete: false,
-        sof: marker,
-        precision,
-        sampling,
-    })
+    Ok(Header { width, height, orientation: 1, complete: false, sof: marker, precision, sampling })
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
@@ -192,9 +176,7 @@ pub(super) fn choose_shrink(width: u32, height: u32, target: (u32, u32)) -> u32 
     let (w, h) = (u64::from(width), u64::from(height));
     let (tw, th) = (u64::from(target.0.max(1)), u64::from(target.1.max(1)));
     for shrink in [8u64, 4, 2] {
-        if ceil_div(w, shrink) >= SHRINK_HEADROOM * tw
-            && ceil_div(h, shrink) >= SHRINK_HEADROOM * th
-        {
+        if ceil_div(w, shrink) >= SHRINK_HEADROOM * tw && ceil_div(h, shrink) >= SHRINK_HEADROOM * th {
             return shrink as u32;
         }
     }
@@ -210,10 +192,7 @@ fn estimate_alloc(h: &Header, out_w: u64, out_h: u64) -> u64 {
     let mcus_y = ceil_div(u64::from(h.height), 8 * vmax);
     let comps = h.sampling.len() as u64;
     let coefficients = if h.progressive() {
-        h.sampling
-            .iter()
-            .map(|&(sh, sv)| mcus_x * u64::from(sh) * mcus_y * u64::from(sv) * 64 * 2)
-            .sum()
+        h.sampling.iter().map(|&(sh, sv)| mcus_x * u64::from(sh) * mcus_y * u64::from(sv) * 64 * 2).sum()
     } else {
         0
     };
@@ -221,12 +200,7 @@ fn estimate_alloc(h: &Header, out_w: u64, out_h: u64) -> u64 {
 }
 
 /// Decode with DCT-domain downscaling towards `target` (stored orientation).
-pub(super) fn decode(
-    data: &[u8],
-    header: &Header,
-    target: (u32, u32),
-    limits: &Limits,
-) -> Result<DynamicImage, PipelineError> {
+pub(super) fn decode(data: &[u8], header: &Header, target: (u32, u32), limits: &Limits) -> Result<DynamicImage, PipelineError> {
     let shrink = choose_shrink(header.width, header.height, target);
     let out_w = ceil_div(u64::from(header.width), u64::from(shrink));
     let out_h = ceil_div(u64::from(header.height), u64::from(shrink));

@@ -50,12 +50,10 @@ impl Resizer {
             DynamicImage::ImageRgba8(_) => PixelType::U8x4,
             other => return Err(format!("unexpected pixel layout {:?}", other.color())),
         };
-        let src_ref = ImageRef::new(src.width(), src.height(), src.as_bytes(), pixel_type)
-            .map_err(|e| format!("resize source: {e}"))?;
+        let src_ref =
+            ImageRef::new(src.width(), src.height(), src.as_bytes(), pixel_type).map_err(|e| format!("resize source: {e}"))?;
         let mut dst = Image::new(width.max(1), height.max(1), pixel_type);
-        self.inner
-            .resize(&src_ref, &mut dst, options)
-            .map_err(|e| format!("resize: {e}"))?;
+        self.inner.resize(&src_ref, &mut dst, options).map_err(|e| format!("resize: {e}"))?;
         let (w, h) = (dst.width(), dst.height());
         let buf = dst.into_vec();
         let img = match pixel_type {

@@ -14,11 +14,7 @@ fn gradient(width: u32, height: u32) -> RgbImage {
         if x < width / 4 && y < height / 4 {
             Rgb([230, 20, 20])
         } else {
-            Rgb([
-                (x * 255 / width.max(1)) as u8,
-                (y * 255 / height.max(1)) as u8,
-                128,
-            ])
+            Rgb([(x * 255 / width.max(1)) as u8, (y * 255 / height.max(1)) as u8, 128])
         }
     })
 }
@@ -30,17 +26,11 @@ fn encode_as(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 }
 
 fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
-    encode_as(
-        &DynamicImage::ImageRgb8(gradient(width, height)),
-        ImageFormat::Jpeg,
-    )
+    encode_as(&DynamicImage::ImageRgb8(gradient(width, height)), ImageFormat::Jpeg)
 }
 
 fn png_bytes(width: u32, height: u32) -> Vec<u8> {
-    encode_as(
-        &DynamicImage::ImageRgb8(gradient(width, height)),
-        ImageFormat::Png,
-    )
+    encode_as(&DynamicImage::ImageRgb8(gradient(width, height)), ImageFormat::Png)
 }
 
 /// Insert an EXIF APP1 segment carrying `orientation` right after the SOI marker.
@@ -103,55 +93,28 @@ fn decode_variant(v: &RenderedVariant) -> DynamicImage {
         OutputFormat::WebP => ImageFormat::WebP,
     };
     let img = image::load_from_memory_with_format(&v.bytes, format).expect("variant decodes");
-    assert_eq!(
-        (img.width(), img.height()),
-        (v.width, v.height),
-        "{}",
-        v.name
-    );
+    assert_eq!((img.width(), img.height()), (v.width, v.height), "{}", v.name);
     img
 }
 
 /// The variant fits its box, keeps the source's aspect ratio within a pixel, and is
 /// not larger than the (upright) source.
 fn assert_fits(v: &RenderedVariant, p: &Preset, src: (u32, u32)) {
-    assert!(
-        v.width <= p.width && v.height <= p.height,
-        "{} {}x{} outside box",
-        v.name,
-        v.width,
-        v.height
-    );
+    assert!(v.width <= p.width && v.height <= p.height, "{} {}x{} outside box", v.name, v.width, v.height);
     assert!(v.width <= src.0 && v.height <= src.1, "{} upscaled", v.name);
     if p.fit == Fit::Cover {
         assert_eq!((v.width, v.height), (p.width.min(src.0), p.height.min(src.1)), "{} cover size", v.name);
         return;
     }
-    assert!(
-        v.width == p.width || v.height == p.height || (v.width, v.height) == src,
-        "{} does not fill its box",
-        v.name
-    );
+    assert!(v.width == p.width || v.height == p.height || (v.width, v.height) == src, "{} does not fill its box", v.name);
     // The side that does not touch the box is within a pixel of the exact ratio.
     let exact_h = f64::from(v.width) * f64::from(src.1) / f64::from(src.0);
     let exact_w = f64::from(v.height) * f64::from(src.0) / f64::from(src.1);
-    let off = (f64::from(v.height) - exact_h)
-        .abs()
-        .min((f64::from(v.width) - exact_w).abs());
-    assert!(
-        off <= 1.0,
-        "{} aspect: {}x{} from {:?}",
-        v.name,
-        v.width,
-        v.height,
-        src
-    );
+    let off = (f64::from(v.height) - exact_h).abs().min((f64::from(v.width) - exact_w).abs());
+    assert!(off <= 1.0, "{} aspect: {}x{} from {:?}", v.name, v.width, v.height, src);
 }
 
-fn render(
-    data: &[u8],
-    presets: &[Preset],
-) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
+fn render(data: &[u8], presets: &[Preset]) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
     render_bytes(data, presets, &Limits::default())
 }
 
@@ -168,10 +131,7 @@ fn default_presets_fit_their_boxes() {
     for (w, h) in [(2000, 1500), (3000, 1000), (900, 2400), (1601, 1201)] {
         let path = temp_file("photo.jpg", &jpeg_bytes(w, h));
         let (info, variants) = render_file(&path, &presets, &Limits::default()).unwrap();
-        assert_eq!(
-            (info.format, info.width, info.height, info.orientation),
-            ("jpeg", w, h, 1)
-        );
+        assert_eq!((info.format, info.width, info.height, info.orientation), ("jpeg", w, h, 1));
         assert_eq!(variants.len(), presets.len());
         for (v, p) in variants.iter().zip(&presets) {
             assert_eq!((v.name.as_str(), v.format), (p.name.as_str(), p.format));
@@ -242,11 +202,7 @@ fn every_input_format_renders() {
         preset("webp", 100, 100, OutputFormat::WebP),
     ];
     for (format, name) in cases {
-        let src = if format == ImageFormat::Gif {
-            DynamicImage::ImageRgba8(src.to_rgba8())
-        } else {
-            src.clone()
-        };
+        let src = if format == ImageFormat::Gif { DynamicImage::ImageRgba8(src.to_rgba8()) } else { src.clone() };
         let data = encode_as(&src, format);
         let (info, variants) = render(&data, &presets).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((info.format, info.width, info.height), (name, 640, 480));
@@ -255,17 +211,9 @@ fn every_input_format_renders() {
             let img = decode_variant(v);
             // Top-left stays red, bottom-right stays the gradient's end (r, g high).
             let tl = img.get_pixel(2, 2);
-            assert!(
-                tl[0] > 180 && tl[1] < 80,
-                "{name}/{}: top-left {tl:?}",
-                v.name
-            );
+            assert!(tl[0] > 180 && tl[1] < 80, "{name}/{}: top-left {tl:?}", v.name);
             let br = img.get_pixel(img.width() - 2, img.height() - 2);
-            assert!(
-                br[0] > 200 && br[1] > 200,
-                "{name}/{}: bottom-right {br:?}",
-                v.name
-            );
+            assert!(br[0] > 200 && br[1] > 200, "{name}/{}: bottom-right {br:?}", v.name);
         }
     }
 }
@@ -274,10 +222,7 @@ fn every_input_format_renders() {
 fn exif_orientation_6_rotates_the_output() {
     // Stored landscape 600x400; orientation 6 means "rotate 90 degrees clockwise".
     let data = with_exif_orientation(&jpeg_bytes(600, 400), 6);
-    let presets = vec![
-        preset("thumb", 400, 300, OutputFormat::Jpeg),
-        preset("big", 1000, 1000, OutputFormat::Png),
-    ];
+    let presets = vec![preset("thumb", 400, 300, OutputFormat::Jpeg), preset("big", 1000, 1000, OutputFormat::Png)];
     let (info, variants) = render(&data, &presets).unwrap();
     assert_eq!((info.width, info.height, info.orientation), (600, 400, 6));
     assert_eq!(info.upright_size(), (400, 600));
@@ -301,10 +246,7 @@ fn exif_orientation_3_and_8() {
     let img = decode_variant(&v[0]);
     assert_eq!((img.width(), img.height()), (300, 200));
     let br = img.get_pixel(img.width() - 3, img.height() - 3);
-    assert!(
-        br[0] > 180 && br[1] < 80,
-        "rotated 180: bottom-right {br:?}"
-    );
+    assert!(br[0] > 180 && br[1] < 80, "rotated 180: bottom-right {br:?}");
 
     let data = with_exif_orientation(&jpeg_bytes(600, 400), 8);
     let (_, v) = render(&data, &[preset("t", 300, 300, OutputFormat::Png)]).unwrap();
@@ -353,13 +295,7 @@ fn one_pixel_and_extreme_aspect_ratios() {
 
 #[test]
 fn alpha_is_kept_or_flattened() {
-    let img = RgbaImage::from_fn(300, 200, |x, _| {
-        if x < 150 {
-            Rgba([0, 0, 255, 0])
-        } else {
-            Rgba([0, 200, 0, 255])
-        }
-    });
+    let img = RgbaImage::from_fn(300, 200, |x, _| if x < 150 { Rgba([0, 0, 255, 0]) } else { Rgba([0, 200, 0, 255]) });
     let data = encode_as(&DynamicImage::ImageRgba8(img), ImageFormat::Png);
     let presets = vec![
         preset("jpg", 150, 150, OutputFormat::Jpeg),
@@ -369,10 +305,7 @@ fn alpha_is_kept_or_flattened() {
     let (_, v) = render(&data, &presets).unwrap();
     let jpg = decode_variant(&v[0]);
     let left = jpg.get_pixel(5, 50);
-    assert!(
-        left[0] > 240 && left[1] > 240 && left[2] > 240,
-        "transparent -> white: {left:?}"
-    );
+    assert!(left[0] > 240 && left[1] > 240 && left[2] > 240, "transparent -> white: {left:?}");
     for v in &v[1..] {
         let img = decode_variant(v);
         assert!(img.color().has_alpha(), "{} keeps alpha", v.name);
@@ -383,9 +316,7 @@ fn alpha_is_kept_or_flattened() {
 
 #[test]
 fn grayscale_and_cmyk_jpegs() {
-    let gray = DynamicImage::ImageLuma8(image::GrayImage::from_fn(500, 400, |x, _| {
-        image::Luma([(x / 2) as u8])
-    }));
+    let gray = DynamicImage::ImageLuma8(image::GrayImage::from_fn(500, 400, |x, _| image::Luma([(x / 2) as u8])));
     let (_, v) = render(&encode_as(&gray, ImageFormat::Jpeg), &default_presets()).unwrap();
     let medium = v.iter().find(|v| v.name == "medium").unwrap();
     assert_eq!((medium.width, medium.height), (375, 300));
@@ -395,12 +326,8 @@ fn grayscale_and_cmyk_jpegs() {
 
     // CMYK is not on the fast path: it goes through `image`'s decoder.
     let mut cmyk_jpeg = Vec::new();
-    let cmyk: Vec<u8> = (0..320 * 240)
-        .flat_map(|i| [(i % 255) as u8, 0, 0, 0])
-        .collect();
-    jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90)
-        .encode(&cmyk, 320, 240, jpeg_encoder::ColorType::Cmyk)
-        .unwrap();
+    let cmyk: Vec<u8> = (0..320 * 240).flat_map(|i| [(i % 255) as u8, 0, 0, 0]).collect();
+    jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 320, 240, jpeg_encoder::ColorType::Cmyk).unwrap();
     let (info, v) = render(&cmyk_jpeg, &[preset("t", 160, 160, OutputFormat::Jpeg)]).unwrap();
     assert_eq!((info.format, info.width, info.height), ("jpeg", 320, 240));
     assert_eq!((v[0].width, v[0].height), (160, 120));
@@ -413,31 +340,11 @@ fn bad_inputs_give_stable_codes() {
     let png = png_bytes(800, 600);
     let presets = default_presets();
 
-    assert_eq!(
-        code_of(render(&jpeg[..jpeg.len() / 2], &presets)),
-        "decode_failed",
-        "truncated jpeg"
-    );
-    assert_eq!(
-        code_of(render(&jpeg[..jpeg.len() - 2], &presets)),
-        "decode_failed",
-        "jpeg without EOI"
-    );
-    assert_eq!(
-        code_of(render(&jpeg[..300], &presets)),
-        "decode_failed",
-        "jpeg cut in header"
-    );
-    assert_eq!(
-        code_of(render(&png[..png.len() / 2], &presets)),
-        "decode_failed",
-        "truncated png"
-    );
-    assert_eq!(
-        code_of(render(&png[..40], &presets)),
-        "decode_failed",
-        "png cut in header"
-    );
+    assert_eq!(code_of(render(&jpeg[..jpeg.len() / 2], &presets)), "decode_failed", "truncated jpeg");
+    assert_eq!(code_of(render(&jpeg[..jpeg.len() - 2], &presets)), "decode_failed", "jpeg without EOI");
+    assert_eq!(code_of(render(&jpeg[..300], &presets)), "decode_failed", "jpeg cut in header");
+    assert_eq!(code_of(render(&png[..png.len() / 2], &presets)), "decode_failed", "truncated png");
+    assert_eq!(code_of(render(&png[..40], &presets)), "decode_failed", "png cut in header");
 
     let mut state = 0x2545F4914F6CDD1Du64;
     let random: Vec<u8> = (0..10_000)
@@ -448,42 +355,23 @@ fn bad_inputs_give_stable_codes() {
             (state >> 24) as u8
         })
         .collect();
-    assert_eq!(
-        code_of(render(&random, &presets)),
-        "decode_failed",
-        "random bytes"
-    );
+    assert_eq!(code_of(render(&random, &presets)), "decode_failed", "random bytes");
     let mut fake_jpeg = vec![0xFF, 0xD8, 0xFF];
     fake_jpeg.extend_from_slice(&random);
-    assert_eq!(
-        code_of(render(&fake_jpeg, &presets)),
-        "decode_failed",
-        "jpeg magic + random"
-    );
+    assert_eq!(code_of(render(&fake_jpeg, &presets)), "decode_failed", "jpeg magic + random");
 
     let empty = temp_file("empty.jpg", b"");
-    assert_eq!(
-        code_of(render_file(&empty, &presets, &Limits::default())),
-        "decode_failed",
-        "zero bytes"
-    );
+    assert_eq!(code_of(render_file(&empty, &presets, &Limits::default())), "decode_failed", "zero bytes");
 
     let missing = std::env::temp_dir().join("imagelake-no-such-file.jpg");
-    assert_eq!(
-        code_of(render_file(&missing, &presets, &Limits::default())),
-        "io"
-    );
+    assert_eq!(code_of(render_file(&missing, &presets, &Limits::default())), "io");
 
     // A BMP file header (recognised by its magic, not accepted).
     let mut bmp = b"BM".to_vec();
     bmp.extend_from_slice(&[0x46, 0, 0, 0, 0, 0, 0, 0, 0x36, 0, 0, 0, 0x28, 0, 0, 0]);
     bmp.resize(70, 0);
     assert_eq!(code_of(render(&bmp, &presets)), "unsupported_format", "bmp");
-    assert_eq!(
-        code_of(render(b"%PDF-1.7\n...", &presets)),
-        "unsupported_format",
-        "pdf"
-    );
+    assert_eq!(code_of(render(b"%PDF-1.7\n...", &presets)), "unsupported_format", "pdf");
 }
 
 /// A PNG signature + IHDR (with a correct CRC) declaring `width` x `height`.
@@ -493,11 +381,7 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
         for &b in data {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc
@@ -531,45 +415,27 @@ fn oversized_headers_are_refused_before_decoding() {
     let err = render(&jpeg, &presets).unwrap_err();
     assert_eq!(err.code(), "image_too_large", "{err}");
     // Same, truncated right after the frame header: still too large, not corrupt.
-    assert_eq!(
-        code_of(render(&jpeg[..jpeg.len() - 2], &presets)),
-        "image_too_large"
-    );
+    assert_eq!(code_of(render(&jpeg[..jpeg.len() - 2], &presets)), "image_too_large");
 
     // A real image over a lowered pixel limit.
-    let limits = Limits {
-        max_pixels: 1000,
-        ..Limits::default()
-    };
+    let limits = Limits { max_pixels: 1000, ..Limits::default() };
     for data in [jpeg_bytes(100, 100), png_bytes(100, 100)] {
-        assert_eq!(
-            code_of(render_bytes(&data, &presets, &limits)),
-            "image_too_large"
-        );
+        assert_eq!(code_of(render_bytes(&data, &presets, &limits)), "image_too_large");
     }
 }
 
 #[test]
 fn allocation_limit_gives_decode_limit() {
     let presets = vec![preset("full", 2000, 2000, OutputFormat::Jpeg)];
-    let limits = Limits {
-        max_alloc_bytes: 1 << 20,
-        ..Limits::default()
-    };
+    let limits = Limits { max_alloc_bytes: 1 << 20, ..Limits::default() };
     // 1000x1000 RGB needs 3 MB decoded; the files themselves are far smaller.
     for data in [png_bytes(1000, 1000), jpeg_bytes(1000, 1000)] {
         assert!(data.len() < 1 << 20);
-        assert_eq!(
-            code_of(render_bytes(&data, &presets, &limits)),
-            "decode_limit"
-        );
+        assert_eq!(code_of(render_bytes(&data, &presets, &limits)), "decode_limit");
     }
     // A file larger than the limit is refused before it is read.
     let path = temp_file("big.png", &png_bytes(1000, 1000));
-    let tiny = Limits {
-        max_alloc_bytes: 100,
-        ..Limits::default()
-    };
+    let tiny = Limits { max_alloc_bytes: 100, ..Limits::default() };
     assert_eq!(code_of(render_file(&path, &presets, &tiny)), "decode_limit");
 }
 
@@ -577,29 +443,14 @@ fn allocation_limit_gives_decode_limit() {
 fn truncations_and_bit_flips_never_panic() {
     let src = DynamicImage::ImageRgb8(gradient(96, 64));
     let presets = vec![preset("t", 40, 40, OutputFormat::Jpeg)];
-    for format in [
-        ImageFormat::Jpeg,
-        ImageFormat::Png,
-        ImageFormat::WebP,
-        ImageFormat::Gif,
-        ImageFormat::Tiff,
-    ] {
-        let src = if format == ImageFormat::Gif {
-            DynamicImage::ImageRgba8(src.to_rgba8())
-        } else {
-            src.clone()
-        };
+    for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Tiff] {
+        let src = if format == ImageFormat::Gif { DynamicImage::ImageRgba8(src.to_rgba8()) } else { src.clone() };
         let data = encode_as(&src, format);
         let step = (data.len() / 97).max(1);
         for cut in (0..data.len()).step_by(step) {
             let r = render(&data[..cut], &presets);
             if matches!(format, ImageFormat::Jpeg | ImageFormat::Png) && cut < data.len() - 12 {
-                assert_eq!(
-                    code_of(r),
-                    "decode_failed",
-                    "{format:?} cut at {cut} of {}",
-                    data.len()
-                );
+                assert_eq!(code_of(r), "decode_failed", "{format:?} cut at {cut} of {}", data.len());
             } else if let Err(e) = r {
                 assert_ne!(e.code(), "io");
             }
@@ -622,18 +473,13 @@ fn truncations_and_bit_flips_never_panic() {
 
 #[test]
 fn zero_sized_preset_is_rejected() {
-    let err = render(
-        &png_bytes(10, 10),
-        &[preset("bad", 0, 10, OutputFormat::Png)],
-    )
-    .unwrap_err();
+    let err = render(&png_bytes(10, 10), &[preset("bad", 0, 10, OutputFormat::Png)]).unwrap_err();
     assert_eq!(err.code(), "invalid_preset");
 }
 
 #[test]
 fn presets_and_formats_serialize_lowercase() {
-    let p: Preset =
-        serde_json::from_str(r#"{"name":"w","width":10,"height":20,"format":"webp"}"#).unwrap();
+    let p: Preset = serde_json::from_str(r#"{"name":"w","width":10,"height":20,"format":"webp"}"#).unwrap();
     assert_eq!((p.format, p.quality), (OutputFormat::WebP, 80));
     let json = serde_json::to_string(&default_presets()[2]).unwrap();
     assert!(json.contains(r#""format":"jpeg""#), "{json}");

@@ -152,4 +152,3 @@ pub fn lake_events() -> Vec<Vec<Event>> {
     batches.push(again);
     batches
 }
-

@@ -126,25 +126,32 @@ fn fold(rows: Vec<Row>) -> Result<Vec<(ImageRecord, bool)>, MetaError> {
                 Some(text) => serde_json::from_str(text).map_err(|e| corrupt("exif", e))?,
                 None => None,
             };
-            out.push((ImageRecord {
-                id: r.id.clone(),
-                customer: r.customer.clone(),
-                status: status(&r.status)?,
-                content_type: r.content_type.clone(),
-                format: r.format.clone(),
-                bytes: r.bytes.max(0) as u64,
-                width: r.width.map(|w| w as u32),
-                height: r.height.map(|h| h as u32),
-                sha256: r.sha256.clone(),
-                uploaded_at: from_micros(r.uploaded_at),
-                processed_at: r.processed_at.map(from_micros),
-                error: r.error_code.clone().map(|code| RecordError { code, message: r.error_message.clone().unwrap_or_default() }),
-                exif,
-                requested_variants: serde_json::from_str(&r.requested_variants).map_err(|e| corrupt("requested_variants", e))?,
-                variants: Vec::new(),
-                attempts: r.attempts.max(0) as u32,
-                callback_url: r.callback_url.clone(),
-            }, r.deleted_at.is_some()));
+            out.push((
+                ImageRecord {
+                    id: r.id.clone(),
+                    customer: r.customer.clone(),
+                    status: status(&r.status)?,
+                    content_type: r.content_type.clone(),
+                    format: r.format.clone(),
+                    bytes: r.bytes.max(0) as u64,
+                    width: r.width.map(|w| w as u32),
+                    height: r.height.map(|h| h as u32),
+                    sha256: r.sha256.clone(),
+                    uploaded_at: from_micros(r.uploaded_at),
+                    processed_at: r.processed_at.map(from_micros),
+                    error: r
+                        .error_code
+                        .clone()
+                        .map(|code| RecordError { code, message: r.error_message.clone().unwrap_or_default() }),
+                    exif,
+                    requested_variants: serde_json::from_str(&r.requested_variants)
+                        .map_err(|e| corrupt("requested_variants", e))?,
+                    variants: Vec::new(),
+                    attempts: r.attempts.max(0) as u32,
+                    callback_url: r.callback_url.clone(),
+                },
+                r.deleted_at.is_some(),
+            ));
         }
         if let Some(name) = r.v_name {
             let (rec, _) = out.last_mut().expect("pushed above");
@@ -229,7 +236,12 @@ pub(super) async fn get(db: &SqlMetadata, id: &str, include_deleted: bool) -> Re
     Ok(records(rows)?.into_iter().next())
 }
 
-pub(super) async fn list(db: &SqlMetadata, customer: &str, before: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
+pub(super) async fn list(
+    db: &SqlMetadata,
+    customer: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ImageRecord>, MetaError> {
     let limit = limit as i64;
     let rows = on_pool!(db, p => match before {
         None => sqlx::query_as::<_, Row>(LIST_FIRST).bind(customer).bind(limit).fetch_all(p).await,
@@ -239,7 +251,12 @@ pub(super) async fn list(db: &SqlMetadata, customer: &str, before: Option<&str>,
     records(rows)
 }
 
-pub(super) async fn scan(db: &SqlMetadata, customer: &str, after: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
+pub(super) async fn scan(
+    db: &SqlMetadata,
+    customer: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ImageRecord>, MetaError> {
     // Every id sorts after "" whatever the collation.
     let rows = on_pool!(db, p => sqlx::query_as::<_, Row>(SCAN)
         .bind(customer).bind(after.unwrap_or("")).bind(limit as i64).fetch_all(p).await)
@@ -247,10 +264,13 @@ pub(super) async fn scan(db: &SqlMetadata, customer: &str, after: Option<&str>, 
     records(rows)
 }
 
-pub(super) async fn stale_tombstones(db: &SqlMetadata, before: DateTime<Utc>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
-    let rows =
-        on_pool!(db, p => sqlx::query_as::<_, Row>(TOMBSTONES).bind(micros(before)).bind(limit as i64).fetch_all(p).await)
-            .map_err(err)?;
+pub(super) async fn stale_tombstones(
+    db: &SqlMetadata,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<ImageRecord>, MetaError> {
+    let rows = on_pool!(db, p => sqlx::query_as::<_, Row>(TOMBSTONES).bind(micros(before)).bind(limit as i64).fetch_all(p).await)
+        .map_err(err)?;
     records(rows)
 }
 
@@ -322,7 +342,12 @@ pub(super) async fn import(db: &SqlMetadata, r: &ImageRecord) -> Result<bool, Me
     })
 }
 
-pub(super) async fn idempotent(db: &SqlMetadata, customer: &str, key_hash: &str, now: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError> {
+pub(super) async fn idempotent(
+    db: &SqlMetadata,
+    customer: &str,
+    key_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ImageRecord>, MetaError> {
     let id: Option<(String,)> = on_pool!(db, p => sqlx::query_as(
         "SELECT image_id FROM idempotency_keys WHERE customer = $1 AND key_hash = $2 AND expires_at > $3")
         .bind(customer).bind(key_hash).bind(micros(now)).fetch_optional(p).await)

@@ -160,7 +160,11 @@ pub(crate) fn err(e: sqlx::Error) -> MetaError {
                 || code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57P");
-            if transient { MetaError::Unavailable(d.to_string()) } else { MetaError::Internal(d.to_string()) }
+            if transient {
+                MetaError::Unavailable(d.to_string())
+            } else {
+                MetaError::Internal(d.to_string())
+            }
         }
         E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
             MetaError::Corrupt(e.to_string())
@@ -192,7 +196,12 @@ impl MetadataStore for SqlMetadata {
     async fn list_images(&self, customer: &str, before: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
         images::list(self, customer, before, limit).await
     }
-    async fn idempotent_image(&self, customer: &str, key_hash: &str, now: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError> {
+    async fn idempotent_image(
+        &self,
+        customer: &str,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ImageRecord>, MetaError> {
         images::idempotent(self, customer, key_hash, now).await
     }
     async fn start_processing(&self, id: &str, attempt: u32) -> Result<Transition, MetaError> {
