@@ -176,7 +176,7 @@ where
         let keys = SharedKeys::from_ref(state);
         let header = parts
             .headers
-            .get(axum::http::header::AUTHORIZATION)
+            .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Problem::unauthorized("missing `Authorization: Bearer <key>` header"))?;
         let key = header
@@ -211,11 +211,11 @@ mod tests {
     async fn keys_resolve_by_hash_only_and_revocation_is_seen() {
         let meta = meta().await;
         let key = generate_key();
-        meta.add_key(&ApiKey::new(&hash_key(&key), "acme", Role::Uploader, "cli", chrono::Utc::now())).await.unwrap();
+        meta.add_key(&ApiKey::new(&hash_key(&key), "acme", Role::Uploader, "cli", Utc::now())).await.unwrap();
         let store = KeyStore::new(meta.clone());
         assert_eq!(store.resolve(&key).await.unwrap().unwrap().customer, "acme");
         assert!(store.resolve("ilk_wrong").await.unwrap().is_none());
-        assert!(meta.revoke_key(&hash_key(&key)[..16], chrono::Utc::now()).await.unwrap());
+        assert!(meta.revoke_key(&hash_key(&key)[..16], Utc::now()).await.unwrap());
         tokio::time::sleep(KeyStore::FRESH).await;
         assert!(store.resolve(&key).await.unwrap().is_none(), "a revoked key stops working");
     }
@@ -231,7 +231,7 @@ mod tests {
         )
         .unwrap();
         let configured = [KeyConfig { sha256: hash_key(&b), customer: "globex".into(), role: Role::Uploader }];
-        let now = chrono::Utc::now();
+        let now = Utc::now();
         assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 2);
         assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 0, "idempotent");
         let store = KeyStore::new(meta.clone());

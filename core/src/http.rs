@@ -53,7 +53,7 @@ async fn problem_for_plain_errors(res: Response) -> Response {
     };
     let detail = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
     let mut out = Problem::new(status, code, detail).into_response();
-    for (name, value) in parts.headers.iter() {
+    for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());
         }

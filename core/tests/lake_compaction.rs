@@ -44,7 +44,7 @@ fn upload(n: u64) -> Event {
         content_type: "image/jpeg".into(),
         format: "jpeg".into(),
         bytes: 1000 + n * 13,
-        width: (n % 5 != 0).then_some(640 + n as u32 % 100),
+        width: (!n.is_multiple_of(5)).then_some(640 + n as u32 % 100),
         height: Some(480),
         sha256: format!("{:064x}", n * 7919),
     })

@@ -121,6 +121,8 @@ pub async fn variant(
     serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name)), gone).await
 }
 
+// One function serves originals and variants; its arguments are what differs between them.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     ctx: &Context,
     headers: &HeaderMap,

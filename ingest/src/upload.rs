@@ -11,7 +11,6 @@
 use crate::error::IngestError;
 use crate::inspect::{inspect, Inspection};
 use crate::{idempotency, sniff};
-use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -253,7 +252,7 @@ async fn store_body(
         }
         stored.ok_or_else(|| IngestError::BadRequest("missing_file", "the multipart body has no field `file`".into()))?
     } else {
-        let (stream, shared) = inspect(Body::from(request.into_body()).into_data_stream(), limit);
+        let (stream, shared) = inspect(request.into_body().into_data_stream(), limit);
         (upload_stream(&ctx.store, key, stream, opts).await, shared)
     };
     let mut inspection = std::mem::take(&mut *shared.lock().unwrap());

@@ -131,7 +131,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_config(c: &imagelake_core::config::LifecycleConfig) -> Self {
+    pub fn from_config(c: &LifecycleConfig) -> Self {
         Self {
             lease_ttl: c.lease_ttl.0,
             expire_chunk: 10_000,
@@ -144,7 +144,7 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self::from_config(&imagelake_core::config::LifecycleConfig::default())
+        Self::from_config(&LifecycleConfig::default())
     }
 }
 

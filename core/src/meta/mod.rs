@@ -75,7 +75,7 @@ pub enum Created {
     /// Committed, with its job in the outbox.
     New,
     /// The idempotency key already named this image: nothing was committed.
-    Duplicate(ImageRecord),
+    Duplicate(Box<ImageRecord>),
 }
 
 /// The answer of a conditional status change.

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use tokio::sync::Notify;
 
 /// id -> message.
-const MESSAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("messages");
+const MESSAGES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("messages");
 /// (visible_at_ms, id): the messages in order of when they can next be received.
-const READY: TableDefinition<(i64, u128), ()> = TableDefinition::new("ready");
+const READY: TableDefinition<'static, (i64, u128), ()> = TableDefinition::new("ready");
 /// id -> message, once dead-lettered.
-const DEAD: TableDefinition<u128, &[u8]> = TableDefinition::new("dead");
+const DEAD: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("dead");
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {

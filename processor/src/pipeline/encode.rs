@@ -22,7 +22,7 @@ fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, String> {
         (Ok(w), Ok(h)) => (w, h),
         _ => return Err(format!("{w}x{h} is larger than JPEG allows (65535)")),
     };
-    let (pixels, color): (Cow<[u8]>, jpeg_encoder::ColorType) = match img {
+    let (pixels, color): (Cow<'_, [u8]>, jpeg_encoder::ColorType) = match img {
         DynamicImage::ImageLuma8(g) => (Cow::Borrowed(g.as_raw()), jpeg_encoder::ColorType::Luma),
         DynamicImage::ImageRgb8(rgb) => (Cow::Borrowed(rgb.as_raw()), jpeg_encoder::ColorType::Rgb),
         DynamicImage::ImageRgba8(rgba) => (Cow::Owned(flatten_on_white(rgba.as_raw())), jpeg_encoder::ColorType::Rgb),

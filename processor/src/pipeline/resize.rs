@@ -23,7 +23,7 @@ impl Resizer {
 
     /// Resize an L8, RGB8 or RGBA8 image to exactly `width` x `height`.
     pub fn resize(&mut self, src: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage, String> {
-        let options = self.options.clone();
+        let options = self.options;
         self.resize_with(src, width, height, &options)
     }
 

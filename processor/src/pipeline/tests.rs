@@ -59,8 +59,8 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 struct TempFile(PathBuf);
 
 impl std::ops::Deref for TempFile {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
+    type Target = Path;
+    fn deref(&self) -> &Path {
         &self.0
     }
 }

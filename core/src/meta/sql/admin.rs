@@ -95,8 +95,11 @@ pub(super) async fn resolve_key(db: &SqlMetadata, sha256: &str) -> Result<Option
     row.map(|(customer, r)| Ok(Principal { customer, role: role(&r)? })).transpose()
 }
 
+/// id, sha256, customer, role, source, created_at, revoked_at.
+type KeyRow = (String, String, String, String, String, i64, Option<i64>);
+
 pub(super) async fn list_keys(db: &SqlMetadata) -> Result<Vec<ApiKey>, MetaError> {
-    let rows: Vec<(String, String, String, String, String, i64, Option<i64>)> = on_pool!(db, p => sqlx::query_as(
+    let rows: Vec<KeyRow> = on_pool!(db, p => sqlx::query_as(
         "SELECT id, sha256, customer, role, source, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
         .fetch_all(p).await)
     .map_err(err)?;

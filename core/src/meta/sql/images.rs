@@ -324,7 +324,7 @@ pub(super) async fn create(db: &SqlMetadata, new: NewImage<'_>) -> Result<Create
     match first {
         None => Ok(Created::New),
         Some(id) => match get(db, &id, false).await? {
-            Some(rec) => Ok(Created::Duplicate(rec)),
+            Some(rec) => Ok(Created::Duplicate(Box::new(rec))),
             // Deleted between the two statements: the client's retry will find the key free.
             None => Err(MetaError::Unavailable("the image of this idempotency key is being deleted; retry".into())),
         },
