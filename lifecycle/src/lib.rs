@@ -12,7 +12,7 @@
 //! Each run holds the job's lease, a row in the metadata database ([`lease`]), so a job
 //! never runs twice at once, even with several lifecycle processes on one database; a
 //! runner that finds the lease held skips that run ([`LifecycleError::Busy`]). Each run's
-//! outcome and report are saved in the database too ([`status`]). The time a job acts
+//! outcome and report are saved in the database too ([`status`](mod@status)). The time a job acts
 //! "as of" comes from the injectable clock (`Context.clock`) or an explicit `at`, so tests
 //! run days in ms; the cron schedule itself fires on the real clock.
 

@@ -42,7 +42,7 @@ fn classify(sql: String) -> ViewStatement {
                 i += 3; // if not exists
             }
             if let Some(name) = words.get(i) {
-                let name = name.trim_end_matches(|c: char| c == '(' || c == ';');
+                let name = name.trim_end_matches(['(', ';']);
                 let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
                 table = Table::ALL.into_iter().find(|t| t.name() == name);
             }

@@ -22,8 +22,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn bench_reports() {
     let data_dir = std::env::var("IMAGELAKE_BENCH_DATA_DIR").expect("IMAGELAKE_BENCH_DATA_DIR");
     let runs: usize = std::env::var("IMAGELAKE_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let mut cfg = Config::default();
-    cfg.data_dir = data_dir.into();
+    let mut cfg = Config { data_dir: data_dir.into(), ..Config::default() };
     // The benchmark measures the query, however long it takes: no 503 at the production
     // default of 30 s.
     cfg.reporting.query_timeout.0 = std::time::Duration::from_secs(3600);

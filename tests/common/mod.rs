@@ -368,8 +368,7 @@ impl InProcess {
         use imagelake_core::config::{Config, KeyConfig};
         use imagelake_core::lake::LakeWriter;
         use imagelake_core::usage::UsageGauge;
-        let mut config = Config::default();
-        config.data_dir = testing::temp_dir("lifecycle");
+        let mut config = Config { data_dir: testing::temp_dir("lifecycle"), ..Config::default() };
         config.queue.wait = imagelake_core::units::Dur(Duration::from_millis(200));
         config.processor.concurrency = 2;
         if let Some(c) = capacity {
@@ -424,7 +423,7 @@ impl InProcess {
 }
 
 /// Now, truncated to the second.
-pub fn chrono_now_secs() -> imagelake_lifecycle::chrono::DateTime<imagelake_lifecycle::chrono::Utc> {
-    let n = imagelake_lifecycle::chrono::Utc::now().timestamp();
-    imagelake_lifecycle::chrono::DateTime::from_timestamp(n, 0).unwrap()
+pub fn chrono_now_secs() -> chrono::DateTime<chrono::Utc> {
+    let n = chrono::Utc::now().timestamp();
+    chrono::DateTime::from_timestamp(n, 0).unwrap()
 }

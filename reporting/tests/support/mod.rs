@@ -14,8 +14,7 @@ pub const ADMIN: &str = "ilk_test_admin";
 pub const UPLOADER: &str = "ilk_test_uploader";
 
 pub fn config(tag: &str) -> Config {
-    let mut c = Config::default();
-    c.data_dir = imagelake_core::testing::temp_dir(tag);
+    let mut c = Config { data_dir: imagelake_core::testing::temp_dir(tag), ..Config::default() };
     c.keys = vec![
         KeyConfig { sha256: hash_key(ANALYST), customer: "acme".into(), role: Role::Analyst },
         KeyConfig { sha256: hash_key(ADMIN), customer: "ops".into(), role: Role::Admin },
