@@ -112,7 +112,8 @@ async fn the_readme_quick_start_runs_as_written() {
     std::fs::write(dir.join("photo.jpg"), &photo).unwrap();
     let (mut child, url, admin) = serve_in(&dir);
     assert!(admin.is_some());
-    let script = format!("set -eu\n{}\necho \"ID=$ID\"\n", block)
+    // The last curl prints JSON without a newline.
+    let script = format!("set -eu\n{}\necho\necho \"ID=$ID\"\n", block)
         .replace("scripts/run", env!("CARGO_BIN_EXE_imagelake"))
         .replace("http://127.0.0.1:8080", &url);
     let mut cmd = Command::new("timeout");
