@@ -11,9 +11,10 @@
 //!       on the first page and on the page after the middle image; p50/p90/p99.
 //!   meta_bench commit --url URL --store DIR [--n 2000]
 //!       The database's part of an upload, as ingest does it: `create_image` (record and
-//!       outbox job, one transaction), then `job_sent`; and, interleaved in the same run,
+//!       outbox job, one transaction), then `job_sent`, n times; then, in the same run,
 //!       the previous version's writes for an accepted upload: the record JSON object and
-//!       its two index objects, three fsynced puts to a `LocalStore` at DIR.
+//!       its two index objects, three fsynced puts to a `LocalStore` at DIR, n times;
+//!       then both alternating, n times.
 //!   meta_bench oldlist --dir DIR --images N [--customer bench] [--runs R] [--max-seconds S]
 //!       The previous version's listing on a `LocalStore` at DIR holding N images: list
 //!       20 keys of `listing/{customer}/`, then read the 20 records, 16 at a time (the
@@ -165,10 +166,14 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Prints one measurement, with the machine's load average over the last minute (other
+/// processes on the same cores show in the tail, and in the median of what fsyncs).
 fn report(name: &str, extra: &str, mut ms: Vec<f64>) {
     ms.sort_by(|a, b| a.total_cmp(b));
+    let load = std::fs::read_to_string("/proc/loadavg").ok();
+    let load = load.as_deref().and_then(|l| l.split_whitespace().next()).unwrap_or("?");
     println!(
-        "RESULT {name} {extra}n={} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        "RESULT {name} {extra}n={} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} load={load}",
         ms.len(),
         pct(&ms, 50.0),
         pct(&ms, 90.0),
@@ -335,7 +340,11 @@ async fn list(a: &Args) {
         for _ in 0..20 {
             let got = db.list_images(&customer, before, PAGE + 1).await.unwrap_or_else(|e| die(&e.to_string()));
             if got.len() != PAGE + 1 || got.iter().any(|r| r.variants.len() != VARIANTS.len()) {
-                die(&format!("{page} page: {} records, not {} with their variants: is the database seeded?", got.len(), PAGE + 1));
+                die(&format!(
+                    "{page} page: {} records, not {} with their variants: is the database seeded?",
+                    got.len(),
+                    PAGE + 1
+                ));
             }
         }
     }
@@ -412,6 +421,36 @@ async fn old_create(store: &LocalStore, r: &ImageRecord) {
     store.put(&format!("listing/{}/{inverted:032x}", r.customer), bytes::Bytes::new()).await.unwrap();
 }
 
+/// One upload's database work, as ingest does it: (create_image, job_sent) in ms.
+async fn db_commit(db: &SqlMetadata, customer: &str) -> (f64, f64) {
+    let now = Utc::now();
+    let (rec, job) = upload(customer, now);
+    let body = serde_json::to_string(&job).unwrap();
+    let new = NewImage {
+        record: &rec,
+        job_id: &job.job_id,
+        job_body: &body,
+        send_after: now + Duration::seconds(10), // [database] outbox_retry's default
+        idempotency: None,
+    };
+    let t = Instant::now();
+    let created = db.create_image(new).await.unwrap_or_else(|e| die(&format!("create_image: {e}")));
+    let t_create = ms_since(t);
+    assert!(matches!(created, imagelake_core::meta::Created::New));
+    // (ingest sends the job to the queue here: the same in both versions, not measured)
+    let t = Instant::now();
+    db.job_sent(&job.job_id).await.unwrap_or_else(|e| die(&format!("job_sent: {e}")));
+    (t_create, ms_since(t))
+}
+
+/// The previous version's writes for one upload, in ms.
+async fn old_commit(store: &LocalStore) -> f64 {
+    let (rec, _) = upload("old-bench", Utc::now());
+    let t = Instant::now();
+    old_create(store, &rec).await;
+    ms_since(t)
+}
+
 async fn commit(a: &Args) {
     let url = a.str("url");
     let n = a.num("n", Some(2000)) as usize;
@@ -419,41 +458,43 @@ async fn commit(a: &Args) {
     let dir = PathBuf::from(a.str("store"));
     let db = connect(&url).await;
     let store = LocalStore::open(&dir).unwrap_or_else(|e| die(&format!("store {}: {e}", dir.display())));
-    let retry = Duration::seconds(10); // [database] outbox_retry's default
-    let (mut create, mut sent, mut both, mut old) = (vec![], vec![], vec![], vec![]);
+    let b = db.backend();
     let warmup = 50.min(n);
+    // 1. The database alone: n uploads one after the other.
+    let (mut create, mut sent, mut both) = (vec![], vec![], vec![]);
     for k in 0..warmup + n {
-        let now = Utc::now();
-        let (rec, job) = upload(&customer, now);
-        let body = serde_json::to_string(&job).unwrap();
-        let t = Instant::now();
-        let created = db
-            .create_image(NewImage { record: &rec, job_id: &job.job_id, job_body: &body, send_after: now + retry, idempotency: None })
-            .await
-            .unwrap_or_else(|e| die(&format!("create_image: {e}")));
-        let t_create = ms_since(t);
-        assert!(matches!(created, imagelake_core::meta::Created::New));
-        // (ingest sends the job to the queue here: the same in both versions, not measured)
-        let t = Instant::now();
-        db.job_sent(&job.job_id).await.unwrap_or_else(|e| die(&format!("job_sent: {e}")));
-        let t_sent = ms_since(t);
-        // The anchor, interleaved so that both see the same machine.
-        let (rec, _) = upload("old-bench", Utc::now());
-        let t = Instant::now();
-        old_create(&store, &rec).await;
-        let t_old = ms_since(t);
+        let (c, s) = db_commit(&db, &customer).await;
         if k >= warmup {
-            create.push(t_create);
-            sent.push(t_sent);
-            both.push(t_create + t_sent);
-            old.push(t_old);
+            create.push(c);
+            sent.push(s);
+            both.push(c + s);
         }
     }
-    let b = db.backend();
     report("commit", &format!("backend={b} part=create_image "), create);
     report("commit", &format!("backend={b} part=job_sent "), sent);
     report("commit", &format!("backend={b} part=db_total "), both);
+    // 2. The anchor alone: the previous version's three fsynced puts.
+    let mut old = vec![];
+    for k in 0..warmup + n {
+        let t = old_commit(&store).await;
+        if k >= warmup {
+            old.push(t);
+        }
+    }
     report("commit", &format!("backend={b} part=old_store_puts "), old);
+    // 3. Both, alternating: a database commit after another process's (or our own) file
+    //    fsyncs, as when an original is written to the local store just before.
+    let (mut both, mut old) = (vec![], vec![]);
+    for k in 0..warmup + n {
+        let (c, s) = db_commit(&db, &customer).await;
+        let t = old_commit(&store).await;
+        if k >= warmup {
+            both.push(c + s);
+            old.push(t);
+        }
+    }
+    report("commit", &format!("backend={b} part=db_total_alternating "), both);
+    report("commit", &format!("backend={b} part=old_store_puts_alternating "), old);
 }
 
 // --- oldlist -----------------------------------------------------------------------
