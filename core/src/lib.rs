@@ -18,6 +18,7 @@ pub mod lake;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
+pub mod post;
 pub mod problem;
 pub mod queue;
 pub mod record;

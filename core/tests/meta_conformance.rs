@@ -93,6 +93,7 @@ async fn create(db: &SqlMetadata, r: &ImageRecord, key: Option<&str>) -> Created
         job_body: &body,
         send_after: r.uploaded_at + Duration::seconds(10),
         idempotency: key.map(|k| (k, r.uploaded_at + Duration::hours(24))),
+        post: None,
     };
     db.create_image(new).await.unwrap()
 }

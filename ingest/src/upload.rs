@@ -221,6 +221,7 @@ async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage, idem: Option
         job_body: &body,
         send_after: now + retry,
         idempotency: idem.map(|k| (k, now + ttl)),
+        post: None,
     };
     Ok(ctx.meta.create_image(new).await?)
 }

@@ -118,6 +118,7 @@ async fn expire_takes_what_is_due_from_the_database() {
         job_body: "{}",
         send_after: t0,
         idempotency: Some(("k1", t0 + Days::days(1))),
+        post: None,
     };
     ctx.meta.create_image(new).await.unwrap();
     ctx.refresh_usage().await.unwrap();

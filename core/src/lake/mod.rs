@@ -25,10 +25,21 @@ pub enum Table {
     Deletions,
     Downloads,
     Usage,
+    Posts,
+    Comments,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [Table::Uploads, Table::Jobs, Table::Variants, Table::Deletions, Table::Downloads, Table::Usage];
+    pub const ALL: [Table; 8] = [
+        Table::Uploads,
+        Table::Jobs,
+        Table::Variants,
+        Table::Deletions,
+        Table::Downloads,
+        Table::Usage,
+        Table::Posts,
+        Table::Comments,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +49,8 @@ impl Table {
             Table::Deletions => "deletions",
             Table::Downloads => "downloads",
             Table::Usage => "usage",
+            Table::Posts => "posts",
+            Table::Comments => "comments",
         }
     }
 }
@@ -130,6 +143,37 @@ pub struct UsageRow {
     pub capacity_bytes: u64,
 }
 
+/// One change of a post: `created`, `published`, `failed` or `deleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostRow {
+    /// Derived from the post and the event: each transition happens once.
+    pub event_id: String,
+    pub post_id: String,
+    pub customer_id: String,
+    pub image_id: String,
+    pub author: Option<String>,
+    pub event: String,
+    /// The image's error code, for `failed`.
+    pub error_code: Option<String>,
+    /// Characters of the caption.
+    pub caption_chars: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// One change of a comment: `created` or `deleted`. The text stays in the database; the
+/// lake keeps its length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommentRow {
+    pub event_id: String,
+    pub comment_id: String,
+    pub post_id: String,
+    pub customer_id: String,
+    pub author: String,
+    pub event: String,
+    pub chars: u32,
+    pub at: DateTime<Utc>,
+}
+
 /// A fact for the lake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -139,6 +183,8 @@ pub enum Event {
     Deletion(DeletionRow),
     Download(DownloadRow),
     Usage(UsageRow),
+    Post(PostRow),
+    Comment(CommentRow),
 }
 
 impl Event {
@@ -150,6 +196,8 @@ impl Event {
             Event::Deletion(_) => Table::Deletions,
             Event::Download(_) => Table::Downloads,
             Event::Usage(_) => Table::Usage,
+            Event::Post(_) => Table::Posts,
+            Event::Comment(_) => Table::Comments,
         }
     }
 
@@ -162,6 +210,8 @@ impl Event {
             Event::Deletion(r) => r.deleted_at,
             Event::Download(r) => r.served_at,
             Event::Usage(r) => r.taken_at,
+            Event::Post(r) => r.at,
+            Event::Comment(r) => r.at,
         }
     }
 }

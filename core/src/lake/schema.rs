@@ -83,6 +83,27 @@ pub fn schema(table: Table) -> SchemaRef {
             f("objects", Int64, false),
             f("capacity_bytes", Int64, false),
         ],
+        Table::Posts => vec![
+            f("event_id", Utf8, false),
+            f("post_id", Utf8, false),
+            f("customer_id", Utf8, false),
+            f("image_id", Utf8, false),
+            f("author", Utf8, true),
+            f("event", Utf8, false),
+            f("error_code", Utf8, true),
+            f("caption_chars", Int32, false),
+            f("at", ts(), false),
+        ],
+        Table::Comments => vec![
+            f("event_id", Utf8, false),
+            f("comment_id", Utf8, false),
+            f("post_id", Utf8, false),
+            f("customer_id", Utf8, false),
+            f("author", Utf8, false),
+            f("event", Utf8, false),
+            f("chars", Int32, false),
+            f("at", ts(), false),
+        ],
     };
     Arc::new(Schema::new(fields))
 }
@@ -196,6 +217,27 @@ fn cells(e: &Event) -> Vec<V<'_>> {
             I64(r.variants_bytes),
             I64(r.objects),
             I64(r.capacity_bytes),
+        ],
+        Event::Post(r) => vec![
+            s(&r.event_id),
+            s(&r.post_id),
+            s(&r.customer_id),
+            s(&r.image_id),
+            S(r.author.as_deref()),
+            s(&r.event),
+            S(r.error_code.as_deref()),
+            I32(Some(r.caption_chars)),
+            T(r.at),
+        ],
+        Event::Comment(r) => vec![
+            s(&r.event_id),
+            s(&r.comment_id),
+            s(&r.post_id),
+            s(&r.customer_id),
+            s(&r.author),
+            s(&r.event),
+            I32(Some(r.chars)),
+            T(r.at),
         ],
     }
 }

@@ -21,6 +21,8 @@ mod sql;
 pub use sql::SqlMetadata;
 
 use crate::auth::{Principal, Role};
+use crate::lake::Event;
+use crate::post::{Comment, CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostView};
 use crate::record::{ImageRecord, RecordError, VariantRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,6 +69,22 @@ pub struct NewImage<'a> {
     pub send_after: DateTime<Utc>,
     /// The hashed `Idempotency-Key` and when it expires.
     pub idempotency: Option<(&'a str, DateTime<Utc>)>,
+    /// A post of this image (`requested`), created with it.
+    pub post: Option<&'a Post>,
+}
+
+/// A change of a post or a comment waiting for the lake (and its webhook, if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostEvent {
+    /// The lake row's `event_id`.
+    pub id: String,
+    pub lake: Event,
+    /// The lake row is written; only the webhook is left.
+    pub lake_written: bool,
+    /// `(callback_url, event name, body)` of the webhook to deliver.
+    pub webhook: Option<(String, String, String)>,
+    /// Claims so far (this one included).
+    pub attempts: u32,
 }
 
 /// What [`MetadataStore::create_image`] did.
@@ -182,7 +200,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<ImageRecord>, MetaError>;
     /// `uploaded | processing` -> `processing`, counting the attempt.
     async fn start_processing(&self, id: &str, attempt: u32) -> Result<Transition, MetaError>;
-    /// `uploaded | processing` -> `processed` with its variants (and their bytes counted).
+    /// `uploaded | processing` -> `processed` with its variants (and their bytes counted);
+    /// its `requested` posts become `published` in the same transaction.
     async fn finish_processed(
         &self,
         id: &str,
@@ -191,7 +210,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         variants: &[VariantRecord],
     ) -> Result<Transition, MetaError>;
     /// -> `failed` with a stable code; from `uploaded | processing` only unless `any_state`
-    /// (reconcile marks a processed image whose original is gone).
+    /// (reconcile marks a processed image whose original is gone). Its `requested` posts
+    /// become `failed` with the same code, in the same transaction.
     async fn fail_image(
         &self,
         id: &str,
@@ -200,8 +220,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         error: &RecordError,
         any_state: bool,
     ) -> Result<Transition, MetaError>;
-    /// Makes the image a tombstone (hidden at once, processing can no longer finish it)
-    /// and returns it as it was, so the caller can remove its objects. A tombstone
+    /// Makes the image a tombstone (hidden at once, processing can no longer finish it),
+    /// deletes its posts and their comments, and returns it as it was, so the caller can
+    /// remove its objects. A tombstone
     /// already there is returned again, so an interrupted delete can be finished.
     async fn begin_delete(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError>;
     /// Removes the image's rows and un-counts its bytes (after its objects are gone).
@@ -213,6 +234,47 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// A customer's images (not deleted) with ids after `after`, oldest first: the same
     /// order as the object store lists `originals/{customer}/` (reconcile merges the two).
     async fn scan_images(&self, customer: &str, after: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError>;
+
+    // --- posts and comments ---------------------------------------------------------
+    /// Creates `post` (status `requested`) for an image its customer already has; it is
+    /// `published` or `failed` at once when the image has finished. `None` when the
+    /// customer has no such image.
+    async fn create_post(&self, post: &Post, at: DateTime<Utc>) -> Result<Option<Post>, MetaError>;
+    /// The post of `id` (any customer; callers check ownership).
+    async fn post(&self, id: &str) -> Result<Option<Post>, MetaError>;
+    /// Posts with their image's variants and latest comments, in the same order.
+    async fn post_views(&self, posts: Vec<Post>) -> Result<Vec<PostView>, MetaError>;
+    /// A customer's published posts in `order`, strictly after `after`.
+    async fn list_posts(
+        &self,
+        customer: &str,
+        order: PostOrder,
+        after: Option<&PostCursor>,
+        limit: usize,
+    ) -> Result<Vec<Post>, MetaError>;
+    /// Stores comments in one transaction (a batch from many requests); one outcome each.
+    async fn add_comments(&self, comments: &[NewComment]) -> Result<Vec<CommentOutcome>, MetaError>;
+    /// A post's comments, newest first, strictly older than `before` (a comment id).
+    async fn list_comments(&self, post_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<Comment>, MetaError>;
+    /// Deletes a comment of a post; the comment as it was, if there was one.
+    async fn delete_comment(&self, post_id: &str, comment_id: &str, at: DateTime<Utc>) -> Result<Option<Comment>, MetaError>;
+    /// Deletes a post with its comments (and every other post of its image) and makes its
+    /// image a tombstone, in one transaction. Returns the image as it was, for the caller
+    /// to remove its objects and purge it ([`MetadataStore::begin_delete`]'s contract).
+    async fn delete_post(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError>;
+    /// Claims up to `limit` due post events until `until`: another relay skips them.
+    async fn claim_post_events(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PostEvent>, MetaError>;
+    /// The lake rows of these events are written: events without a webhook are done.
+    async fn post_events_written(&self, ids: &[String]) -> Result<(), MetaError>;
+    /// The webhook of this event is delivered (or given up): the event is done.
+    async fn post_event_done(&self, id: &str) -> Result<(), MetaError>;
+    /// Post events waiting for the relay.
+    async fn post_events_len(&self) -> Result<u64, MetaError>;
 
     // --- expiry ---------------------------------------------------------------------
     /// `ready` variants with `expires_at <= at`, soonest first.

@@ -1,8 +1,10 @@
 //! Image records, their variants, the listing, the due-variant index, and the byte
 //! counters that move with them (in the same transactions).
 
+use super::posts::{delete_posts_of_image, insert_event, insert_post, settle_posts};
 use super::{err, exec, in_tx, on_pool, SqlMetadata};
 use crate::meta::{from_micros, micros, Created, DueVariant, MetaError, NewImage, Transition};
+use crate::post::Post;
 use crate::record::{self, ExifSummary, ImageRecord, RecordError, Status, VariantRecord, VariantState};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -37,6 +39,8 @@ const SCAN: &str = select_images!(
     "(SELECT * FROM images WHERE customer = $1 AND id > $2 AND deleted_at IS NULL ORDER BY id LIMIT $3)",
     "i.id, v.position"
 );
+/// Images (not deleted) whose ids are in `@IDS@` (placeholders filled by [`select_by_ids`]).
+const BY_IDS: &str = select_images!("(SELECT * FROM images WHERE id IN (@IDS@) AND deleted_at IS NULL)", "i.id, v.position");
 const TOMBSTONES: &str = select_images!(
     "(SELECT * FROM images WHERE deleted_at IS NOT NULL AND deleted_at < $1 ORDER BY deleted_at LIMIT $2)",
     "i.id, v.position"
@@ -55,8 +59,13 @@ const COUNT: &str = "INSERT INTO usage_counters (customer, originals_bytes, orig
      variants_bytes = usage_counters.variants_bytes + excluded.variants_bytes, \
      variants = usage_counters.variants + excluded.variants";
 
+/// The statement that reads the images whose ids are bound to `placeholders`.
+pub(super) fn select_by_ids(placeholders: &str) -> String {
+    BY_IDS.replace("@IDS@", placeholders)
+}
+
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(super) struct Row {
     id: String,
     customer: String,
     status: String,
@@ -112,6 +121,10 @@ fn state_str(s: VariantState) -> &'static str {
 }
 
 /// Folds joined rows (ordered by image) into records.
+pub(super) fn records_of(rows: Vec<Row>) -> Result<Vec<ImageRecord>, MetaError> {
+    records(rows)
+}
+
 fn records(rows: Vec<Row>) -> Result<Vec<ImageRecord>, MetaError> {
     Ok(fold(rows)?.into_iter().map(|(r, _)| r).collect())
 }
@@ -318,6 +331,10 @@ pub(super) async fn create(db: &SqlMetadata, new: NewImage<'_>) -> Result<Create
                 micros(new.send_after),
             );
             exec!(&mut *tx, COUNT, r.customer.as_str(), r.bytes as i64, 1i64, vbytes, vn);
+            if let Some(post) = new.post {
+                insert_post!(&mut *tx, post);
+                insert_event!(&mut *tx, crate::post::post_event(post, "created", post.created_at), r.uploaded_at, None::<&Post>, false);
+            }
         }
         Ok::<_, MetaError>(first)
     })?;
@@ -408,6 +425,7 @@ pub(super) async fn finish_processed(
             exec!(&mut *tx, "DELETE FROM variants WHERE image_id = $1", id);
             let (vbytes, vn) = insert_variants!(tx, id, customer.as_str(), variants);
             exec!(&mut *tx, COUNT, customer.as_str(), 0i64, 0i64, vbytes, vn);
+            settle_posts!(tx, id, at, None);
         }
         let rows = sqlx::query_as::<_, Row>(GET_ANY).bind(id).fetch_all(&mut *tx).await.map_err(err)?;
         Ok::<_, MetaError>((customer.is_some(), rows))
@@ -423,24 +441,38 @@ pub(super) async fn fail(
     error: &RecordError,
     any_state: bool,
 ) -> Result<Transition, MetaError> {
-    transition!(
-        db,
-        id,
-        "UPDATE images SET status = 'failed', attempts = COALESCE($2, attempts), processed_at = $3, \
-         error_code = $4, error_message = $5 WHERE id = $1 AND deleted_at IS NULL \
-         AND (status IN ('uploaded', 'processing') OR $6 = 1)",
-        attempt.map(i64::from),
-        micros(at),
-        error.code.as_str(),
-        error.message.as_str(),
-        any_state as i64,
-    )
+    let (n, rows) = in_tx!(db, tx => {
+        let n = exec!(
+            &mut *tx,
+            "UPDATE images SET status = 'failed', attempts = COALESCE($2, attempts), processed_at = $3, \
+             error_code = $4, error_message = $5 WHERE id = $1 AND deleted_at IS NULL \
+             AND (status IN ('uploaded', 'processing') OR $6 = 1)",
+            id,
+            attempt.map(i64::from),
+            micros(at),
+            error.code.as_str(),
+            error.message.as_str(),
+            any_state as i64,
+        );
+        if n == 1 {
+            settle_posts!(tx, id, at, Some(error));
+        }
+        let rows = sqlx::query_as::<_, Row>(GET_ANY).bind(id).fetch_all(&mut *tx).await.map_err(err)?;
+        Ok::<_, MetaError>((n, rows))
+    })?;
+    outcome(n == 1, rows)
 }
 
 pub(super) async fn begin_delete(db: &SqlMetadata, id: &str, at: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError> {
     // Once the tombstone is set no transition applies, so the variants read after it are
     // all the variants there will ever be.
-    let n = on_pool!(db, p => exec!(p, "UPDATE images SET deleted_at = COALESCE(deleted_at, $2) WHERE id = $1", id, micros(at)));
+    let n = in_tx!(db, tx => {
+        let n = exec!(&mut *tx, "UPDATE images SET deleted_at = COALESCE(deleted_at, $2) WHERE id = $1", id, micros(at));
+        if n > 0 {
+            delete_posts_of_image!(tx, id, at);
+        }
+        Ok::<_, MetaError>(n)
+    })?;
     if n == 0 {
         return Ok(None);
     }

@@ -8,9 +8,11 @@
 
 mod admin;
 mod images;
+mod posts;
 
-use super::{ApiKey, Created, DueVariant, Figures, MetaError, MetadataStore, NewImage, PendingJob, Transition};
+use super::{ApiKey, Created, DueVariant, Figures, MetaError, MetadataStore, NewImage, PendingJob, PostEvent, Transition};
 use crate::auth::Principal;
+use crate::post::{Comment, CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostView};
 use crate::record::{ImageRecord, RecordError, VariantRecord};
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -240,6 +242,53 @@ impl MetadataStore for SqlMetadata {
     }
     async fn scan_images(&self, customer: &str, after: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
         images::scan(self, customer, after, limit).await
+    }
+    async fn create_post(&self, post: &Post, at: DateTime<Utc>) -> Result<Option<Post>, MetaError> {
+        posts::create_post(self, post, at).await
+    }
+    async fn post(&self, id: &str) -> Result<Option<Post>, MetaError> {
+        posts::get(self, id).await
+    }
+    async fn post_views(&self, list: Vec<Post>) -> Result<Vec<PostView>, MetaError> {
+        posts::views(self, list).await
+    }
+    async fn list_posts(
+        &self,
+        customer: &str,
+        order: PostOrder,
+        after: Option<&PostCursor>,
+        limit: usize,
+    ) -> Result<Vec<Post>, MetaError> {
+        posts::list(self, customer, order, after, limit).await
+    }
+    async fn add_comments(&self, comments: &[NewComment]) -> Result<Vec<CommentOutcome>, MetaError> {
+        posts::add_comments(self, comments).await
+    }
+    async fn list_comments(&self, post_id: &str, before: Option<&str>, limit: usize) -> Result<Vec<Comment>, MetaError> {
+        posts::list_comments(self, post_id, before, limit).await
+    }
+    async fn delete_comment(&self, post_id: &str, comment_id: &str, at: DateTime<Utc>) -> Result<Option<Comment>, MetaError> {
+        posts::delete_comment(self, post_id, comment_id, at).await
+    }
+    async fn delete_post(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ImageRecord>, MetaError> {
+        posts::delete_post(self, id, at).await
+    }
+    async fn claim_post_events(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PostEvent>, MetaError> {
+        posts::claim_events(self, now, until, limit).await
+    }
+    async fn post_events_written(&self, ids: &[String]) -> Result<(), MetaError> {
+        posts::events_written(self, ids).await
+    }
+    async fn post_event_done(&self, id: &str) -> Result<(), MetaError> {
+        posts::event_done(self, id).await
+    }
+    async fn post_events_len(&self) -> Result<u64, MetaError> {
+        posts::events_len(self).await
     }
     async fn due_variants(&self, at: DateTime<Utc>, limit: usize) -> Result<Vec<DueVariant>, MetaError> {
         images::due_variants(self, at, limit).await
