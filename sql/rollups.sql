@@ -9,7 +9,10 @@
 --     a job is in the rollups or in the views, never split, so that its outcome (did an
 --     attempt succeed, when did the last one finish) is computed from all its attempts;
 --   * latencies as counts per value, the value rounded to 2 % (a histogram per customer
---     and day, and per day for all customers), from which the reports take percentiles.
+--     and day, and per day for all customers), from which the reports take percentiles;
+--   * post and comment events before the watermark, counted per customer, hour and event;
+--     comments also per post and day, and each post's state (author, published, deleted)
+--     from its events before the watermark.
 -- The reporting service builds them in the background and rebuilds them when the
 -- watermark moves (daily) or when a file arrives with facts before it (a late retry, a
 -- compaction); until then a report reads the views alone. On the command line, without
@@ -141,6 +144,36 @@ FROM deletions
 WHERE before_watermark(deleted_at)
 GROUP BY ALL;
 
+CREATE OR REPLACE TABLE rollup_posts AS
+SELECT customer_id, date_trunc('hour', "at"::TIMESTAMP) AS hour, event, count(*)::BIGINT AS n
+FROM posts
+WHERE before_watermark("at")
+GROUP BY ALL;
+
+CREATE OR REPLACE TABLE rollup_comments AS
+SELECT customer_id, date_trunc('hour', "at"::TIMESTAMP) AS hour, event, count(*)::BIGINT AS n
+FROM comments
+WHERE before_watermark("at")
+GROUP BY ALL;
+
+-- Comments created and deleted per post and day (the engagement report's ranking).
+CREATE OR REPLACE TABLE rollup_post_comments AS
+SELECT customer_id, post_id, "at"::TIMESTAMP::DATE AS day,
+       count(*) FILTER (WHERE event = 'created')::BIGINT AS created,
+       count(*) FILTER (WHERE event = 'deleted')::BIGINT AS deleted
+FROM comments
+WHERE before_watermark("at")
+GROUP BY ALL;
+
+-- Each post's state from its events before the watermark (later events come from the view).
+CREATE OR REPLACE TABLE rollup_post_state AS
+SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
+       min("at") FILTER (WHERE event = 'published') AS published_at,
+       min("at") FILTER (WHERE event = 'deleted') AS deleted_at
+FROM posts
+WHERE before_watermark("at")
+GROUP BY post_id;
+
 -- The facts of each table from the rollups (before w) and the views (from w on). `ts` is
 -- the hour (day) start of a rollup row, the exact time of a view row; counts are weights.
 
@@ -202,3 +235,43 @@ FROM rollup_deletions WHERE w > '-infinity'::TIMESTAMPTZ
 UNION ALL
 SELECT customer_id, deleted_at, reason, 1, bytes
 FROM deletions WHERE dt >= w::TIMESTAMP::DATE AND deleted_at >= w;
+
+-- Post events (`created`, `published`, `failed`, `deleted`), `n` of them at `ts`.
+CREATE OR REPLACE MACRO post_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+FROM rollup_posts WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, "at", event, 1
+FROM posts WHERE dt >= w::TIMESTAMP::DATE AND "at" >= w;
+
+-- Comment events (`created`, `deleted`), `n` of them at `ts`.
+CREATE OR REPLACE MACRO comment_facts(w) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+FROM rollup_comments WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, "at", event, 1
+FROM comments WHERE dt >= w::TIMESTAMP::DATE AND "at" >= w;
+
+-- Comments created and deleted per post (per day before w, per comment from w on).
+CREATE OR REPLACE MACRO post_comment_facts(w) AS TABLE
+SELECT customer_id, post_id, day::TIMESTAMPTZ AS ts, created, deleted
+FROM rollup_post_comments WHERE w > '-infinity'::TIMESTAMPTZ
+UNION ALL
+SELECT customer_id, post_id, "at", (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
+FROM comments WHERE dt >= w::TIMESTAMP::DATE AND "at" >= w;
+
+-- One row per post: its customer, author, when it was published and deleted (NULL: not
+-- yet, as far as the lake knows).
+CREATE OR REPLACE MACRO post_states(w) AS TABLE
+SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
+       min(published_at) AS published_at, min(deleted_at) AS deleted_at
+FROM (
+    SELECT post_id, customer_id, author, published_at, deleted_at
+    FROM rollup_post_state WHERE w > '-infinity'::TIMESTAMPTZ
+    UNION ALL
+    SELECT post_id, customer_id, author,
+           CASE WHEN event = 'published' THEN "at" END,
+           CASE WHEN event = 'deleted' THEN "at" END
+    FROM posts WHERE dt >= w::TIMESTAMP::DATE AND "at" >= w
+)
+GROUP BY post_id;

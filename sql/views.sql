@@ -1,8 +1,8 @@
 -- imagelake: the lake's views, for DuckDB (the reporting service, the duckdb CLI, Python).
 --
 -- `${LAKE}` is the lake root: the directory that holds uploads/, jobs/, variants/,
--- deletions/, downloads/ and usage/ (in the object store, the `lake/` prefix). The
--- reporting service substitutes it; on the command line:
+-- deletions/, downloads/, usage/, posts/ and comments/ (in the object store, the `lake/`
+-- prefix). The reporting service substitutes it; on the command line:
 --     sed "s#\${LAKE}#/path/to/lake#g" sql/views.sql | duckdb
 -- See sql/README.md for every column, and for tables that have no file yet.
 --
@@ -44,6 +44,16 @@ CREATE OR REPLACE VIEW usage AS
 SELECT * EXCLUDE (filename)
 FROM read_parquet('${LAKE}/usage/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
 QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY taken_at, filename) = 1;
+
+CREATE OR REPLACE VIEW posts AS
+SELECT * EXCLUDE (filename)
+FROM read_parquet('${LAKE}/posts/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY "at", filename) = 1;
+
+CREATE OR REPLACE VIEW comments AS
+SELECT * EXCLUDE (filename)
+FROM read_parquet('${LAKE}/comments/*/*.parquet', hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true, filename = true)
+QUALIFY row_number() OVER (PARTITION BY dt, event_id ORDER BY "at", filename) = 1;
 
 -- Derived views. They read the views above, so they are deduplicated too.
 
@@ -108,6 +118,32 @@ WHERE v.image_id NOT IN (SELECT image_id FROM original_gone)
 -- Live objects: stored and not expired (what a client can still download).
 CREATE OR REPLACE VIEW live_objects AS
 SELECT * EXCLUDE (expired) FROM stored_objects WHERE NOT expired;
+
+-- The state of each post, from its events: when it was created, published (its image
+-- processed), failed (error_code: the image's) or deleted; `comments` is the number of its
+-- comments now (created minus deleted; a deleted post's comments go with it, without
+-- events of their own).
+CREATE OR REPLACE VIEW post_state AS
+WITH c AS (
+    SELECT post_id,
+           (count(*) FILTER (WHERE event = 'created') - count(*) FILTER (WHERE event = 'deleted'))::BIGINT AS comments
+    FROM comments
+    GROUP BY post_id
+)
+SELECT p.post_id,
+       any_value(p.customer_id) AS customer_id,
+       any_value(p.image_id) AS image_id,
+       any_value(p.author) AS author,
+       any_value(p.caption_chars) AS caption_chars,
+       min(p."at") FILTER (WHERE p.event = 'created') AS created_at,
+       min(p."at") FILTER (WHERE p.event = 'published') AS published_at,
+       min(p."at") FILTER (WHERE p.event = 'failed') AS failed_at,
+       any_value(p.error_code) FILTER (WHERE p.event = 'failed') AS error_code,
+       min(p."at") FILTER (WHERE p.event = 'deleted') AS deleted_at,
+       CASE WHEN bool_or(p.event = 'deleted') THEN 0 ELSE coalesce(any_value(c.comments), 0) END::BIGINT AS comments
+FROM posts p
+LEFT JOIN c USING (post_id)
+GROUP BY p.post_id;
 
 -- The latest usage snapshot of each customer (customer_id NULL: the platform total).
 CREATE OR REPLACE VIEW usage_latest AS

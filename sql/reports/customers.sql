@@ -6,6 +6,9 @@
 -- p50/p95_processing_ms: duration of the succeeded attempts of those jobs (exact from the
 -- views, within 1 % from the rollups' histograms; see sql/rollups.sql).
 -- bytes_stored: stored now (originals + variants - deletions, all time).
+-- posts: posts published in the range (their `published` events). comments: comments made
+-- in the range (their `created` events). Both count what happened in the range: a post or
+-- comment deleted later still counts (deletions are not netted out).
 -- The range must start and end on a UTC day to use the rollups (their histograms are daily).
 WITH up AS (
     SELECT customer_id,
@@ -43,6 +46,18 @@ WITH up AS (
     FROM variant_facts(day_watermark($1, $2))
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
+), po AS (
+    SELECT customer_id, sum(n)::BIGINT AS posts
+    FROM post_facts(day_watermark($1, $2))
+    WHERE event = 'published' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY customer_id
+), co AS (
+    SELECT customer_id, sum(n)::BIGINT AS comments
+    FROM comment_facts(day_watermark($1, $2))
+    WHERE event = 'created' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY customer_id
 ), de AS (
     SELECT customer_id, sum(bytes)::BIGINT AS removed
     FROM deletion_facts(day_watermark($1, $2))
@@ -58,10 +73,14 @@ SELECT
     jb.failed / nullif(jb.processed + jb.failed, 0)::DOUBLE AS failure_rate,
     ms.p50_processing_ms::DOUBLE AS p50_processing_ms,
     ms.p95_processing_ms::DOUBLE AS p95_processing_ms,
-    (coalesce(up.stored, 0) + coalesce(va.stored, 0) - coalesce(de.removed, 0))::BIGINT AS bytes_stored
+    (coalesce(up.stored, 0) + coalesce(va.stored, 0) - coalesce(de.removed, 0))::BIGINT AS bytes_stored,
+    coalesce(po.posts, 0)::BIGINT AS posts,
+    coalesce(co.comments, 0)::BIGINT AS comments
 FROM up
 FULL OUTER JOIN jb USING (customer_id)
 FULL OUTER JOIN ms USING (customer_id)
 FULL OUTER JOIN va USING (customer_id)
 FULL OUTER JOIN de USING (customer_id)
+FULL OUTER JOIN po USING (customer_id)
+FULL OUTER JOIN co USING (customer_id)
 ORDER BY customer_id;

@@ -6,6 +6,7 @@
 -- uploads/bytes: uploads accepted. processed: jobs that succeeded. failed: jobs none of
 -- whose attempts succeeded, in the interval of their last attempt (as in summary, whose
 -- `failed` is the sum of these). expired/expired_bytes: variants deleted by retention.
+-- posts: posts published; comments: comments made (`created`; later deletions not netted out).
 -- Facts come through the macros of sql/rollups.sql.
 WITH up AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
@@ -36,9 +37,24 @@ WITH up AS (
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
+), po AS (
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS posts
+    FROM post_facts(hour_watermark($1, $2))
+    WHERE event = 'published'
+      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY 1
+), co AS (
+    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS comments
+    FROM comment_facts(hour_watermark($1, $2))
+    WHERE event = 'created'
+      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY 1
 ), span AS (
     SELECT min(bucket) AS lo, max(bucket) AS hi
-    FROM (SELECT bucket FROM up UNION ALL SELECT bucket FROM pr UNION ALL SELECT bucket FROM fa UNION ALL SELECT bucket FROM ex)
+    FROM (SELECT bucket FROM up UNION ALL SELECT bucket FROM pr UNION ALL SELECT bucket FROM fa UNION ALL SELECT bucket FROM ex
+          UNION ALL SELECT bucket FROM po UNION ALL SELECT bucket FROM co)
 ), buckets AS (
     SELECT unnest(generate_series(lo, hi, CASE $4::VARCHAR
         WHEN 'hour' THEN INTERVAL 1 HOUR
@@ -55,10 +71,14 @@ SELECT
     coalesce(pr.processed, 0)::BIGINT AS processed,
     coalesce(fa.failed, 0)::BIGINT AS failed,
     coalesce(ex.expired, 0)::BIGINT AS expired,
-    coalesce(ex.expired_bytes, 0)::BIGINT AS expired_bytes
+    coalesce(ex.expired_bytes, 0)::BIGINT AS expired_bytes,
+    coalesce(po.posts, 0)::BIGINT AS posts,
+    coalesce(co.comments, 0)::BIGINT AS comments
 FROM buckets b
 LEFT JOIN up USING (bucket)
 LEFT JOIN pr USING (bucket)
 LEFT JOIN fa USING (bucket)
 LEFT JOIN ex USING (bucket)
+LEFT JOIN po USING (bucket)
+LEFT JOIN co USING (bucket)
 ORDER BY b.bucket;

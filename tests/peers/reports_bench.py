@@ -7,7 +7,7 @@ benchmark, and a quick way to try a report from the command line.
 
 Prints the set-up time (views and the rollups' build), then one JSON object per report: median and all run times in milliseconds, row count.
 Parameters are those of a request with no `from`, `to` or `customer` (the whole lake),
-`interval=day`, `by=format`; capacity 100 TB.
+`interval=day`, `by=format`, `limit=10`; capacity 100 TB.
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ import duckdb
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 CAPACITY = 100_000_000_000_000
-REPORTS = ["summary", "customers", "types", "volume", "processing", "usage"]
+REPORTS = ["summary", "customers", "types", "volume", "processing", "usage", "engagement"]
 
 
 def views_sql():
@@ -54,6 +54,10 @@ EMPTY = {
     "downloads": "event_id VARCHAR, image_id VARCHAR, customer_id VARCHAR, variant VARCHAR, bytes BIGINT, served_at TIMESTAMPTZ",
     "usage": "event_id VARCHAR, taken_at TIMESTAMPTZ, customer_id VARCHAR, originals_bytes BIGINT, variants_bytes BIGINT, "
              "objects BIGINT, capacity_bytes BIGINT",
+    "posts": 'event_id VARCHAR, post_id VARCHAR, customer_id VARCHAR, image_id VARCHAR, author VARCHAR, event VARCHAR, '
+             'error_code VARCHAR, caption_chars INTEGER, "at" TIMESTAMPTZ',
+    "comments": 'event_id VARCHAR, comment_id VARCHAR, post_id VARCHAR, customer_id VARCHAR, author VARCHAR, '
+                'event VARCHAR, chars INTEGER, "at" TIMESTAMPTZ',
 }
 
 
@@ -79,7 +83,8 @@ def connect(lake, watermark=None):
     return con
 
 
-def params(report, frm="1970-01-01 00:00:00", to="3000-01-01 00:00:00", customer=None, interval="day", by="format"):
+def params(report, frm="1970-01-01 00:00:00", to="3000-01-01 00:00:00", customer=None, interval="day", by="format",
+           limit=10):
     import datetime as dt
     p = [dt.datetime.fromisoformat(frm), dt.datetime.fromisoformat(to), customer]
     if report == "summary":
@@ -90,6 +95,8 @@ def params(report, frm="1970-01-01 00:00:00", to="3000-01-01 00:00:00", customer
         p.append(interval)
     elif report == "usage":
         p.append(CAPACITY)
+    elif report == "engagement":
+        p.append(limit)
     return p
 
 

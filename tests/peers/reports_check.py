@@ -3,13 +3,15 @@ not the SQL of sql/reports/), over the same lake files: what the reporting tests
 the API's answers with.
 
     python reports_check.py LAKE_DIR REPORT [--from ISO] [--to ISO] [--customer C]
-                            [--interval day] [--by format] [--capacity BYTES]
+                            [--interval day] [--by format] [--capacity BYTES] [--limit N]
 
 Prints the report as a JSON array of objects, as the API answers it (JSON format).
 Definitions (the same as sql/reports/*.sql say in words): rows are deduplicated by
 event_id; the range is [from, to); a job's outcome is succeeded if any attempt succeeded,
 else failed, and it falls in the range by its last attempt's finish time; stored bytes are
-uploads + variants - deletions over all time.
+uploads + variants - deletions over all time; posts are `published` post events and
+comments `created` comment events in the range; the engagement ranking counts, per post
+published and never deleted, the comments made (and deleted) in the range.
 """
 import argparse
 import datetime as dt
@@ -34,6 +36,10 @@ SCHEMAS = {
                   "bytes": pl.Int64, "reason": pl.Utf8, "deleted_at": TS},
     "usage": {"event_id": pl.Utf8, "taken_at": TS, "customer_id": pl.Utf8, "originals_bytes": pl.Int64,
               "variants_bytes": pl.Int64, "objects": pl.Int64, "capacity_bytes": pl.Int64},
+    "posts": {"event_id": pl.Utf8, "post_id": pl.Utf8, "customer_id": pl.Utf8, "image_id": pl.Utf8, "author": pl.Utf8,
+              "event": pl.Utf8, "error_code": pl.Utf8, "caption_chars": pl.Int32, "at": TS},
+    "comments": {"event_id": pl.Utf8, "comment_id": pl.Utf8, "post_id": pl.Utf8, "customer_id": pl.Utf8,
+                 "author": pl.Utf8, "event": pl.Utf8, "chars": pl.Int32, "at": TS},
 }
 
 
@@ -48,6 +54,13 @@ def load(lake, table):
 
 def parse_time(s):
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def rfc3339(t):
+    """A UTC time as the API's JSON writes it (arrow's RFC 3339, `Z`, 0, 3 or 6 decimals)."""
+    us = t.microsecond
+    frac = "" if us == 0 else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def in_range(df, col, a):
@@ -103,11 +116,21 @@ def quantile(values, q):
     return pl.Series(values, dtype=pl.Float64).quantile(q, interpolation="linear")
 
 
+def published(t, a):
+    return in_range(of_customer(t["posts"], a), "at", a).filter(pl.col("event") == "published")
+
+
+def commented(t, a):
+    return in_range(of_customer(t["comments"], a), "at", a).filter(pl.col("event") == "created")
+
+
 def customers(t, a):
     up = in_range(of_customer(t["uploads"], a), "uploaded_at", a)
     oc = in_range(outcomes(of_customer(t["jobs"], a), "job_id"), "finished_at", a)
     st = stored(t, a, True)
-    names = sorted(set(up["customer_id"].to_list()) | set(oc["customer_id"].to_list()) | set(st))
+    po, co = published(t, a), commented(t, a)
+    names = sorted(set(up["customer_id"].to_list()) | set(oc["customer_id"].to_list()) | set(st)
+                   | set(po["customer_id"].to_list()) | set(co["customer_id"].to_list()))
     out = []
     for c in names:
         u = up.filter(pl.col("customer_id") == c)
@@ -121,6 +144,8 @@ def customers(t, a):
             "failure_rate": rate(failed, processed) if o.height else None,
             "p50_processing_ms": quantile(durations, 0.5), "p95_processing_ms": quantile(durations, 0.95),
             "bytes_stored": int(st.get(c, 0)),
+            "posts": po.filter(pl.col("customer_id") == c).height,
+            "comments": co.filter(pl.col("customer_id") == c).height,
         })
     return out
 
@@ -158,7 +183,10 @@ def volume(t, a):
     fa = bucketed(in_range(outcomes(of_customer(t["jobs"], a), "job_id").filter(~pl.col("succeeded")), "finished_at", a),
                   "finished_at")
     ex = bucketed(in_range(of_customer(t["deletions"], a), "deleted_at", a).filter(pl.col("reason") == "expired"), "deleted_at")
-    all_buckets = up["bucket"].to_list() + pr["bucket"].to_list() + fa["bucket"].to_list() + ex["bucket"].to_list()
+    po = bucketed(published(t, a), "at")
+    co = bucketed(commented(t, a), "at")
+    all_buckets = (up["bucket"].to_list() + pr["bucket"].to_list() + fa["bucket"].to_list() + ex["bucket"].to_list()
+                   + po["bucket"].to_list() + co["bucket"].to_list())
     if not all_buckets:
         return []
     series = pl.datetime_range(min(all_buckets), max(all_buckets), every, eager=True).to_list()
@@ -171,8 +199,36 @@ def volume(t, a):
             "processed": pr.filter(pl.col("bucket") == b).height, "failed": fa.filter(pl.col("bucket") == b).height,
             "expired": e.height,
             "expired_bytes": int(e["bytes"].sum() or 0),
+            "posts": po.filter(pl.col("bucket") == b).height,
+            "comments": co.filter(pl.col("bucket") == b).height,
         })
     return out
+
+
+def engagement(t, a):
+    posts = of_customer(t["posts"], a)
+    gone = set(posts.filter(pl.col("event") == "deleted")["post_id"].to_list())
+    live = {}
+    for r in posts.filter(pl.col("event") == "published").sort("at").to_dicts():
+        if r["post_id"] not in gone and r["post_id"] not in live:
+            live[r["post_id"]] = r
+    c = in_range(of_customer(t["comments"], a), "at", a)
+    made, deleted = {}, {}
+    for r in c.to_dicts():
+        counter = made if r["event"] == "created" else deleted
+        counter[r["post_id"]] = counter.get(r["post_id"], 0) + 1
+    rows = []
+    for post_id, n in made.items():
+        p = live.get(post_id)
+        if p is None:
+            continue
+        rows.append({
+            "post_id": post_id, "customer_id": p["customer_id"], "author": p["author"], "comments": n,
+            "comments_deleted": deleted.get(post_id, 0),
+            "published_at": rfc3339(p["at"]),
+        })
+    rows.sort(key=lambda r: (-r["comments"], r["post_id"]))
+    return rows[:a.limit]
 
 
 def processing(t, a):
@@ -247,13 +303,14 @@ def usage(t, a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("lake")
-    ap.add_argument("report", choices=["summary", "customers", "types", "volume", "processing", "usage"])
+    ap.add_argument("report", choices=["summary", "customers", "types", "volume", "processing", "usage", "engagement"])
     ap.add_argument("--from", dest="frm", default="1970-01-01T00:00:00Z")
     ap.add_argument("--to", default="3000-01-01T00:00:00Z")
     ap.add_argument("--customer")
     ap.add_argument("--interval", default="day")
     ap.add_argument("--by", default="format")
     ap.add_argument("--capacity", type=int, default=100_000_000_000_000)
+    ap.add_argument("--limit", type=int, default=10)
     a = ap.parse_args()
     a.frm, a.to = parse_time(a.frm), parse_time(a.to)
     t = {name: load(a.lake, name) for name in SCHEMAS}

@@ -7,22 +7,24 @@ service: a quick check of the SQL after editing it.
 import os, sys, json, subprocess, datetime as dt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reports_bench as rb
+from reports_check import rfc3339
 lake = sys.argv[1]
 con = rb.connect(lake)
-def api(report, frm, to, customer=None, interval='day', by='format'):
-    p = rb.params(report, frm, to, customer, interval, by)
+def api(report, frm, to, customer=None, interval='day', by='format', limit=10):
+    p = rb.params(report, frm, to, customer, interval, by, limit)
     t = con.sql(open(os.path.join(rb.ROOT, "sql", "reports", f"{report}.sql")).read(), params=p).to_arrow_table()
     rows = t.to_pylist()
     for r in rows:
         for k, v in list(r.items()):
-            if isinstance(v, dt.datetime): r[k] = v.strftime('%Y-%m-%dT%H:%M:%S')
+            if isinstance(v, dt.datetime) and v.tzinfo is not None: r[k] = rfc3339(v)
+            elif isinstance(v, dt.datetime): r[k] = v.strftime('%Y-%m-%dT%H:%M:%S')
             elif isinstance(v, dt.date): r[k] = v.isoformat()
     return rows
-def chk(report, frm='1970-01-01 00:00:00', to='3000-01-01 00:00:00', customer=None, interval='day', by='format'):
-    args = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reports_check.py"), lake, report, '--from', frm.replace(' ', 'T') + 'Z', '--to', to.replace(' ', 'T') + 'Z', '--interval', interval, '--by', by]
+def chk(report, frm='1970-01-01 00:00:00', to='3000-01-01 00:00:00', customer=None, interval='day', by='format', limit=10):
+    args = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reports_check.py"), lake, report, '--from', frm.replace(' ', 'T') + 'Z', '--to', to.replace(' ', 'T') + 'Z', '--interval', interval, '--by', by, '--limit', str(limit)]
     if customer: args += ['--customer', customer]
     exp = json.loads(subprocess.check_output(args))
-    got = api(report, frm, to, customer, interval, by)
+    got = api(report, frm, to, customer, interval, by, limit)
     assert len(exp) == len(got), (report, len(exp), len(got))
     for a, e in zip(got, exp):
         for k, v in e.items():
@@ -36,6 +38,8 @@ for r in rb.REPORTS:
 for i in ['hour', 'week', 'month']:
     chk('volume', interval=i)
 chk('types', by='content_type')
+for limit in [1, 3, 1000]:
+    chk('engagement', limit=limit)
 for r in rb.REPORTS:
     chk(r, '2026-01-03 13:30:00', '2026-01-20 07:15:00', customer='cust002')
     chk(r, '2026-01-10 00:00:00', '2026-01-10 00:00:00')
