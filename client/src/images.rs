@@ -8,13 +8,20 @@ use std::time::{Duration, Instant};
 
 /// Polls the record until it is `processed` or `failed`.
 pub async fn wait_done(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let hint = format!("check later with `imagelake status {id}`");
+    wait_for(api, &format!("/v1/images/{id}"), &["processed", "failed"], timeout, &format!("image {id}"), &hint).await
+}
+
+/// Polls `path` until its `status` is one of `done`, with backoff; `what` and `hint`
+/// word the timeout's message.
+pub async fn wait_for(api: &Api, path: &str, done: &[&str], timeout: Duration, what: &str, hint: &str) -> anyhow::Result<Value> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        let status = match api.get_json(&format!("/v1/images/{id}"), &[]).await {
+        let status = match api.get_json(path, &[]).await {
             Ok(rec) => {
                 let status = rec["status"].as_str().unwrap_or_default().to_string();
-                if status == "processed" || status == "failed" {
+                if done.contains(&status.as_str()) {
                     return Ok(rec);
                 }
                 status
@@ -29,10 +36,7 @@ pub async fn wait_done(api: &Api, id: &str, timeout: Duration) -> anyhow::Result
             Err(e) => return Err(e),
         };
         if start.elapsed() >= timeout {
-            bail!(
-                "image {id} is still {status} after {} s (raise --timeout, or check later with `imagelake status {id}`)",
-                timeout.as_secs()
-            );
+            bail!("{what} is still {status} after {} s (raise --timeout, or {hint})", timeout.as_secs());
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(2));
@@ -60,14 +64,14 @@ pub fn right_align(t: &mut Table, columns: &[usize]) {
     }
 }
 
-fn dims(v: &Value) -> String {
+pub fn dims(v: &Value) -> String {
     match (v["width"].as_u64(), v["height"].as_u64()) {
         (Some(w), Some(h)) => format!("{w}x{h}"),
         _ => "-".into(),
     }
 }
 
-fn s(v: &Value) -> String {
+pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -142,26 +146,42 @@ pub async fn status(api: &Api, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn list(api: &Api, limit: usize, page_size: usize, json: bool) -> anyhow::Result<()> {
-    if limit == 0 {
-        bail!("--limit must be at least 1");
-    }
-    let page_size = page_size.clamp(1, 1000);
+/// Up to `limit` items of a paginated listing (`{"items": [...], "next_cursor": ...}`),
+/// following the cursor `page_size` at a time; and whether more items remain.
+pub async fn pages(
+    api: &Api,
+    path: &str,
+    query: &[(&str, String)],
+    limit: usize,
+    page_size: usize,
+) -> anyhow::Result<(Vec<Value>, bool)> {
     let mut items: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;
     while items.len() < limit {
-        let mut q = vec![("limit", page_size.min(limit - items.len()).to_string())];
+        let mut q = query.to_vec();
+        q.push(("limit", page_size.min(limit - items.len()).to_string()));
         if let Some(c) = &cursor {
             q.push(("cursor", c.clone()));
         }
-        let page = api.get_json("/v1/images", &q).await?;
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        let page = api.get_json(path, &q).await?;
+        let got = page["items"].as_array().cloned().unwrap_or_default();
+        let empty = got.is_empty();
+        items.extend(got);
         cursor = page["next_cursor"].as_str().map(str::to_string);
-        if cursor.is_none() {
+        // An empty page with a cursor would loop for ever: stop there.
+        if cursor.is_none() || empty {
             break;
         }
     }
     items.truncate(limit);
+    Ok((items, cursor.is_some()))
+}
+
+pub async fn list(api: &Api, limit: usize, page_size: usize, json: bool) -> anyhow::Result<()> {
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    let (items, more) = pages(api, "/v1/images", &[], limit, page_size.clamp(1, 1000)).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
@@ -184,7 +204,7 @@ pub async fn list(api: &Api, limit: usize, page_size: usize, json: bool) -> anyh
     for line in table_lines(&t) {
         println!("{line}");
     }
-    if cursor.is_some() {
+    if more {
         eprintln!("(more images: raise --limit to see them)");
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! imagelake-client: the command-line client of the HTTP API, built into the same
-//! `imagelake` binary as the services (`imagelake upload|status|download|list|stats`).
+//! `imagelake` binary as the services (`imagelake upload|status|download|list|post|stats`).
 //!
 //! It speaks HTTP only (no service crate, no core): every file is streamed from disk to
 //! the socket and from the socket to disk, so a multi-GB image never sits in memory.
@@ -10,6 +10,7 @@
 mod api;
 mod download;
 mod images;
+mod posts;
 mod profile;
 mod progress;
 mod stats;
@@ -68,6 +69,11 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Posts (an image with a caption, published once it is processed) and their comments.
+    Post {
+        #[command(subcommand)]
+        command: PostCommand,
+    },
     /// Run a statistics report: summary, customers, types, volume, processing, usage.
     Stats {
         report: String,
@@ -92,6 +98,103 @@ pub enum ClientCommand {
     },
 }
 
+/// `imagelake post ...`: results on stdout, messages on stderr, exit 1 with the server's
+/// `detail` and `code` when a request is refused.
+#[derive(Subcommand, Debug)]
+pub enum PostCommand {
+    /// Create a post from an image file (streamed, with a progress bar) or from an image
+    /// already uploaded (--image); prints the post's id.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "image"])))]
+    Create {
+        /// The image file to upload and post.
+        file: Option<PathBuf>,
+        /// Post an image already uploaded (its id) instead of a file.
+        #[arg(long, value_name = "IMAGE_ID")]
+        image: Option<String>,
+        /// The caption (up to 2,200 characters; default: none).
+        #[arg(long, default_value = "")]
+        caption: String,
+        /// Who wrote the post.
+        #[arg(long)]
+        author: Option<String>,
+        /// With FILE: the variants to make, comma-separated (default: every configured preset).
+        #[arg(long, value_delimiter = ',', conflicts_with = "image")]
+        variants: Vec<String>,
+        /// A URL that gets the post POSTed (signed) when it is published or failed.
+        #[arg(long)]
+        callback_url: Option<String>,
+        /// Wait until the post is published (or failed: exit 1) and print its status and variants.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// List published posts, newest or most commented first (follows the server's cursor).
+    List {
+        #[arg(long, value_enum, default_value_t = PostOrder::Newest)]
+        order: PostOrder,
+        /// How many posts to show at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Posts per request.
+        #[arg(long, default_value_t = 100, hide = true)]
+        page_size: usize,
+        /// Print the posts as JSON (an array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a post: caption, author, status, comment count, latest comments, variant URLs.
+    Show {
+        id: String,
+        /// Print the post as the server's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Comment on a published post; prints the comment's id.
+    Comment {
+        /// The post's id.
+        id: String,
+        /// The comment (`-`: read it from stdin).
+        text: String,
+        /// Who wrote the comment.
+        #[arg(long)]
+        author: String,
+        /// Print the comment as the server's JSON instead of its id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a post's comments, newest first (follows the server's cursor).
+    Comments {
+        /// The post's id.
+        id: String,
+        /// How many comments to show at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Comments per request.
+        #[arg(long, default_value_t = 100, hide = true)]
+        page_size: usize,
+        /// Print the comments as JSON (an array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a post with its comments and its image, or with --comment one comment only.
+    Delete {
+        /// The post's id.
+        id: String,
+        /// Delete only this comment of the post.
+        #[arg(long, value_name = "COMMENT_ID")]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PostOrder {
+    Newest,
+    /// Most comments first.
+    Comments,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StatsFormat {
     Table,
@@ -109,9 +212,35 @@ pub async fn run(cmd: ClientCommand, conn: Connection) -> anyhow::Result<()> {
         ClientCommand::Status { id, json } => images::status(&api, &id, json).await,
         ClientCommand::Download { id, variant, output } => download::run(&api, &id, variant.as_deref(), output).await,
         ClientCommand::List { limit, page_size, json } => images::list(&api, limit, page_size, json).await,
+        ClientCommand::Post { command } => post(&api, command).await,
         ClientCommand::Stats { report, from, to, customer, interval, by, format } => {
             let params = [("from", from), ("to", to), ("customer", customer), ("interval", interval), ("by", by)];
             stats::run(&api, &report, &params, format).await
         }
+    }
+}
+
+async fn post(api: &Api, cmd: PostCommand) -> anyhow::Result<()> {
+    match cmd {
+        PostCommand::Create { file, image, caption, author, variants, callback_url, wait, timeout } => {
+            let source = match (&file, &image) {
+                (Some(f), _) => posts::Source::File(f),
+                (None, Some(i)) => posts::Source::Image(i),
+                (None, None) => anyhow::bail!("name an image FILE or --image ID"),
+            };
+            let new = posts::NewPost {
+                source,
+                caption: &caption,
+                author: author.as_deref(),
+                variants: &variants,
+                callback_url: callback_url.as_deref(),
+            };
+            posts::create(api, new, wait, std::time::Duration::from_secs(timeout)).await
+        }
+        PostCommand::List { order, limit, page_size, json } => posts::list(api, order, limit, page_size, json).await,
+        PostCommand::Show { id, json } => posts::show(api, &id, json).await,
+        PostCommand::Comment { id, text, author, json } => posts::comment(api, &id, &author, &text, json).await,
+        PostCommand::Comments { id, limit, page_size, json } => posts::comments(api, &id, limit, page_size, json).await,
+        PostCommand::Delete { id, comment } => posts::delete(api, &id, comment.as_deref()).await,
     }
 }

@@ -20,7 +20,7 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
 /// Connection options of the client commands (global flags of the `imagelake` binary).
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Client options (upload, status, download, list, stats)")]
+#[command(next_help_heading = "Client options (upload, status, download, list, post, stats)")]
 pub struct Connection {
     /// The server's base URL [default: the profile's, else http://127.0.0.1:8080].
     #[arg(long, global = true, env = "IMAGELAKE_URL")]

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 pub async fn run(
     api: &Api,
@@ -100,7 +100,7 @@ async fn upload_one(api: &Api, path: &Path, variants: &[&str]) -> anyhow::Result
 }
 
 /// The media type from the file's first bytes, else from its extension.
-fn content_type(path: &Path) -> anyhow::Result<&'static str> {
+pub(crate) fn content_type(path: &Path) -> anyhow::Result<&'static str> {
     let mut head = [0u8; 32];
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut n = 0;
