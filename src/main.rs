@@ -316,6 +316,7 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     routes = routes.merge(imagelake_core::openapi::router(&imagelake_core::openapi::document(api_parts)));
     if services.processor {
         background.push(imagelake_processor::run(ctx.clone(), shutdown.child_token(), grace));
+        background.push(imagelake_processor::relay::run(ctx.clone(), shutdown.child_token()));
     }
     if services.lifecycle {
         imagelake_lifecycle::validate_schedules(&ctx)?;

@@ -15,6 +15,15 @@ pub enum IngestError {
     /// No such image for this caller (another customer's image is also "not found").
     #[error("no image with id `{0}`")]
     NotFound(String),
+    /// No such post or comment (`{0}`) for this caller.
+    #[error("no {0} with id `{1}`")]
+    NotFoundOf(&'static str, String),
+    /// The request conflicts with the resource's state.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// Too much waiting work: retry after a second.
+    #[error("{0}")]
+    Busy(&'static str),
     /// The variant exists in no record of this image, or is not made yet.
     #[error("image `{0}` has no variant `{1}` (yet)")]
     NoVariant(String, String),
@@ -77,6 +86,16 @@ impl From<MetaError> for IngestError {
     }
 }
 
+impl From<imagelake_core::CoreError> for IngestError {
+    fn from(e: imagelake_core::CoreError) -> Self {
+        match e {
+            imagelake_core::CoreError::Store(e) => e.into(),
+            imagelake_core::CoreError::Meta(e) => e.into(),
+            other => IngestError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<QueueError> for IngestError {
     fn from(e: QueueError) -> Self {
         IngestError::QueueUnavailable(e)
@@ -87,7 +106,9 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::Forbidden(_) => "forbidden",
-            IngestError::NotFound(_) => "not_found",
+            IngestError::NotFound(_) | IngestError::NotFoundOf(..) => "not_found",
+            IngestError::Conflict(code, _) => code,
+            IngestError::Busy(_) => "busy",
             IngestError::NoVariant(..) => "variant_not_found",
             IngestError::Gone(..) => "variant_expired",
             IngestError::EmptyBody => "empty_body",
@@ -107,7 +128,9 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
-            IngestError::NotFound(_) | IngestError::NoVariant(..) => StatusCode::NOT_FOUND,
+            IngestError::NotFound(_) | IngestError::NotFoundOf(..) | IngestError::NoVariant(..) => StatusCode::NOT_FOUND,
+            IngestError::Conflict(..) => StatusCode::CONFLICT,
+            IngestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Gone(..) => StatusCode::GONE,
             IngestError::EmptyBody | IngestError::BadRequest(..) | IngestError::Truncated(_) => StatusCode::BAD_REQUEST,
             IngestError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -138,6 +161,7 @@ impl IntoResponse for IngestError {
                 tracing::warn!(error = %e, "queue unavailable");
                 Problem::unavailable(self.code(), "the job queue is unavailable; retry later")
             }
+            IngestError::Busy(m) => Problem::unavailable(self.code(), *m),
             _ => Problem::new(self.status(), self.code(), self.to_string()),
         };
         let mut res = problem.into_response();

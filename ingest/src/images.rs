@@ -160,14 +160,6 @@ pub async fn delete(State(ctx): State<Context>, principal: Principal, Path(id): 
     // (the processor removes what it wrote). Then the objects, then the rows: a failure
     // half-way leaves a tombstone that the lifecycle's reconcile finishes.
     let Some(rec) = ctx.meta.begin_delete(&rec.id, now).await? else { return Err(IngestError::NotFound(id)) };
-    imagelake_core::deletion::remove_image(&ctx, &rec, now).await.map_err(from_core)?;
+    imagelake_core::deletion::remove_image(&ctx, &rec, now).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn from_core(e: imagelake_core::CoreError) -> IngestError {
-    match e {
-        imagelake_core::CoreError::Store(e) => e.into(),
-        imagelake_core::CoreError::Meta(e) => e.into(),
-        other => IngestError::Internal(other.to_string()),
-    }
 }

@@ -7,6 +7,7 @@ mod idempotency;
 mod images;
 mod inspect;
 pub mod outbox;
+mod posts;
 mod sniff;
 mod upload;
 
@@ -18,8 +19,30 @@ use imagelake_core::app::Context;
 /// The OpenAPI part of these routes (merged by `imagelake_core::openapi::document`).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(upload::create, images::list, images::show, images::delete, download::original, download::variant),
+    paths(
+        upload::create,
+        images::list,
+        images::show,
+        images::delete,
+        download::original,
+        download::variant,
+        posts::create::create,
+        posts::read::list,
+        posts::read::show,
+        posts::read::delete,
+        posts::comments::add,
+        posts::comments::list,
+        posts::comments::delete,
+    ),
     components(schemas(
+        imagelake_core::post::PostView,
+        imagelake_core::post::PostStatus,
+        imagelake_core::post::Comment,
+        posts::read::PostPage,
+        posts::comments::CommentPage,
+        posts::create::NewPostJson,
+        posts::comments::NewCommentJson,
+        posts::create::NewPostForm,
         imagelake_core::record::ImageRecord,
         imagelake_core::record::VariantRecord,
         imagelake_core::record::RecordError,
@@ -46,4 +69,5 @@ pub fn router() -> Router<Context> {
         .route("/v1/images/{id}/variants/{name}", get(download::variant))
         // Bodies are streamed and limited by `ingest.max_upload_bytes`, not buffered.
         .layer(DefaultBodyLimit::disable())
+        .merge(posts::router())
 }

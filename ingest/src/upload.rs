@@ -21,6 +21,7 @@ use imagelake_core::ids;
 use imagelake_core::job::JobMessage;
 use imagelake_core::lake::UploadRow;
 use imagelake_core::meta::{Created, NewImage};
+use imagelake_core::post::Post;
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
 use imagelake_core::record::{self, ImageRecord, Status};
@@ -91,6 +92,18 @@ pub async fn create(
     Query(params): Query<UploadParams>,
     request: Request,
 ) -> Result<Response, IngestError> {
+    accept(ctx, principal, params, request, false).await
+}
+
+/// Takes an upload (`POST /v1/images`, or with `post` a multipart `POST /v1/posts`, whose
+/// image becomes a post in the same transaction).
+pub(crate) async fn accept(
+    ctx: Context,
+    principal: Principal,
+    params: UploadParams,
+    request: Request,
+    post: bool,
+) -> Result<Response, IngestError> {
     if !principal.can_upload() {
         return Err(IngestError::Forbidden("this key's role cannot upload images"));
     }
@@ -107,7 +120,8 @@ pub async fn create(
         }
     }
     crate::capacity::check(&ctx)?;
-    let idem = idempotency::key(&headers)?;
+    // Posts take no Idempotency-Key: the key names an image, not a post.
+    let idem = if post { None } else { idempotency::key(&headers)? };
     if let Some(key) = &idem {
         if let Some(first) = ctx.meta.idempotent_image(&principal.customer, key, ctx.clock.now()).await? {
             return Ok(accepted(&first));
@@ -115,7 +129,7 @@ pub async fn create(
     }
     // The rest runs as its own task: if the client goes away, the handler's future is
     // dropped, but the task still sees the body fail and cleans up after itself.
-    let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem };
+    let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem, post };
     tokio::spawn(job.run(request)).await.map_err(|e| IngestError::Internal(format!("upload task: {e}")))?
 }
 
@@ -127,18 +141,27 @@ struct Accept {
     headers: HeaderMap,
     limit: u64,
     idem: Option<String>,
+    post: bool,
 }
 
 impl Accept {
     async fn run(self, request: Request) -> Result<Response, IngestError> {
-        let Accept { ctx, customer, variants, callback_url, headers, limit, idem } = self;
+        let Accept { ctx, customer, variants, mut callback_url, headers, limit, idem, post } = self;
         let id = ids::new_id();
         let key = record::original_key(&customer, &id);
-        let inspection = store_body(&ctx, &key, &headers, request, limit).await?;
+        let (inspection, fields) = store_body(&ctx, &key, &headers, request, limit).await?;
+        let now = ctx.clock.now();
+        // A post's webhooks are the post's (`post.published`, `post.failed`), not the image's.
+        let post = match post.then(|| crate::posts::draft(&fields, &customer, &id, callback_url.take(), now)).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
+                return Err(e);
+            }
+        };
         let format = inspection.format.expect("a stored body was identified");
         let sha256 = inspection.sha256.clone().expect("a stored body was hashed");
         let (width, height) = sniff::dimensions(&inspection.head).map_or((None, None), |(w, h)| (Some(w), Some(h)));
-        let now = ctx.clock.now();
         let rec = ImageRecord {
             id: id.clone(),
             customer: customer.clone(),
@@ -179,7 +202,7 @@ impl Accept {
                 sha256,
             },
         };
-        let rec = match commit(&ctx, &rec, &job, idem.as_deref()).await {
+        let rec = match commit(&ctx, &rec, &job, idem.as_deref(), post.as_ref()).await {
             Ok(Created::New) => rec,
             Ok(Created::Duplicate(first)) => {
                 // A parallel request with the same Idempotency-Key committed first.
@@ -196,7 +219,10 @@ impl Accept {
         imagelake_core::metrics::upload_accepted(inspection.bytes);
         crate::outbox::send_now(&ctx, &job.job_id, &job_body(&job)?).await;
         tracing::info!(image_id = %id, customer = %rec.customer, bytes = rec.bytes, format = %rec.format, "upload accepted");
-        Ok(accepted(&rec))
+        match post {
+            Some(p) => crate::posts::accepted(&ctx, p).await,
+            None => Ok(accepted(&rec)),
+        }
     }
 }
 
@@ -210,7 +236,13 @@ fn job_body(job: &JobMessage) -> Result<String, IngestError> {
 }
 
 /// One transaction: the record, its job in the outbox, its bytes counted, its key.
-async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage, idem: Option<&str>) -> Result<Created, IngestError> {
+async fn commit(
+    ctx: &Context,
+    rec: &ImageRecord,
+    job: &JobMessage,
+    idem: Option<&str>,
+    post: Option<&Post>,
+) -> Result<Created, IngestError> {
     let now = ctx.clock.now();
     let ttl = chrono::Duration::from_std(ctx.config.ingest.idempotency_ttl.0).unwrap_or(chrono::Duration::hours(24));
     let retry = chrono::Duration::from_std(ctx.config.database.outbox_retry.0).unwrap_or(chrono::Duration::seconds(10));
@@ -221,44 +253,51 @@ async fn commit(ctx: &Context, rec: &ImageRecord, job: &JobMessage, idem: Option
         job_body: &body,
         send_after: now + retry,
         idempotency: idem.map(|k| (k, now + ttl)),
-        post: None,
+        post,
     };
     Ok(ctx.meta.create_image(new).await?)
 }
 
-/// Streams the raw body, or the multipart field `file`, to `key`.
+/// Text fields of a multipart upload (`caption`, `author` ...), in order.
+pub(crate) type FormFields = Vec<(String, String)>;
+/// Bytes of one text field, and text fields, at most.
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+const MAX_FIELDS: usize = 16;
+
+/// Streams the raw body, or the multipart field `file`, to `key`; keeps the multipart
+/// body's small text fields (before and after the file).
 async fn store_body(
     ctx: &Context,
     key: &str,
     headers: &HeaderMap,
     request: Request,
     limit: u64,
-) -> Result<Inspection, IngestError> {
+) -> Result<(Inspection, FormFields), IngestError> {
     let opts = UploadOptions::from_config(&ctx.config.storage);
     let is_multipart =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut fields = FormFields::new();
     let (result, shared) = if is_multipart {
         let mut form = Multipart::from_request(request, &())
             .await
             .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?;
         let mut stored = None;
-        while let Some(field) =
-            form.next_field().await.map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?
-        {
-            if field.name() == Some("file") {
-                let (stream, shared) = inspect(field, limit);
-                stored = Some((upload_stream(&ctx.store, key, stream, opts).await, shared));
-                break;
+        let read = read_form(ctx, key, &mut form, limit, opts, &mut stored, &mut fields).await;
+        if let Err(e) = read {
+            if matches!(stored, Some((Ok(_), _))) {
+                // A bad field after the file: nothing was acknowledged, so nothing stays.
+                let _ = ctx.store.delete_many(&[key.to_string()]).await;
             }
+            return Err(e);
         }
         stored.ok_or_else(|| IngestError::BadRequest("missing_file", "the multipart body has no field `file`".into()))?
     } else {
         let (stream, shared) = inspect(request.into_body().into_data_stream(), limit);
-        (upload_stream(&ctx.store, key, stream, opts).await, shared)
+        (upload_stream(&ctx.store, key, stream, opts).await.map(|_| ()), shared)
     };
     let mut inspection = std::mem::take(&mut *shared.lock().unwrap());
     match result {
-        Ok(_) => Ok(inspection),
+        Ok(_) => Ok((inspection, fields)),
         Err(e) => Err(inspection.failure.take().unwrap_or_else(|| match e {
             // The multipart parser's error: a malformed body (or one cut off, which the
             // parser cannot tell apart).
@@ -268,6 +307,53 @@ async fn store_body(
             e => e.into(),
         })),
     }
+}
+
+type Stored = (Result<(), imagelake_core::store::StoreError>, crate::inspect::Shared);
+
+/// Reads a multipart body: streams the first `file` field to `key` (into `stored`) and
+/// keeps the small text fields.
+async fn read_form(
+    ctx: &Context,
+    key: &str,
+    form: &mut Multipart,
+    limit: u64,
+    opts: UploadOptions,
+    stored: &mut Option<Stored>,
+    fields: &mut FormFields,
+) -> Result<(), IngestError> {
+    let bad = |e: axum::extract::multipart::MultipartError| IngestError::BadRequest("invalid_multipart", e.body_text());
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" && stored.is_none() {
+            let (stream, shared) = inspect(field, limit);
+            let result = upload_stream(&ctx.store, key, stream, opts).await.map(|_| ());
+            let failed = result.is_err();
+            *stored = Some((result, shared));
+            if failed {
+                return Ok(());
+            }
+            continue;
+        }
+        // A small text field, read in bounded chunks.
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            value.extend_from_slice(&chunk);
+            if value.len() > MAX_FIELD_BYTES {
+                return Err(IngestError::BadRequest(
+                    "field_too_large",
+                    format!("the field `{name}` is over {MAX_FIELD_BYTES} bytes"),
+                ));
+            }
+        }
+        if fields.len() >= MAX_FIELDS {
+            return Err(IngestError::BadRequest("too_many_fields", format!("more than {MAX_FIELDS} multipart fields")));
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| IngestError::BadRequest("invalid_multipart", format!("the field `{name}` is not UTF-8")))?;
+        fields.push((name, value));
+    }
+    Ok(())
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -298,7 +384,7 @@ fn requested_variants(ctx: &Context, asked: Option<&str>) -> Result<Vec<String>,
 /// Refused now rather than failing silently later: a malformed URL, or one whose host
 /// resolves to a private address (unless `[webhooks] allow_private`). The processor
 /// checks again when it delivers, against the address it connects to.
-async fn validate_callback(ctx: &Context, url: String) -> Result<String, IngestError> {
+pub(crate) async fn validate_callback(ctx: &Context, url: String) -> Result<String, IngestError> {
     if url.len() > 2048 {
         return Err(IngestError::BadRequest("invalid_callback_url", "callback_url is longer than 2048 bytes".into()));
     }

@@ -5,6 +5,7 @@ pub mod error;
 mod handle;
 pub mod offline;
 pub mod pipeline;
+pub mod relay;
 mod webhook;
 mod worker;
 

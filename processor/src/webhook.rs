@@ -25,12 +25,14 @@ pub fn send(ctx: &Context, url: &str, record: &ImageRecord) {
     let event = if record.status == Status::Processed { "image.processed" } else { "image.failed" };
     let (ctx, url, image_id) = (ctx.clone(), url.to_string(), record.id.clone());
     tokio::spawn(async move {
-        let delivered = deliver(&ctx, &url, event, &body).await;
+        let delivered = deliver(&ctx, &url, event, &body, &uuid::Uuid::now_v7().to_string()).await;
         tracing::info!(url, image_id, event, delivered, "webhook finished");
     });
 }
 
-async fn deliver(ctx: &Context, url: &str, event: &str, body: &[u8]) -> bool {
+/// Delivers `body` as `event` to `url`, retrying as described above, every attempt with
+/// the same `Imagelake-Delivery` id. Whether it was delivered.
+pub(crate) async fn deliver(ctx: &Context, url: &str, event: &str, body: &[u8], delivery: &str) -> bool {
     let cfg = &ctx.config.webhooks;
     let secret = match webhook::secret(&ctx.config) {
         Ok(s) => s,
@@ -39,10 +41,9 @@ async fn deliver(ctx: &Context, url: &str, event: &str, body: &[u8]) -> bool {
             return false;
         }
     };
-    let delivery = uuid::Uuid::now_v7().to_string();
     let attempts = cfg.max_attempts.max(1);
     for attempt in 1..=attempts {
-        match attempt_once(ctx, url, event, body, &secret, &delivery).await {
+        match attempt_once(ctx, url, event, body, &secret, delivery).await {
             Outcome::Delivered => return true,
             Outcome::Final(why) => {
                 tracing::warn!(url, attempt, why, "webhook not delivered");

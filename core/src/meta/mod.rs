@@ -269,8 +269,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<PostEvent>, MetaError>;
-    /// The lake rows of these events are written: events without a webhook are done.
-    async fn post_events_written(&self, ids: &[String]) -> Result<(), MetaError>;
+    /// The lake rows of these events are written: events without a webhook are done; the
+    /// others are left alone until `webhook_until` while their webhook is delivered.
+    async fn post_events_written(&self, ids: &[String], webhook_until: DateTime<Utc>) -> Result<(), MetaError>;
     /// The webhook of this event is delivered (or given up): the event is done.
     async fn post_event_done(&self, id: &str) -> Result<(), MetaError>;
     /// Post events waiting for the relay.

@@ -281,8 +281,8 @@ impl MetadataStore for SqlMetadata {
     ) -> Result<Vec<PostEvent>, MetaError> {
         posts::claim_events(self, now, until, limit).await
     }
-    async fn post_events_written(&self, ids: &[String]) -> Result<(), MetaError> {
-        posts::events_written(self, ids).await
+    async fn post_events_written(&self, ids: &[String], webhook_until: DateTime<Utc>) -> Result<(), MetaError> {
+        posts::events_written(self, ids, webhook_until).await
     }
     async fn post_event_done(&self, id: &str) -> Result<(), MetaError> {
         posts::event_done(self, id).await

@@ -442,19 +442,24 @@ pub(super) async fn claim_events(
         .collect()
 }
 
-pub(super) async fn events_written(db: &SqlMetadata, ids: &[String]) -> Result<(), MetaError> {
+pub(super) async fn events_written(db: &SqlMetadata, ids: &[String], webhook_until: DateTime<Utc>) -> Result<(), MetaError> {
     for chunk in ids.chunks(500) {
-        let list = placeholders(1, chunk.len());
-        let del = format!("DELETE FROM post_events WHERE id IN ({list}) AND callback_url IS NULL");
-        let upd = format!("UPDATE post_events SET lake_written = 1 WHERE id IN ({list})");
+        let del = format!("DELETE FROM post_events WHERE id IN ({}) AND callback_url IS NULL", placeholders(1, chunk.len()));
+        let upd = format!(
+            "UPDATE post_events SET lake_written = 1, next_attempt_at = $1 WHERE id IN ({})",
+            placeholders(2, chunk.len())
+        );
         in_tx!(db, tx => {
-            for sql in [&del, &upd] {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(del.clone()));
+            for id in chunk {
+                q = q.bind(id.as_str());
             }
+            q.execute(&mut *tx).await.map_err(err)?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(upd.clone())).bind(micros(webhook_until));
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
             Ok::<_, MetaError>(())
         })?;
     }
