@@ -2,9 +2,9 @@
 //! caption, published once the image is processed) and their comments.
 //!
 //! `post create FILE` streams the file from disk as the `file` field of a
-//! `multipart/form-data` body written here (text fields first, then the file, then the
-//! closing boundary), so its `Content-Length` is known up front and the file never sits
-//! in memory; `post create --image ID` posts an image already uploaded, as JSON.
+//! `multipart/form-data` body (text fields first), whose parts all have known lengths, so
+//! the request declares its `Content-Length` like `upload` and the file never sits in
+//! memory; `post create --image ID` posts an image already uploaded, as JSON.
 
 use crate::api::Api;
 use crate::images::{pages, plain_table, print_variants, right_align, s, table_lines, wait_for};
@@ -12,13 +12,12 @@ use crate::progress::{bytes_bar, note};
 use crate::upload::{content_type, CHUNK};
 use crate::PostOrder;
 use anyhow::{bail, Context as _};
-use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use futures::TryStreamExt;
+use reqwest::multipart::{Form, Part};
 use reqwest::{Body, Method};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokio_util::bytes::Bytes;
 
 /// The server's largest page of posts or comments.
 const MAX_PAGE: usize = 100;
@@ -113,80 +112,23 @@ async fn create_from_file(api: &Api, path: &Path, post: &NewPost<'_>) -> anyhow:
         options.push(("callback_url", u.to_string()));
     }
     fields.extend(options.iter().cloned());
-    let form = Form::new(&fields, &name, media_type);
     let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
     let bar = bytes_bar(Some(size), &name);
     let counter = bar.clone();
-    let file_stream =
+    let stream =
         tokio_util::io::ReaderStream::with_capacity(file, CHUNK).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-    let head = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(Bytes::from(form.head.clone()))));
-    let tail = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(Bytes::from(form.tail.clone()))));
-    let req = api
-        .request(Method::POST, "/v1/posts")
-        .query(&options)
-        .header(CONTENT_TYPE, format!("multipart/form-data; boundary={}", form.boundary))
-        .header(CONTENT_LENGTH, form.length(size))
-        .body(Body::wrap_stream(head.chain(file_stream).chain(tail)));
+    let part = Part::stream_with_length(Body::wrap_stream(stream), size).file_name(name).mime_str(media_type)?;
+    let mut form = Form::new();
+    for (k, v) in fields {
+        form = form.text(k, v);
+    }
+    let req = api.request(Method::POST, "/v1/posts").query(&options).multipart(form.part("file", part));
     let result = api.send(req).await;
     bar.finish_and_clear();
     let res = result?;
     let created: Value = res.json().await.context("the answer of POST /v1/posts is not JSON")?;
     note(&bar, &format!("uploaded {} ({size} bytes, {media_type})", path.display()));
     Ok(created)
-}
-
-/// A `multipart/form-data` body around one file: `head` (the text fields and the file
-/// part's headers), the file's bytes, then `tail`.
-struct Form {
-    boundary: String,
-    head: String,
-    tail: String,
-}
-
-impl Form {
-    fn new(fields: &[(&str, String)], file_name: &str, media_type: &str) -> Form {
-        // A boundary that occurs in no text field (the file's bytes: 128 random bits).
-        let boundary = loop {
-            let b = format!("imagelake-{}", random_hex());
-            if fields.iter().all(|(_, v)| !v.contains(&b)) {
-                break b;
-            }
-        };
-        let mut head = String::new();
-        for (name, value) in fields {
-            head.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
-        }
-        head.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {media_type}\r\n\r\n",
-            quoted(file_name)
-        ));
-        let tail = format!("\r\n--{boundary}--\r\n");
-        Form { boundary, head, tail }
-    }
-
-    fn length(&self, file_size: u64) -> u64 {
-        self.head.len() as u64 + file_size + self.tail.len() as u64
-    }
-}
-
-/// A file name inside `filename="..."`, escaped as browsers do (HTML's form encoding).
-fn quoted(name: &str) -> String {
-    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
-}
-
-/// 32 random hex digits (from the standard library's randomly seeded hasher keys).
-fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    (0..2u8)
-        .map(|i| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(nanos);
-            h.write_u32(std::process::id());
-            h.write_u8(i);
-            format!("{:016x}", h.finish())
-        })
-        .collect()
 }
 
 /// Text from the server for one table cell or line: control characters (a newline, an
@@ -372,19 +314,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_form_declares_its_exact_length_and_one_boundary() {
-        let fields = vec![("caption", "a \"quoted\"\ncaption".to_string()), ("author", "Zoë".to_string())];
-        let form = Form::new(&fields, "my \"photo\".jpg", "image/jpeg");
-        let file = b"\xFF\xD8\xFFbytes";
-        let body = [form.head.as_bytes(), file, form.tail.as_bytes()].concat();
-        assert_eq!(body.len() as u64, form.length(file.len() as u64));
-        let text = String::from_utf8_lossy(&body);
-        assert!(text.starts_with(&format!("--{}\r\nContent-Disposition: form-data; name=\"caption\"", form.boundary)));
-        assert!(text.contains("filename=\"my %22photo%22.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"));
-        assert!(text.ends_with(&format!("bytes\r\n--{}--\r\n", form.boundary)));
-        assert_eq!(text.matches(&format!("--{}\r\n", form.boundary)).count(), 3, "caption, author, file");
-        assert_ne!(random_hex(), random_hex());
-        assert_eq!(random_hex().len(), 32);
+    fn a_streamed_form_declares_its_length() {
+        let stream = futures::stream::iter([Ok::<_, std::io::Error>(vec![0u8; 1000])]);
+        let part = Part::stream_with_length(Body::wrap_stream(stream), 1000).file_name("a.jpg").mime_str("image/jpeg").unwrap();
+        let form = Form::new().text("caption", "hi").part("file", part);
+        let req = reqwest::Client::new().post("http://127.0.0.1:9/v1/posts").multipart(form).build().unwrap();
+        let length: u64 = req.headers()[reqwest::header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+        assert!(length > 1000, "{length}");
     }
 
     #[test]
