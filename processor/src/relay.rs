@@ -8,8 +8,8 @@
 //! and then delivers the webhooks of `post.published` and `post.failed`. A process that
 //! dies after the write but before the row is removed leaves it to be written again with
 //! the same `event_id`, which the lake's views count once; a webhook is re-sent with the
-//! same `Imagelake-Delivery` id (the event id) after [`WEBHOOK_LEASE`], so a receiver can
-//! drop the copy. A transition happens once in the database, so it has one event and one
+//! same `Imagelake-Delivery` id (the event id) once every attempt of the first delivery
+//! would be over ([`webhook_lease`]), so a receiver can drop the copy. A transition happens once in the database, so it has one event and one
 //! delivery id however often its job is redelivered.
 
 use imagelake_core::app::Context;
@@ -22,9 +22,6 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 1000;
 /// How long a claimed event is left alone before another relay may take it again.
 const LAKE_LEASE: Duration = Duration::from_secs(30);
-/// How long an event whose webhook is being delivered is left alone: longer than every
-/// retry of one delivery.
-const WEBHOOK_LEASE: Duration = Duration::from_secs(3600);
 /// Pause between passes when there was nothing to do.
 const IDLE: Duration = Duration::from_millis(250);
 
@@ -49,7 +46,7 @@ pub async fn pass(ctx: &Context) -> Result<usize, RelayError> {
         ctx.lake.write_durable(rows).await?;
     }
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    ctx.meta.post_events_written(&ids, lease(WEBHOOK_LEASE)).await?;
+    ctx.meta.post_events_written(&ids, lease(webhook_lease(&ctx.config.webhooks))).await?;
     for e in &events {
         if let Some((url, event, body)) = e.webhook.clone() {
             let (ctx, id) = (ctx.clone(), e.id.clone());
@@ -64,6 +61,15 @@ pub async fn pass(ctx: &Context) -> Result<usize, RelayError> {
         }
     }
     Ok(events.len())
+}
+
+/// How long an event whose webhook is being delivered is left alone: the longest one
+/// delivery can take (every attempt timing out, with the backoff between them), plus a
+/// half a minute (the destination check resolves the host first).
+fn webhook_lease(cfg: &imagelake_core::config::WebhookConfig) -> Duration {
+    let attempts = cfg.max_attempts.max(1);
+    let waits: u64 = (1..attempts).map(|a| (1u64 << (a - 1).min(8)).min(300)).sum();
+    cfg.timeout.0 * attempts + Duration::from_secs(waits + 30)
 }
 
 /// Runs passes until `shutdown`: at once while there is work, every [`IDLE`] otherwise.
