@@ -4,64 +4,13 @@
 
 mod common;
 
+use common::cli::{cli, client, run, write_file, Run};
 use common::{image_bytes, sha256_hex, Backend, Server, Setup};
 use imagelake_core::lake::schema::schema;
 use imagelake_core::lake::Table;
 use imagelake_core::testing::temp_dir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// What one run of the binary did.
-struct Run {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-/// The binary with a clean environment: no IMAGELAKE_* of the caller, an empty HOME (so
-/// that no real profile file is read), no backtraces in error messages.
-fn client(home: &Path) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagelake"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IMAGELAKE_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("HOME", home).env_remove("XDG_CONFIG_HOME").env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
-    c.stdin(std::process::Stdio::null());
-    c
-}
-
-async fn run(mut c: tokio::process::Command) -> Run {
-    let out =
-        tokio::time::timeout(Duration::from_secs(180), c.output()).await.expect("the client finished in time").expect("spawn");
-    Run {
-        ok: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `imagelake ARGS --url URL --key KEY`, in `cwd`.
-async fn cli(server: &Server, key: &str, home: &Path, cwd: &Path, args: &[&str]) -> Run {
-    let mut c = client(home);
-    c.current_dir(cwd).args(args).args(["--url", &server.url, "--key", key]);
-    run(c).await
-}
-
-fn write_file(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p
-}
 
 #[tokio::test]
 async fn upload_wait_status_list_download_and_stats() {
