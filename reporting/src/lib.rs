@@ -1,8 +1,8 @@
 //! imagelake-reporting: the statistics API, DuckDB in-process over the lake.
 //!
-//! `GET /v1/stats/{summary,customers,types,volume,processing,usage}` for the `analyst` and
-//! `admin` roles. Each report is a SQL file in `sql/reports/` run over the views of
-//! `sql/views.sql`, with `from`, `to` and `customer` (and `interval`, `by`) bound as
+//! `GET /v1/stats/{summary,customers,types,volume,processing,usage,engagement}` for the
+//! `analyst` and `admin` roles. Each report is a SQL file in `sql/reports/` run over the views
+//! of `sql/views.sql`, with `from`, `to` and `customer` (and `interval`, `by`, `limit`) bound as
 //! prepared-statement parameters, answered as JSON, CSV, an Arrow IPC stream or Parquet.
 //! See `sql/reports/*.sql` for what each column means.
 
@@ -86,6 +86,7 @@ pub fn routes(reporting: Arc<Reporting>) -> Router<Context> {
         .route("/v1/stats/volume", get(volume))
         .route("/v1/stats/processing", get(processing))
         .route("/v1/stats/usage", get(usage))
+        .route("/v1/stats/engagement", get(engagement))
         .layer(Extension(reporting))
         .merge(dashboard::routes())
 }
@@ -126,6 +127,16 @@ struct VolumeQuery {
     /// The time bucket (default `day`).
     #[param(inline)]
     interval: Option<IntervalName>,
+}
+
+/// The query parameters of the engagement report.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct EngagementQuery {
+    /// At most this many posts (default 10).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -177,6 +188,7 @@ struct ReportBytes(Vec<u8>);
         volume,
         processing,
         usage,
+        engagement,
         dashboard_page,
         dashboard_page_slash,
         dashboard_js,
@@ -229,11 +241,30 @@ macro_rules! handler {
 }
 
 handler!(summary, Report::Summary, "/v1/stats/summary", (), "Totals: images, bytes, variants, jobs, usage against capacity.");
-handler!(customers, Report::Customers, "/v1/stats/customers", (), "Per customer: images, bytes, variants, downloads.");
+handler!(
+    customers,
+    Report::Customers,
+    "/v1/stats/customers",
+    (),
+    "Per customer: uploads, bytes, outcomes, processing time, bytes stored, posts and comments."
+);
 handler!(types, Report::Types, "/v1/stats/types", (TypesQuery), "Per image format (or content type): images and bytes.");
-handler!(volume, Report::Volume, "/v1/stats/volume", (VolumeQuery), "Uploads and bytes per time bucket.");
+handler!(
+    volume,
+    Report::Volume,
+    "/v1/stats/volume",
+    (VolumeQuery),
+    "Uploads, bytes, outcomes, expiries, posts and comments per time bucket."
+);
 handler!(processing, Report::Processing, "/v1/stats/processing", (), "Processing latency and outcomes of the jobs.");
 handler!(usage, Report::Usage, "/v1/stats/usage", (), "Usage snapshots against capacity, and the days until full.");
+handler!(
+    engagement,
+    Report::Engagement,
+    "/v1/stats/engagement",
+    (EngagementQuery),
+    "The most-commented posts of the range: comments made, comments deleted, author, published_at."
+);
 
 async fn answer(
     report: Report,

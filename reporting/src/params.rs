@@ -111,7 +111,13 @@ pub struct Params {
     pub by: TypeGrouping,
     /// `format=` if given (it wins over `Accept`).
     pub format: Option<Format>,
+    /// Rows of a ranking (the engagement report), 1 to [`MAX_LIMIT`].
+    pub limit: u64,
 }
+
+/// The default and the largest `limit` of a ranking.
+pub const DEFAULT_LIMIT: u64 = 10;
+pub const MAX_LIMIT: u64 = 1000;
 
 /// The earliest and latest instants a report covers when `from` or `to` is not given.
 pub fn default_from() -> DateTime<Utc> {
@@ -198,7 +204,16 @@ impl Params {
             }
         };
         let format = query.get("format").map(|f| Format::parse(f)).transpose()?;
-        Ok(Params { from, to, customer, interval, by, format })
+        let limit = match query.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(s) => s.parse::<u64>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                ReportingError::bad(
+                    "invalid_parameter",
+                    format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{}`", truncate(s)),
+                )
+            })?,
+        };
+        Ok(Params { from, to, customer, interval, by, format, limit })
     }
 }
 
@@ -229,6 +244,12 @@ mod tests {
         assert_eq!(code(&[("customer", "x' OR 1=1 --")], &[]), "invalid_customer");
         assert_eq!(code(&[("interval", "day")], &[]), "unknown_parameter");
         assert_eq!(code(&[("by", "colour")], &["by"]), "invalid_parameter");
+        for bad in ["0", "1001", "-1", "ten", ""] {
+            assert_eq!(code(&[("limit", bad)], &["limit"]), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(code(&[("limit", "5")], &[]), "unknown_parameter");
+        assert_eq!(Params::parse(&q(&[("limit", "1000")]), &["limit"]).unwrap().limit, 1000);
+        assert_eq!(Params::parse(&q(&[]), &["limit"]).unwrap().limit, DEFAULT_LIMIT);
     }
 
     #[test]

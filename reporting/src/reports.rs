@@ -12,6 +12,7 @@ pub enum Report {
     Volume,
     Processing,
     Usage,
+    Engagement,
 }
 
 /// What a report binds besides the request's parameters.
@@ -22,8 +23,15 @@ pub struct Figures {
 }
 
 impl Report {
-    pub const ALL: [Report; 6] =
-        [Report::Summary, Report::Customers, Report::Types, Report::Volume, Report::Processing, Report::Usage];
+    pub const ALL: [Report; 7] = [
+        Report::Summary,
+        Report::Customers,
+        Report::Types,
+        Report::Volume,
+        Report::Processing,
+        Report::Usage,
+        Report::Engagement,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl Report {
             Report::Volume => "volume",
             Report::Processing => "processing",
             Report::Usage => "usage",
+            Report::Engagement => "engagement",
         }
     }
 
@@ -44,6 +53,7 @@ impl Report {
             Report::Volume => include_str!("../../sql/reports/volume.sql"),
             Report::Processing => include_str!("../../sql/reports/processing.sql"),
             Report::Usage => include_str!("../../sql/reports/usage.sql"),
+            Report::Engagement => include_str!("../../sql/reports/engagement.sql"),
         }
     }
 
@@ -52,6 +62,7 @@ impl Report {
         match self {
             Report::Types => &["by"],
             Report::Volume => &["interval"],
+            Report::Engagement => &["limit"],
             _ => &[],
         }
     }
@@ -83,6 +94,7 @@ impl Report {
                 .into(),
             )),
             Report::Usage => v.push(big(f.capacity_bytes)),
+            Report::Engagement => v.push(big(p.limit)),
             Report::Customers | Report::Processing => {}
         }
         v

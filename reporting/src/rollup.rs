@@ -25,7 +25,7 @@ const SETTLE: i64 = 3600;
 
 /// The tables the rollups read. A fact is before or after the watermark by its event time
 /// (the partition's day), a job by the time it was enqueued: all its attempts go together.
-pub const ROLLED: [Table; 4] = [Table::Uploads, Table::Jobs, Table::Variants, Table::Deletions];
+pub const ROLLED: [Table; 6] = [Table::Uploads, Table::Jobs, Table::Variants, Table::Deletions, Table::Posts, Table::Comments];
 
 /// One statement of the script: a rollup table (`CREATE OR REPLACE TABLE ...`) or anything
 /// else (macros).
@@ -337,6 +337,10 @@ mod tests {
         assert!(moved(w, &then, &late).broken);
         let gone: HashMap<Table, FileSet> = [(Table::Uploads, set(&["dt=2026-11-23/a.parquet"]))].into();
         assert!(moved(w, &then, &gone).broken);
+        // A late comment of a rolled-up day too.
+        let mut comment = then.clone();
+        comment.insert(Table::Comments, set(&["dt=2026-11-22/c.parquet"]));
+        assert!(moved(w, &then, &comment).broken);
     }
 
     #[test]
@@ -345,6 +349,9 @@ mod tests {
         let tables: Vec<&str> =
             st.iter().filter_map(|s| if let Statement::Table(sql) = s { sql.split_whitespace().nth(4) } else { None }).collect();
         assert!(tables.contains(&"rollup_uploads") && tables.contains(&"rollup_attempt_ms_all"), "{tables:?}");
+        for t in ["rollup_posts", "rollup_comments", "rollup_post_comments", "rollup_post_state"] {
+            assert!(tables.contains(&t), "{t}: {tables:?}");
+        }
         assert!(st.iter().any(|s| matches!(s, Statement::Other(sql) if sql.contains("MACRO upload_facts"))));
     }
 }

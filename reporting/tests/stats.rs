@@ -167,7 +167,7 @@ async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
     let capacity = ctx.config.capacity.bytes.0;
     let range = [("from", "2026-11-03T00:00:00Z"), ("to", "2026-11-07T00:00:00Z")];
     let mut cases: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
-    for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
+    for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
         cases.push((report, vec![]));
         cases.push((report, range.to_vec()));
         cases.push((report, vec![("customer", "acme")]));
@@ -178,12 +178,16 @@ async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
     }
     cases.push(("types", vec![("by", "content_type")]));
     cases.push(("customers", vec![("customer", "nobody")]));
+    for limit in ["1", "2", "1000"] {
+        cases.push(("engagement", vec![("limit", limit)]));
+    }
+    cases.push(("engagement", vec![("from", "2026-11-04T00:00:00Z"), ("to", "2026-11-05T00:00:00Z"), ("limit", "3")]));
     for (report, args) in cases {
         matches_independent(&app, &lake, capacity, report, &args, path).await;
     }
     // A range not on whole hours reads the views alone: percentiles are exact.
     let odd = [("from", "2026-11-03T00:30:00Z"), ("to", "2026-11-07T00:00:00Z")];
-    for report in ["customers", "processing"] {
+    for report in ["customers", "processing", "engagement"] {
         matches_independent(&app, &lake, capacity, report, &odd, Expect::Exact).await;
     }
     // Dates as dates: `to` is the whole day.
@@ -206,6 +210,26 @@ async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
     assert!(u[0]["days_until_full"].as_f64().unwrap() > 0.0);
     let acme = u.as_array().unwrap().iter().find(|r| r["customer_id"] == "acme").unwrap();
     assert_eq!(acme["trend_source"], "uploads", "one acme snapshot is not a trend");
+    // Posts (support::post_events): 20 posts of which 16 published (i % 3 == 0 and i % 10 <= 7).
+    let c = get(&app, Some(ADMIN), "/v1/stats/customers", None).await.json();
+    let sum = |rows: &Value, k: &str| rows.as_array().unwrap().iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum(&c, "posts"), 16, "{c}");
+    let v = get(&app, Some(ADMIN), "/v1/stats/volume", None).await.json();
+    assert_eq!(sum(&v, "posts"), 16);
+    assert_eq!(sum(&v, "comments"), sum(&c, "comments"));
+    assert!(sum(&c, "comments") > 50, "{c}");
+    // The most-commented: posts 3 and 36 have ten comments each (ties by post id); post 0
+    // was deleted with its image, post 33 on its own: never listed.
+    let e = get(&app, Some(ADMIN), "/v1/stats/engagement?limit=1000", None).await.json();
+    let rows = e.as_array().unwrap();
+    assert_eq!((rows[0]["post_id"].as_str(), rows[0]["comments"].as_u64()), (Some("post-003"), Some(10)), "{e}");
+    assert_eq!((rows[1]["post_id"].as_str(), rows[1]["comments"].as_u64()), (Some("post-036"), Some(10)), "{e}");
+    assert!(rows.iter().all(|r| r["post_id"] != "post-000" && r["post_id"] != "post-033"), "{e}");
+    assert!(rows.iter().any(|r| r["comments_deleted"].as_u64() > Some(0)), "{e}");
+    let six = rows.iter().find(|r| r["post_id"] == "post-006").expect("post 6 is listed");
+    assert_eq!((six["author"].clone(), six["comments"].as_u64()), (Value::Null, Some(9)), "a post without an author");
+    let one = get(&app, Some(ADMIN), "/v1/stats/engagement?limit=1", None).await.json();
+    assert_eq!(one.as_array().unwrap().len(), 1);
 }
 
 fn job(id: &str, image: &str, customer: &str, attempt: u32, enqueued: DateTime<Utc>, finished: DateTime<Utc>) -> Event {
@@ -227,7 +251,7 @@ fn job(id: &str, image: &str, customer: &str, attempt: u32, enqueued: DateTime<U
 
 /// Every report with no parameters, and one customer's, against the independent computation.
 async fn defaults_match(app: &Router, lake: &Path, capacity: u64, path: Expect) {
-    for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
+    for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
         for args in [vec![], vec![("customer", "acme")]] {
             matches_independent(app, lake, capacity, report, &args, path).await;
         }
@@ -321,6 +345,9 @@ async fn roles_and_bad_parameters() {
         ("/v1/stats/types?by=colour", "invalid_parameter", "format or content_type"),
         ("/v1/stats/summary?interval=day", "unknown_parameter", "interval"),
         ("/v1/stats/customers?customer=x%27%20OR%201%3D1%20--", "invalid_customer", "customer"),
+        ("/v1/stats/engagement?limit=0", "invalid_parameter", "1 to 1000"),
+        ("/v1/stats/engagement?limit=1%3B%20DROP%20VIEW%20posts", "invalid_parameter", "limit"),
+        ("/v1/stats/customers?limit=5", "unknown_parameter", "limit"),
     ];
     for (uri, code, words) in cases {
         let got = get(&app, Some(ANALYST), uri, None).await;
@@ -348,7 +375,7 @@ async fn an_empty_lake_answers_zeros_then_sees_the_first_facts() {
         assert_eq!(s[k], 0, "{k}: {s}");
     }
     assert_eq!(s["failure_rate"], Value::Null);
-    for report in ["customers", "types", "volume", "processing"] {
+    for report in ["customers", "types", "volume", "processing", "engagement"] {
         let got = get(&app, Some(ANALYST), &format!("/v1/stats/{report}"), None).await;
         assert_eq!(got.status, 200, "{report}: {}", String::from_utf8_lossy(&got.body));
         assert_eq!(got.json(), serde_json::json!([]), "{report}");

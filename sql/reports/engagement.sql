@@ -6,7 +6,7 @@
 -- or not deleted since. comments_deleted: comments of the post deleted in the range.
 -- Only posts with a comment made in the range, published, and not deleted (as the lake
 -- knows now: a deleted post's comments are gone with it) are listed. author: the post's
--- (NULL when it has none); published_at: when it was published.
+-- (NULL when it has none); published_at: when it was published (UTC, like every report's times).
 -- The range must start and end on a UTC day to use the rollups (per post and day).
 WITH counts AS (
     SELECT post_id, sum(created)::BIGINT AS comments, sum(deleted)::BIGINT AS comments_deleted
@@ -26,7 +26,7 @@ SELECT
     s.author,
     c.comments,
     c.comments_deleted,
-    s.published_at
+    s.published_at::TIMESTAMP AS published_at
 FROM counts c
 JOIN state s USING (post_id)
 WHERE s.published_at IS NOT NULL AND s.deleted_at IS NULL

@@ -56,11 +56,14 @@ def parse_time(s):
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def rfc3339(t):
-    """A UTC time as the API's JSON writes it (arrow's RFC 3339, `Z`, 0, 3 or 6 decimals)."""
+def utc_text(t):
+    """A UTC time as the API's JSON writes a TIMESTAMP: ISO 8601 without an offset, with 0, 3
+    or 6 decimals as needed (arrow's formatting)."""
     us = t.microsecond
     frac = "" if us == 0 else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + frac
 
 
 def in_range(df, col, a):
@@ -225,7 +228,7 @@ def engagement(t, a):
         rows.append({
             "post_id": post_id, "customer_id": p["customer_id"], "author": p["author"], "comments": n,
             "comments_deleted": deleted.get(post_id, 0),
-            "published_at": rfc3339(p["at"]),
+            "published_at": utc_text(p["at"]),
         })
     rows.sort(key=lambda r: (-r["comments"], r["post_id"]))
     return rows[:a.limit]

@@ -7,7 +7,7 @@ service: a quick check of the SQL after editing it.
 import os, sys, json, subprocess, datetime as dt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reports_bench as rb
-from reports_check import rfc3339
+from reports_check import utc_text
 lake = sys.argv[1]
 con = rb.connect(lake)
 def api(report, frm, to, customer=None, interval='day', by='format', limit=10):
@@ -16,8 +16,7 @@ def api(report, frm, to, customer=None, interval='day', by='format', limit=10):
     rows = t.to_pylist()
     for r in rows:
         for k, v in list(r.items()):
-            if isinstance(v, dt.datetime) and v.tzinfo is not None: r[k] = rfc3339(v)
-            elif isinstance(v, dt.datetime): r[k] = v.strftime('%Y-%m-%dT%H:%M:%S')
+            if isinstance(v, dt.datetime): r[k] = utc_text(v)
             elif isinstance(v, dt.date): r[k] = v.isoformat()
     return rows
 def chk(report, frm='1970-01-01 00:00:00', to='3000-01-01 00:00:00', customer=None, interval='day', by='format', limit=10):

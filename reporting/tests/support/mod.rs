@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use imagelake_core::auth::{hash_key, Role};
 use imagelake_core::config::{Config, KeyConfig};
-use imagelake_core::lake::{DeletionRow, Event, JobRow, UploadRow, UsageRow, VariantRow};
+use imagelake_core::lake::{CommentRow, DeletionRow, Event, JobRow, PostRow, UploadRow, UsageRow, VariantRow};
 use imagelake_core::units::Dur;
 use std::time::Duration;
 
@@ -31,7 +31,8 @@ pub fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
 
 /// Sixty uploads over nine days by three customers: first-time successes, a retry that
 /// succeeds, failures for good, an image never attempted, expired variants, a deleted
-/// original, and usage snapshots (three for the whole lake, one for acme).
+/// original, usage snapshots (three for the whole lake, one for acme), and posts with
+/// comments (see [`post_events`]).
 pub fn lake_events() -> Vec<Vec<Event>> {
     let customers = ["acme", "acme", "globex", "globex", "initech"];
     let formats = [("jpeg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp"), ("gif", "image/gif")];
@@ -113,6 +114,7 @@ pub fn lake_events() -> Vec<Vec<Event>> {
                 }
             }
         }
+        post_events(i, &image_id, &customer, uploaded, statuses, finished, b);
         if i % 13 == 0 {
             b.push(Event::Deletion(DeletionRow {
                 event_id: format!("del-{i}-original"),
@@ -146,8 +148,91 @@ pub fn lake_events() -> Vec<Vec<Event>> {
         objects: 4,
         capacity_bytes: 50_000_000,
     }));
-    // Redelivery: some job facts written a second time, in another file.
-    let again: Vec<Event> = batches[0].iter().filter(|e| matches!(e, Event::Job(_))).take(10).cloned().collect();
+    // Redelivery: some job, post and comment facts written a second time, in another file.
+    let mut again: Vec<Event> = batches[0].iter().filter(|e| matches!(e, Event::Job(_))).take(10).cloned().collect();
+    again.extend(batches[1].iter().filter(|e| matches!(e, Event::Post(_) | Event::Comment(_))).take(12).cloned());
     batches.push(again);
     batches
+}
+
+/// Image `i` as a post when `i % 3 == 0` (twenty posts): created two seconds after the
+/// upload, published when its job succeeds or failed when it fails for good, deleted with
+/// its image (`i % 13 == 0`, on the 10th) or on its own (`i == 33`, on the 8th). A
+/// published post gets `(i * 7) % 11` comments over the following days (ties in the
+/// ranking included), every fourth of them deleted a day later; authors alternate, one post
+/// has none.
+fn post_events(
+    i: u32,
+    image_id: &str,
+    customer: &str,
+    uploaded: DateTime<Utc>,
+    statuses: &[&str],
+    done: DateTime<Utc>,
+    b: &mut Vec<Event>,
+) {
+    if i % 3 != 0 {
+        return;
+    }
+    let post_id = format!("post-{i:03}");
+    let author = (i != 6).then(|| ["ana", "bo", "cy"][i as usize % 3 % 2 + (i as usize / 3) % 2].to_string());
+    let row = |event: &str, at: DateTime<Utc>, error_code: Option<&str>| {
+        Event::Post(PostRow {
+            event_id: format!("post-{i}-{event}"),
+            post_id: post_id.clone(),
+            customer_id: customer.into(),
+            image_id: image_id.into(),
+            author: author.clone(),
+            event: event.into(),
+            error_code: error_code.map(str::to_string),
+            caption_chars: 10 + i,
+            at,
+        })
+    };
+    b.push(row("created", uploaded + ChronoDuration::seconds(2), None));
+    let published = match statuses.last() {
+        Some(&"succeeded") => {
+            b.push(row("published", done, None));
+            true
+        }
+        Some(_) => {
+            b.push(row("failed", done, Some("decode_failed")));
+            false
+        }
+        None => false,
+    };
+    let deleted = if i % 13 == 0 {
+        Some(at(10, 12, 0))
+    } else if i == 33 {
+        Some(at(8, 6, 0))
+    } else {
+        None
+    };
+    if let Some(d) = deleted {
+        b.push(row("deleted", d, None));
+    }
+    if !published {
+        return;
+    }
+    for k in 0..(i * 7) % 11 {
+        let when = done + ChronoDuration::hours(5 + 7 * k as i64);
+        if deleted.is_some_and(|d| when >= d) {
+            break;
+        }
+        let comment = |event: &str, at: DateTime<Utc>| {
+            Event::Comment(CommentRow {
+                event_id: format!("comment-{i}-{k}-{event}"),
+                comment_id: format!("comment-{i}-{k}"),
+                post_id: post_id.clone(),
+                customer_id: customer.into(),
+                author: format!("reader-{}", k % 4),
+                event: event.into(),
+                chars: 3 + k * 5,
+                at,
+            })
+        };
+        b.push(comment("created", when));
+        if k % 4 == 3 {
+            b.push(comment("deleted", when + ChronoDuration::days(1)));
+        }
+    }
 }
