@@ -105,6 +105,42 @@ async fn generates_a_realistic_deterministic_lake() {
     let reasons = column(&store, Table::Deletions, "reason").await;
     assert!(reasons.iter().flatten().any(|r| r == "expired"));
 
+    // Posts: about 30% of images; every post is created, most are published, some fail or
+    // go with their image; event ids are those of core::post (post id + event).
+    let posts = column(&store, Table::Posts, "post_id").await;
+    let events = column(&store, Table::Posts, "event").await;
+    let post_events = column(&store, Table::Posts, "event_id").await;
+    let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
+    for e in events.iter().flatten() {
+        *per_event.entry(e.clone()).or_default() += 1;
+    }
+    let created = per_event["created"];
+    assert!((1_200..1_800).contains(&created), "about 30% of 5000 images are posts: {per_event:?}");
+    assert!(per_event["published"] > created * 9 / 10, "{per_event:?}");
+    assert!(per_event.keys().all(|k| ["created", "published", "failed", "deleted"].contains(&k.as_str())), "{per_event:?}");
+    for ((p, e), id) in posts.iter().zip(&events).zip(&post_events) {
+        let (p, e) = (p.as_deref().unwrap(), e.as_deref().unwrap());
+        assert_eq!(id.as_deref(), Some(imagelake_core::ids::event_id(&["post", p, e]).as_str()));
+    }
+    // Comments: skewed (the most-commented post has many times the mean), a few deleted,
+    // all on created posts.
+    let on = column(&store, Table::Comments, "post_id").await;
+    let comment_events = column(&store, Table::Comments, "event").await;
+    let known: BTreeSet<_> = posts.iter().flatten().collect();
+    assert!(on.iter().flatten().all(|p| known.contains(p)), "comments on posts that exist");
+    let mut per_post: BTreeMap<&str, usize> = BTreeMap::new();
+    for (p, e) in on.iter().zip(&comment_events) {
+        if e.as_deref() == Some("created") {
+            *per_post.entry(p.as_deref().unwrap()).or_default() += 1;
+        }
+    }
+    let total: usize = per_post.values().sum();
+    let most = per_post.values().max().copied().unwrap();
+    assert!(total > created, "more comments than posts: {total}");
+    assert!(most > 10 * total / per_event["published"], "heavy tail: the top post has {most} of {total}");
+    let deleted = comment_events.iter().flatten().filter(|e| *e == "deleted").count();
+    assert!(deleted > 0 && deleted < total / 10, "a few comments deleted: {deleted} of {total}");
+
     // Same options, same lake.
     let again: SharedStore = Arc::new(LocalStore::open(testing::temp_dir("lake-gen")).unwrap());
     let r2 = generate(&again, opts()).await.unwrap();

@@ -7,6 +7,10 @@
 //! five attempts, some failing for good on a corrupt or oversized image), three variants
 //! per processed image that expire after 7 days, user deletions, downloads in the days
 //! after an upload, and a usage snapshot per customer (and in total) every midnight.
+//! About 30% of images become posts (created a few seconds after the upload, `published`
+//! when the image is processed or `failed` with its error, `deleted` with the image); a
+//! published post gets comments in a heavy-tailed (Pareto, Zipf-like) number, most of them
+//! in its first day, and about 3% of comments are deleted again.
 //!
 //! Everything about image `i` is a pure function of `(seed, i)`, so the same options give
 //! the same lake (and the same file names: a rerun overwrites rather than duplicates).
@@ -17,7 +21,7 @@
 //! Generation and Parquet encoding run on two threads; the async side only stores files.
 
 use super::writer::encode;
-use super::{DeletionRow, DownloadRow, Event, JobRow, LakeError, Table, UploadRow, UsageRow, VariantRow};
+use super::{CommentRow, DeletionRow, DownloadRow, Event, JobRow, LakeError, PostRow, Table, UploadRow, UsageRow, VariantRow};
 use crate::ids::event_id;
 use crate::store::SharedStore;
 use bytes::Bytes;
@@ -143,6 +147,10 @@ const SIZES: [(u32, u32); 8] =
 /// (variant, format, max width, max height, bytes per megapixel of output).
 const VARIANTS: [(&str, &str, u32, u32, f64); 3] =
     [("thumb", "jpeg", 400, 300, 180_000.0), ("medium", "jpeg", 1600, 1200, 160_000.0), ("webp", "webp", 1600, 1200, 95_000.0)];
+/// Share of images that become posts.
+const POST_SHARE: f64 = 0.3;
+/// Authors of posts and comments: `user-0` .. `user-{AUTHORS - 1}`.
+const AUTHORS: u64 = 5_000;
 const RETRYABLE: [&str; 3] = ["store_unavailable", "internal", "queue_unavailable"];
 const FINAL: [&str; 3] = ["decode_failed", "unsupported_format", "image_too_large"];
 
@@ -365,6 +373,8 @@ impl Gen {
         let enqueued_at = micros(uploaded_at, rng.exp(4_000.0));
         let mut started = micros(enqueued_at, rng.exp(250_000.0));
         let mut succeeded_at = None;
+        // When and why the image failed for good (the post's `failed`).
+        let mut failed_for_good: Option<(DateTime<Utc>, &str)> = None;
         let mut output_bytes = 0u64;
         let mut variant_rows = Vec::new();
         // A "poison" job fails every attempt until it is dead-lettered.
@@ -430,7 +440,10 @@ impl Gen {
             );
             match error {
                 None => break,
-                Some((_, true)) => break,
+                Some((code, true)) => {
+                    failed_for_good = Some((finished, code));
+                    break;
+                }
                 // Redelivered after the visibility timeout (30 s) plus jitter.
                 Some((_, false)) => started = micros(finished, 30e6 + rng.exp(2e6)),
             }
@@ -480,6 +493,8 @@ impl Gen {
             );
         }
 
+        self.post(i, c, &image_id, uploaded_at, succeeded_at, failed_for_good, deleted_at, sink);
+
         // Downloads: most in the first days, variants (while they exist) more than originals.
         if let Some(done) = succeeded_at {
             let n = (rng.exp(1.5)).round() as u32;
@@ -513,6 +528,92 @@ impl Gen {
                     }),
                     sink,
                 );
+            }
+        }
+    }
+
+    /// Image `i` as a post (or not), with its comments. Its own random stream, so the other
+    /// tables are the same as without posts.
+    #[allow(clippy::too_many_arguments)]
+    fn post(
+        &mut self,
+        i: u64,
+        c: usize,
+        image_id: &str,
+        uploaded_at: DateTime<Utc>,
+        processed_at: Option<DateTime<Utc>>,
+        failed: Option<(DateTime<Utc>, &str)>,
+        deleted_at: Option<DateTime<Utc>>,
+        sink: &Sink,
+    ) {
+        let mut rng = Rng::new(self.opts.seed, 2, i);
+        if !rng.chance(POST_SHARE) {
+            return;
+        }
+        let customer = self.customers[c].clone();
+        let created_at = micros(uploaded_at, rng.exp(3e6));
+        let post_id = uuid_v7(created_at, &mut rng);
+        let author = (!rng.chance(0.1)).then(|| format!("user-{}", rng.below(AUTHORS)));
+        let caption_chars = (rng.lognormal(80.0, 1.0) as u32).min(crate::post::MAX_CAPTION_CHARS as u32);
+        let row = |event: &str, at: DateTime<Utc>, error_code: Option<&str>| {
+            Event::Post(PostRow {
+                event_id: event_id(&["post", &post_id, event]),
+                post_id: post_id.clone(),
+                customer_id: customer.clone(),
+                image_id: image_id.to_string(),
+                author: author.clone(),
+                event: event.into(),
+                error_code: error_code.map(str::to_string),
+                caption_chars,
+                at,
+            })
+        };
+        // The post goes with its image.
+        let alive = |t: DateTime<Utc>| deleted_at.is_none_or(|d| t < d);
+        if !alive(created_at) {
+            return;
+        }
+        let mut events = vec![row("created", created_at, None)];
+        let published_at = processed_at.map(|p| p.max(created_at)).filter(|t| alive(*t));
+        if let Some(p) = published_at {
+            events.push(row("published", p, None));
+        } else if let Some((t, code)) = failed.filter(|(t, _)| alive(*t)) {
+            events.push(row("failed", t.max(created_at), Some(code)));
+        }
+        if let Some(d) = deleted_at {
+            events.push(row("deleted", d, None));
+        }
+        for e in events {
+            self.push(e, sink);
+        }
+        let Some(published_at) = published_at else { return };
+        // Pareto (alpha 1.3): most posts get a few comments, a few get hundreds.
+        let n = (((1.0 - rng.f()).max(1e-9).powf(-1.0 / 1.3) - 1.0) * 1.5).min(2_000.0) as u64;
+        for _ in 0..n {
+            let mean = rng.lognormal(0.5, 1.0) * 86_400e6;
+            let at = micros(published_at, rng.exp(mean));
+            let comment_id = uuid_v7(at, &mut rng);
+            let author = format!("user-{}", rng.below(AUTHORS));
+            let chars = (rng.lognormal(60.0, 0.9) as u32).clamp(1, crate::post::MAX_COMMENT_CHARS as u32);
+            let removed = rng.chance(0.03).then(|| micros(at, rng.exp(7_200e6)));
+            if !alive(at) {
+                continue;
+            }
+            let comment = |event: &str, at: DateTime<Utc>| {
+                Event::Comment(CommentRow {
+                    event_id: event_id(&["comment", &comment_id, event]),
+                    comment_id: comment_id.clone(),
+                    post_id: post_id.clone(),
+                    customer_id: customer.clone(),
+                    author: author.clone(),
+                    event: event.into(),
+                    chars,
+                    at,
+                })
+            };
+            self.push(comment("created", at), sink);
+            if let Some(r) = removed.filter(|r| alive(*r)) {
+                self.push(comment("deleted", r), sink);
             }
         }
     }
