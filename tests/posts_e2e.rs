@@ -159,7 +159,10 @@ async fn a_post_is_published_commented_and_paged(backend: Backend) {
     for i in 0..9 {
         stable.push(quick_post(&c, key, &format!("stable {i}")).await);
     }
-    let doomed: Vec<String> = futures::future::join_all((0..4).map(|i| quick_post(&c, key, &format!("doomed {i}")))).await;
+    let mut doomed = Vec::new();
+    for i in 0..4 {
+        doomed.push(quick_post(&c, key, &format!("doomed {i}")).await);
+    }
     let mut doomed_iter = doomed.clone().into_iter();
     let seen = page_all(&c, key, "/v1/posts?limit=3", || {
         let next = doomed_iter.next();

@@ -247,7 +247,7 @@ pub(super) async fn list(
         (PostOrder::Comments, Some(c)) => {
             // Row-value comparison, in the index's order: both databases seek with it.
             let sql = select_post(&format!(
-                "{base} AND (comment_count < $2 OR (comment_count = $2 AND id < $3)) ORDER BY comment_count DESC, id DESC LIMIT $4"
+                "{base} AND (comment_count, id) < ($2, $3) ORDER BY comment_count DESC, id DESC LIMIT $4"
             ));
             let count = c.comment_count.min(i64::MAX as u64) as i64;
             on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -288,7 +288,7 @@ pub(super) async fn views(db: &SqlMetadata, posts: Vec<Post>) -> Result<Vec<Post
         .map(|i| {
             format!(
                 "SELECT * FROM (SELECT id, post_id, author, body, created_at FROM comments WHERE post_id = ${} \
-                 ORDER BY id DESC LIMIT {})",
+                 ORDER BY id DESC LIMIT {}) AS c{i}",
                 i + 1,
                 post::LATEST_COMMENTS
             )
