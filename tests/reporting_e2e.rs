@@ -1,7 +1,8 @@
 //! The statistics API through the real binary: images uploaded and processed by the
 //! running server show up in every report, equal to an independent polars computation
 //! over the lake files the server wrote (on the embedded default, and on Garage, where
-//! the reporting service reads a local mirror of the bucket's lake).
+//! the reporting service reads a local mirror of the bucket's lake). Posts and comments made
+//! through the API reach the customers, volume and engagement reports the same way.
 
 mod common;
 
@@ -97,8 +98,60 @@ async fn reports_follow_the_lake(backend: Backend) {
     };
     assert_eq!(summary[0]["capacity_bytes"], 100_000_000_000_000u64);
 
+    // Posts of the two processed acme images; comments on them, one deleted again.
+    let mut posts = Vec::new();
+    for (n, (_, image)) in ids.iter().take(2).enumerate() {
+        let body = serde_json::json!({"image_id": image, "caption": format!("post {n}"), "author": "ana"});
+        let res = c.http.post(c.url("/v1/posts")).bearer_auth(&server.keys.acme).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        posts.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    let mut comment_ids = Vec::new();
+    for (post, n) in [(&posts[0], 3), (&posts[1], 1)] {
+        for k in 0..n {
+            let res = c
+                .http
+                .post(c.url(&format!("/v1/posts/{post}/comments")))
+                .bearer_auth(&server.keys.acme)
+                .json(&serde_json::json!({"author": format!("reader-{k}"), "text": "nice"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+            comment_ids.push((post.clone(), res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()));
+        }
+    }
+    let (post, comment) = &comment_ids[0];
+    let res = c
+        .http
+        .delete(c.url(&format!("/v1/posts/{post}/comments/{comment}")))
+        .bearer_auth(&server.keys.acme)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    // The relay writes the events to the lake shortly after.
+    let started = Instant::now();
+    loop {
+        let res = c.get(&server.keys.analyst, "/v1/stats/engagement").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let e: serde_json::Value = res.json().await.unwrap();
+        let rows = e.as_array().unwrap();
+        if rows.len() == 2 && rows[0]["comments"] == 3 && rows[0]["comments_deleted"] == 1 && rows[1]["comments"] == 1 {
+            assert_eq!(rows[0]["post_id"], posts[0].as_str());
+            assert_eq!(rows[0]["author"], "ana");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the engagement report never saw the comments: {e}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     let lake = lake_copy(&server).await;
-    for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
+    let customers: serde_json::Value =
+        c.get(&server.keys.admin, "/v1/stats/customers").send().await.unwrap().json().await.unwrap();
+    let acme = customers.as_array().unwrap().iter().find(|r| r["customer_id"] == "acme").unwrap();
+    assert_eq!((acme["posts"].as_u64(), acme["comments"].as_u64()), (Some(2), Some(4)), "{acme}");
+    for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
         let res = c.get(&server.keys.analyst, &format!("/v1/stats/{report}")).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let api: serde_json::Value = res.json().await.unwrap();

@@ -74,7 +74,7 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: PostCommand,
     },
-    /// Run a statistics report: summary, customers, types, volume, processing, usage.
+    /// Run a statistics report: summary, customers, types, volume, processing, usage, engagement.
     Stats {
         report: String,
         /// Start (inclusive): RFC 3339 time or a date (YYYY-MM-DD).
@@ -92,6 +92,9 @@ pub enum ClientCommand {
         /// Grouping of the types report: format or content_type.
         #[arg(long)]
         by: Option<String>,
+        /// Rows of the engagement report (the most-commented posts): 1 to 1000, default 10.
+        #[arg(long)]
+        limit: Option<u32>,
         /// Output: an aligned table, or the server's CSV or JSON as it is.
         #[arg(long, value_enum, default_value_t = StatsFormat::Table)]
         format: StatsFormat,
@@ -213,8 +216,10 @@ pub async fn run(cmd: ClientCommand, conn: Connection) -> anyhow::Result<()> {
         ClientCommand::Download { id, variant, output } => download::run(&api, &id, variant.as_deref(), output).await,
         ClientCommand::List { limit, page_size, json } => images::list(&api, limit, page_size, json).await,
         ClientCommand::Post { command } => post(&api, command).await,
-        ClientCommand::Stats { report, from, to, customer, interval, by, format } => {
-            let params = [("from", from), ("to", to), ("customer", customer), ("interval", interval), ("by", by)];
+        ClientCommand::Stats { report, from, to, customer, interval, by, limit, format } => {
+            let limit = limit.map(|n| n.to_string());
+            let params =
+                [("from", from), ("to", to), ("customer", customer), ("interval", interval), ("by", by), ("limit", limit)];
             stats::run(&api, &report, &params, format).await
         }
     }

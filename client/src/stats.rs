@@ -10,9 +10,12 @@ use futures::StreamExt;
 use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 
+/// The reports the server has, for messages.
+const REPORTS: &str = "summary, customers, types, volume, processing, usage, engagement";
+
 pub async fn run(api: &Api, report: &str, params: &[(&str, Option<String>)], format: StatsFormat) -> anyhow::Result<()> {
     if report.is_empty() || !report.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        bail!("`{report}` is not a report name (summary, customers, types, volume, processing, usage)");
+        bail!("`{report}` is not a report name ({REPORTS})");
     }
     let wire = match format {
         StatsFormat::Json => "json",
@@ -22,7 +25,7 @@ pub async fn run(api: &Api, report: &str, params: &[(&str, Option<String>)], for
     query.push(("format", wire.to_string()));
     let res = match api.send(api.request(Method::GET, &format!("/v1/stats/{report}")).query(&query)).await {
         Err(e) if e.downcast_ref::<crate::ApiError>().is_some_and(|a| a.status == 404) => {
-            bail!("{e}: is `{report}` a report? (summary, customers, types, volume, processing, usage)")
+            bail!("{e}: is `{report}` a report? ({REPORTS})")
         }
         other => other?,
     };

@@ -282,13 +282,14 @@
 
   function renderVolume(rows) {
     const sum = (k) => rows.reduce((a, r) => a + (+r[k] || 0), 0);
-    for (const name of ["uploads", "bytes", "outcomes"]) {
+    for (const name of ["uploads", "bytes", "outcomes", "social"]) {
       if (!rows.length) setState(name, "empty", "No activity in this range.");
     }
     setValue("uploads-total", rows.length ? fmtInt(sum("uploads")) + " in range" : "", rows.length ? sum("uploads") : null);
     setValue("bytes-total", rows.length ? fmtBytes(sum("bytes")) + " in range" : "", rows.length ? sum("bytes") : null);
     if (!rows.length) {
-      for (const id of ["#chart-uploads", "#chart-bytes", "#chart-outcomes", "#legend-outcomes"]) $(id).textContent = "";
+      for (const id of ["#chart-uploads", "#chart-bytes", "#chart-outcomes", "#legend-outcomes", "#chart-social",
+        "#legend-social"]) $(id).textContent = "";
       return;
     }
     timeChart($("#chart-uploads"), rows, { x: "bucket", label: "uploads per day", testid: "uploads", fmt: fmtInt,
@@ -308,6 +309,41 @@
     timeChart($("#chart-outcomes"), rows, { x: "bucket", label: "processed, failed and expired per day",
       testid: "outcomes", fmt: fmtInt, series });
     setState("outcomes", "ready");
+    const social = [
+      { key: "posts", label: "Posts published", kind: "bar", cls: "s3" },
+      { key: "comments", label: "Comments", kind: "line", cls: "s0" },
+    ];
+    legend($("#legend-social"), social.map((s) => ({ cls: s.cls, label: s.label, value: fmtInt(sum(s.key)),
+      raw: sum(s.key), testid: "social-total-" + s.key })));
+    timeChart($("#chart-social"), rows, { x: "bucket", label: "posts and comments per day", testid: "social",
+      fmt: fmtInt, height: 190, series: social });
+    setState("social", "ready");
+  }
+
+  // The most-commented posts of the range (the engagement report, first ten).
+  function renderEngagement(rows) {
+    const body = $("#engagement-body");
+    body.textContent = "";
+    if (!rows.length) return setState("engagement", "empty", "No comments in this range.");
+    for (const r of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "engagement-row";
+      tr.dataset.post = r.post_id;
+      tr.title = "published " + (r.published_at || "") + (r.comments_deleted ? ", " + fmtInt(r.comments_deleted) +
+        " comments deleted in the range" : "");
+      const cells = [[r.post_id, ""], [r.customer_id, ""], [r.author == null ? "–" : r.author, ""],
+        [fmtInt(r.comments), "num"]];
+      for (const [text, cls] of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (cls) td.className = cls;
+        tr.appendChild(td);
+      }
+      tr.lastChild.dataset.testid = "engagement-comments";
+      tr.lastChild.dataset.value = String(r.comments);
+      body.appendChild(tr);
+    }
+    setState("engagement", "ready");
   }
 
   function renderLatency(rows) {
@@ -369,6 +405,7 @@
     ["customer_id", (v) => v], ["uploads", fmtInt], ["bytes_uploaded", fmtBytes], ["processed", fmtInt],
     ["failed", fmtInt], ["failure_rate", (v) => (v == null ? "–" : fmtPct(100 * v))],
     ["p50_processing_ms", fmtMs], ["p95_processing_ms", fmtMs], ["bytes_stored", fmtBytes],
+    ["posts", fmtInt], ["comments", fmtInt],
   ];
   function renderCustomers() {
     const body = $("#customers-body");
@@ -440,12 +477,12 @@
     markPreset();
     $("#banner").hidden = true;
     const cards = {
-      summary: ["summary"], usage: ["capacity"], volume: ["uploads", "bytes", "outcomes"],
-      processing: ["latency"], types: ["formats"], customers: ["customers"],
+      summary: ["summary"], usage: ["capacity"], volume: ["uploads", "bytes", "outcomes", "social"],
+      processing: ["latency"], types: ["formats"], customers: ["customers"], engagement: ["engagement"],
     };
     const render = {
       summary: renderSummary, usage: renderCapacity, volume: renderVolume, processing: renderLatency,
-      types: renderFormats, customers: (rows) => {
+      types: renderFormats, engagement: renderEngagement, customers: (rows) => {
         table.rows = rows;
         renderCustomers();
         setState("customers", rows.length ? "ready" : "empty", "No customers in this range.");
@@ -453,7 +490,8 @@
     };
     for (const names of Object.values(cards)) for (const n of names) setState(n, "loading");
     for (const report of Object.keys(cards)) {
-      const params = report === "volume" ? Object.assign({ interval: "day" }, p) : p;
+      const params = report === "volume" ? Object.assign({ interval: "day" }, p)
+        : report === "engagement" ? Object.assign({ limit: "10" }, p) : p;
       api(report, params).then((rows) => {
         if (my !== generation) return;
         last[report] = rows;

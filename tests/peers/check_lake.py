@@ -35,6 +35,8 @@ TIME_COL = {
     "deletions": "deleted_at",
     "downloads": "served_at",
     "usage": "taken_at",
+    "posts": "at",
+    "comments": "at",
 }
 # Expected Arrow types of some columns (every table: event_id string, its time column).
 TYPES = {
@@ -44,6 +46,8 @@ TYPES = {
     "deletions": {"bytes": pa.int64()},
     "downloads": {"bytes": pa.int64()},
     "usage": {"originals_bytes": pa.int64(), "variants_bytes": pa.int64(), "objects": pa.int64(), "capacity_bytes": pa.int64()},
+    "posts": {"caption_chars": pa.int32(), "post_id": pa.string(), "author": pa.string(), "event": pa.string()},
+    "comments": {"chars": pa.int32(), "comment_id": pa.string(), "post_id": pa.string(), "event": pa.string()},
 }
 TS = pa.timestamp("us", tz="UTC")
 # Stand-ins for tables without files (as the reporting service creates them).
@@ -60,6 +64,10 @@ EMPTY = {
     "downloads": "event_id VARCHAR, image_id VARCHAR, customer_id VARCHAR, variant VARCHAR, bytes BIGINT, served_at TIMESTAMPTZ",
     "usage": "event_id VARCHAR, taken_at TIMESTAMPTZ, customer_id VARCHAR, originals_bytes BIGINT, variants_bytes BIGINT, "
     "objects BIGINT, capacity_bytes BIGINT",
+    "posts": 'event_id VARCHAR, post_id VARCHAR, customer_id VARCHAR, image_id VARCHAR, author VARCHAR, event VARCHAR, '
+    'error_code VARCHAR, caption_chars INTEGER, "at" TIMESTAMPTZ',
+    "comments": 'event_id VARCHAR, comment_id VARCHAR, post_id VARCHAR, customer_id VARCHAR, author VARCHAR, event VARCHAR, '
+    'chars INTEGER, "at" TIMESTAMPTZ',
 }
 
 
@@ -91,7 +99,7 @@ def check_table(con, lake, table, expect, exact):
     # Every row sits in the partition of its event time's UTC day.
     misplaced = con.execute(
         f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true) "
-        f"WHERE dt <> CAST(timezone('UTC', {TIME_COL[table]}) AS DATE)"
+        f"WHERE dt <> CAST(timezone('UTC', \"{TIME_COL[table]}\") AS DATE)"
     ).fetchall()[0][0]
     assert misplaced == 0, (table, "rows outside their dt partition", misplaced)
     dts = [str(r[0]) for r in con.execute(

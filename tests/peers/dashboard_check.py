@@ -170,6 +170,7 @@ def check_board(driver, c, base, key, frm, to):
     states = settle(driver)
     a = {r: api(base, key, r, frm, to) for r in ["summary", "usage", "processing", "types", "customers"]}
     a["volume"] = api(base, key, "volume", frm, to, interval="day")
+    a["engagement"] = api(base, key, "engagement", frm, to, limit="10")
     s = a["summary"][0]
 
     # KPIs: the text as the user reads it, and the raw value.
@@ -197,9 +198,10 @@ def check_board(driver, c, base, key, frm, to):
     # The daily series: one chart point per API row, with the API's values.
     vol = a["volume"]
     want_state = "ready" if vol else "empty"
-    for card in ["uploads", "bytes", "outcomes"]:
+    for card in ["uploads", "bytes", "outcomes", "social"]:
         c.eq(f"{card} state", states[card][0], want_state)
-    for chart, cols in [("uploads", ["uploads"]), ("bytes", ["bytes"]), ("outcomes", ["processed", "failed", "expired"])]:
+    for chart, cols in [("uploads", ["uploads"]), ("bytes", ["bytes"]), ("outcomes", ["processed", "failed", "expired"]),
+                        ("social", ["posts", "comments"])]:
         points = tids(driver, f"{chart}-point")
         c.eq(f"{chart} points", len(points), len(vol))
         for p, row in zip(points, vol):
@@ -211,6 +213,9 @@ def check_board(driver, c, base, key, frm, to):
         c.eq("bytes total", num(tid(driver, "bytes-total").get_attribute("data-value")), s["bytes"])
         for col in ["processed", "failed", "expired"]:
             c.eq(f"{col} total", num(tid(driver, f"outcomes-total-{col}").get_attribute("data-value")),
+                 sum(r[col] for r in vol))
+        for col in ["posts", "comments"]:
+            c.eq(f"{col} total", num(tid(driver, f"social-total-{col}").get_attribute("data-value")),
                  sum(r[col] for r in vol))
         # The daily figures add up to the summary's (failed per day is volume's column).
         c.eq("failed per day adds up to the summary", sum(r["failed"] for r in vol), s["failed"])
@@ -234,6 +239,16 @@ def check_board(driver, c, base, key, frm, to):
     for r, t in zip(rows, a["types"]):
         c.eq(f"format {t['type']} text", r.find_element(By.CSS_SELECTOR, '[data-testid="format-images"]').text,
              fmt_int(t["images"]))
+
+    # The most-commented posts: the API's rows, in its order.
+    eng = a["engagement"]
+    c.eq("engagement state", states["engagement"][0], "ready" if eng else "empty")
+    rows = tids(driver, "engagement-row")
+    c.eq("engagement posts", [r.get_attribute("data-post") for r in rows], [e["post_id"] for e in eng])
+    for r, e in zip(rows, eng):
+        cell = r.find_element(By.CSS_SELECTOR, '[data-testid="engagement-comments"]')
+        c.eq(f"engagement {e['post_id']} comments", num(cell.get_attribute("data-value")), e["comments"])
+        c.eq(f"engagement {e['post_id']} comments text", cell.text, fmt_int(e["comments"]))
 
     # Customers: every cell's raw value, and the text of the counts.
     c.eq("customers state", states["customers"][0], "ready" if a["customers"] else "empty")
