@@ -170,7 +170,7 @@ fn post_events(
     done: DateTime<Utc>,
     b: &mut Vec<Event>,
 ) {
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         return;
     }
     let post_id = format!("post-{i:03}");
@@ -200,7 +200,7 @@ fn post_events(
         }
         None => false,
     };
-    let deleted = if i % 13 == 0 {
+    let deleted = if i.is_multiple_of(13) {
         Some(at(10, 12, 0))
     } else if i == 33 {
         Some(at(8, 6, 0))
