@@ -157,8 +157,8 @@ pub fn lake_events() -> Vec<Vec<Event>> {
 
 /// Image `i` as a post when `i % 3 == 0` (twenty posts): created two seconds after the
 /// upload, published when its job succeeds or failed when it fails for good, deleted with
-/// its image (`i % 13 == 0`, on the 10th) or on its own (`i == 33`, on the 8th). A
-/// published post gets `(i * 7) % 11` comments over the following days (ties in the
+/// its image (`i % 13 == 0`, on the 10th) or on its own (`i == 27`, on the 3rd, after its
+/// two comments). A published post gets `(i * 7) % 11` comments over the following days (ties in the
 /// ranking included), every fourth of them deleted a day later; authors alternate, one post
 /// has none.
 fn post_events(
@@ -202,8 +202,8 @@ fn post_events(
     };
     let deleted = if i.is_multiple_of(13) {
         Some(at(10, 12, 0))
-    } else if i == 33 {
-        Some(at(8, 6, 0))
+    } else if i == 27 {
+        Some(at(3, 0, 0))
     } else {
         None
     };
