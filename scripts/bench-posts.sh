@@ -145,8 +145,10 @@ for backend in $backends; do
 
     log "$backend: comments at $write_rate/s for ${write_seconds}s (open loop)"
     "$pb" load --base "http://127.0.0.1:$port" --key "$key" --name comments --label "backend=$backend part=rate " \
-        --comment-posts "$posts_file" --rate "$write_rate" --seconds "$write_seconds" --acked "$work/acked-$backend-rate.txt" |
-        tee -a "$results"
+        --comment-posts "$posts_file" --rate "$write_rate" --seconds "$write_seconds" --acked "$work/acked-$backend-rate.txt" \
+        --timeline "$base/timeline-$backend-rate.txt" | tee -a "$results"
+    # The seconds with the worst latency (the whole timeline stays in $base).
+    sort -t= -k4 -g -r "$base/timeline-$backend-rate.txt" | head -5 | sed 's/^/   second /' 
     stop_server KILL
     verify "$backend" "$url" rate
 

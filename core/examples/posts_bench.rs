@@ -23,13 +23,14 @@
 //!       latest min(count, 2) comments, the order), and prints the paths, one a line.
 //!   posts_bench load --base http://HOST:PORT --key KEY --name NAME --seconds S
 //!                    (--paths FILE | --comment-posts FILE [--acked FILE])
-//!                    [--rate R | --rate 0 --concurrency C] [--label TEXT]
+//!                    [--rate R | --rate 0 --concurrency C] [--label TEXT] [--timeline FILE]
 //!       Open-loop load at exactly R requests/s: request i is due at start + i/R and its
 //!       latency is measured from that due time, whether or not a connection was free (no
 //!       coordinated omission; connections are opened as needed). With `--rate 0`, C
 //!       connections send back to back for S seconds (a throughput run). GETs cycle
 //!       through the paths of FILE; comments go to posts of FILE (`id count` lines) picked
 //!       with weight count+1, and each 201's comment id is written to the acked file.
+//!       The timeline file gets, per second, the requests due, their median and worst.
 //!   posts_bench verify --url URL --acked FILE [--customer bench]
 //!       Every acknowledged comment is in the `comments` table, on its post; no id twice;
 //!       the customer's comment counts add up to its comments.
@@ -822,6 +823,23 @@ async fn load(a: &Args) {
             if let Some(c) = &s.comment {
                 writeln!(w, "{c}").unwrap();
             }
+        }
+        w.flush().unwrap();
+    }
+    if let Some(f) = a.opt("timeline") {
+        // Per second of due time: requests, the median and the worst latency.
+        let mut per: Vec<Vec<f64>> = Vec::new();
+        for s in &samples {
+            let k = (s.due_ms / 1000.0) as usize;
+            if per.len() <= k {
+                per.resize(k + 1, Vec::new());
+            }
+            per[k].push(s.latency_ms);
+        }
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap_or_else(|e| die(&format!("{f}: {e}"))));
+        for (k, mut v) in per.into_iter().enumerate() {
+            v.sort_by(f64::total_cmp);
+            writeln!(w, "{k} n={} p50_ms={:.1} max_ms={:.1}", v.len(), pct(&v, 50.0), v.last().copied().unwrap_or(0.0)).unwrap();
         }
         w.flush().unwrap();
     }
