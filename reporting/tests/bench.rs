@@ -43,7 +43,7 @@ async fn bench_reports() {
     };
     let app = imagelake_reporting::routes(reporting).with_state(ctx);
     println!("{{\"rollups_ms\": {:.1}, \"watermark\": \"{watermark}\"}}", started.elapsed().as_secs_f64() * 1000.0);
-    for report in ["summary", "customers", "types", "volume", "processing", "usage"] {
+    for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
         let mut times = Vec::new();
         let mut rows = 0;
         for _ in 0..runs {
