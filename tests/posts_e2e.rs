@@ -404,9 +404,27 @@ async fn other_customers_and_bad_inputs_get_clear_answers(backend: Backend) {
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
     let store = server.store().await;
     assert_eq!(store.list("originals/acme/", None, 100).await.unwrap().objects.len(), 1, "refused posts leave no original");
+    // An unknown variant in the form is refused like the query's, after the file: nothing stays.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(image_bytes(64, 48, ImageFormat::Png)))
+        .text("variants", "thumb,nope");
+    let res = c.http.post(c.url("/v1/posts")).bearer_auth(acme).multipart(form).send().await.unwrap();
+    assert_eq!(problem(res).await, (400, "unknown_variant".into()));
+    assert_eq!(store.list("originals/acme/", None, 100).await.unwrap().objects.len(), 1, "refused posts leave no original");
     // The post and its comment are untouched by all of it.
     let (_, p) = get_json(&c, acme, &format!("/v1/posts/{id}")).await;
     assert_eq!(p["comment_count"], 1, "{p}");
+    // Form fields choose the variants, as the query does.
+    let form = reqwest::multipart::Form::new()
+        .text("variants", "thumb")
+        .text("caption", "only a thumbnail")
+        .part("file", reqwest::multipart::Part::bytes(image_bytes(64, 48, ImageFormat::Png)));
+    let res = c.http.post(c.url("/v1/posts")).bearer_auth(acme).multipart(form).send().await.unwrap();
+    assert_eq!(res.status(), 202);
+    let thumb_only = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let p = wait_post(&c, acme, &thumb_only, "published").await;
+    let names: Vec<&str> = p["variants"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["thumb"], "{p}");
     assert!(!server.log().contains("internal error"), "{}", server.log());
 }
 

@@ -44,12 +44,16 @@ pub struct UploadParams {
 #[schema(value_type = String, format = Binary)]
 pub struct ImageBytes(#[allow(dead_code)] Vec<u8>);
 
-/// A `multipart/form-data` upload: the image is the field `file`; other fields are ignored.
+/// A `multipart/form-data` upload: the image is the field `file`; the optional text
+/// fields `variants` and `callback_url` mean what the query parameters mean (and win over
+/// them); other fields are ignored. Text fields are at most 16 KiB, 16 of them.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
+    variants: Option<String>,
+    callback_url: Option<String>,
 }
 
 /// Uploads an image. The answer is `202` once the original is durably stored and the
@@ -146,15 +150,31 @@ struct Accept {
 
 impl Accept {
     async fn run(self, request: Request) -> Result<Response, IngestError> {
-        let Accept { ctx, customer, variants, mut callback_url, headers, limit, idem, post } = self;
+        let Accept { ctx, customer, variants, callback_url, headers, limit, idem, post } = self;
         let id = ids::new_id();
         let key = record::original_key(&customer, &id);
         let (inspection, fields) = store_body(&ctx, &key, &headers, request, limit).await?;
         let now = ctx.clock.now();
-        // A post's webhooks are the post's (`post.published`, `post.failed`), not the image's.
-        let post = match post.then(|| crate::posts::draft(&fields, &customer, &id, callback_url.take(), now)).transpose() {
-            Ok(p) => p,
+        let settled = async {
+            // A multipart form may carry `variants` and `callback_url` as fields, checked
+            // like the query's (which they override).
+            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            let variants = match field("variants") {
+                Some(v) => requested_variants(&ctx, Some(&v))?,
+                None => variants,
+            };
+            let mut callback_url = match field("callback_url") {
+                Some(url) => Some(validate_callback(&ctx, url).await?),
+                None => callback_url,
+            };
+            // A post's webhooks are the post's (`post.published`, `post.failed`), not the image's.
+            let post = post.then(|| crate::posts::draft(&fields, &customer, &id, callback_url.take(), now)).transpose()?;
+            Ok::<_, IngestError>((variants, callback_url, post))
+        };
+        let (variants, callback_url, post) = match settled.await {
+            Ok(s) => s,
             Err(e) => {
+                // Refused after the body was stored: nothing was acknowledged, nothing stays.
                 let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
                 return Err(e);
             }

@@ -41,6 +41,10 @@ pub struct NewPostForm {
     caption: Option<String>,
     /// 1 to 100 characters.
     author: Option<String>,
+    /// As the query parameter `variants`.
+    variants: Option<String>,
+    /// As the query parameter `callback_url`: gets `post.published` or `post.failed`.
+    callback_url: Option<String>,
 }
 
 /// Creates a post. With a multipart body its image is uploaded like `POST /v1/images`

@@ -51,7 +51,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<PostView>, IngestError> {
     let post = find(&ctx, &principal, &id).await?;
-    let view = ctx.meta.post_views(vec![post]).await?.pop().ok_or_else(|| IngestError::NotFoundOf("post", id))?;
+    let view = ctx.meta.post_views(vec![post]).await?.pop().ok_or(IngestError::NotFoundOf("post", id))?;
     Ok(Json(view))
 }
 
