@@ -3,13 +3,13 @@
 //!
 //! Each change commits an event row (`post_events`) in its own transaction, so nothing
 //! is lost between the change and its fact. The relay claims due rows for
-//! [`LAKE_LEASE`] (two relays never take the same row), writes their lake rows in one
+//! `LAKE_LEASE` (30 s) (two relays never take the same row), writes their lake rows in one
 //! durable write per batch (a comment burst becomes a few files, not one per comment),
 //! and then delivers the webhooks of `post.published` and `post.failed`. A process that
 //! dies after the write but before the row is removed leaves it to be written again with
 //! the same `event_id`, which the lake's views count once; a webhook is re-sent with the
 //! same `Imagelake-Delivery` id (the event id) once every attempt of the first delivery
-//! would be over ([`webhook_lease`]), so a receiver can drop the copy. A transition happens once in the database, so it has one event and one
+//! would be over (`webhook_lease`), so a receiver can drop the copy. A transition happens once in the database, so it has one event and one
 //! delivery id however often its job is redelivered.
 
 use imagelake_core::app::Context;
@@ -72,7 +72,7 @@ fn webhook_lease(cfg: &imagelake_core::config::WebhookConfig) -> Duration {
     cfg.timeout.0 * attempts + Duration::from_secs(waits + 30)
 }
 
-/// Runs passes until `shutdown`: at once while there is work, every [`IDLE`] otherwise.
+/// Runs passes until `shutdown`: at once while there is work, every 250 ms otherwise.
 pub fn run(ctx: Context, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = IDLE;

@@ -111,7 +111,7 @@ pub struct Params {
     pub by: TypeGrouping,
     /// `format=` if given (it wins over `Accept`).
     pub format: Option<Format>,
-    /// Rows of a ranking (the engagement report), 1 to [`MAX_LIMIT`].
+    /// Rows of a ranking (the engagement report), 1 to 1000.
     pub limit: u64,
 }
 
