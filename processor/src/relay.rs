@@ -22,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 1000;
 /// How long a claimed event is left alone before another relay may take it again.
 const LAKE_LEASE: Duration = Duration::from_secs(30);
-/// Pause between passes when there was nothing to do.
-const IDLE: Duration = Duration::from_millis(250);
+/// Pause after a pass that did not fill a batch. It bounds the lake files a steady
+/// stream of comments makes (about one per table per second per relay) and the delay of a
+/// post's fact and webhook (about a second).
+const IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -72,13 +74,14 @@ fn webhook_lease(cfg: &imagelake_core::config::WebhookConfig) -> Duration {
     cfg.timeout.0 * attempts + Duration::from_secs(waits + 30)
 }
 
-/// Runs passes until `shutdown`: at once while there is work, every 250 ms otherwise.
+/// Runs passes until `shutdown`: at once while a backlog fills whole batches, every
+/// second otherwise.
 pub fn run(ctx: Context, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = IDLE;
         loop {
             let wait = match pass(&ctx).await {
-                Ok(n) if n > 0 => Duration::ZERO,
+                Ok(n) if n >= BATCH => Duration::ZERO,
                 Ok(_) => IDLE,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "post event relay failed; retrying");
