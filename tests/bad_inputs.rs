@@ -243,6 +243,37 @@ async fn images_the_processor_refuses(backend: Backend) {
 
 /// A PNG whose header claims `w` x `h` pixels, with one tiny IDAT: a decompression bomb's
 /// shape, refused from the header before anything is allocated.
+/// A client's `Request-Id` is echoed and carried into the job when it is a short plain
+/// token; anything else (250 KB, which would not fit in a queue message, or control
+/// characters) is replaced by a generated id, and the upload goes through.
+async fn request_ids_are_kept_only_when_usable(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    let send = |rid: String| {
+        c.http
+            .post(c.url("/v1/images"))
+            .bearer_auth(key)
+            .header("content-type", "image/png")
+            .header("request-id", rid)
+            .body(image_bytes(64, 48, ImageFormat::Png))
+            .send()
+    };
+    let res = send("trace-1234:abc".into()).await.unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(res.headers()["request-id"], "trace-1234:abc");
+    for bad in ["x".repeat(250_000), "x".repeat(129), "has space".into(), "tab\there".into()] {
+        let res = send(bad.clone()).await.unwrap();
+        assert_eq!(res.status(), 202, "request id of {} bytes", bad.len());
+        let rid = res.headers()["request-id"].to_str().unwrap().to_string();
+        assert!(uuid::Uuid::try_parse(&rid).is_ok(), "a generated id replaces it: {rid}");
+        let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let done = c.wait_done(key, &id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "processed", "{done}");
+    }
+    assert!(!server.log().contains(&"x".repeat(129)), "the long id reached the log");
+}
+
 fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
         out.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -274,6 +305,7 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
 }
 
 on_every_backend!(
+    request_ids_are_kept_only_when_usable,
     auth_and_roles,
     bodies_that_are_not_images,
     bad_parameters,

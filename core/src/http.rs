@@ -13,6 +13,18 @@ use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: &str = "request-id";
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_short_plain_tokens() {
+        assert!(super::usable_request_id(b"0190b5a0-0000-7000-8000-000000000000"));
+        assert!(super::usable_request_id(b"trace:abc/1+2=3_x.y"));
+        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129], "é".as_bytes()] {
+            assert!(!super::usable_request_id(bad), "{bad:?}");
+        }
+    }
+}
+
 pub fn layers(router: Router) -> Router {
     let id = HeaderName::from_static(REQUEST_ID);
     router
@@ -24,8 +36,31 @@ pub fn layers(router: Router) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
         }))
         .layer(SetRequestIdLayer::new(id, MakeRequestUuid))
+        // Before the id is set: a client's id that is not a plain short token is dropped,
+        // so that a generated one takes its place.
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         // Outermost, so that the time counted is the whole request's.
         .layer(axum::middleware::from_fn(crate::metrics::track))
+}
+
+/// Longest client `Request-Id` kept.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id is kept as it is: 1 to [`MAX_REQUEST_ID`] characters of
+/// letters, digits and `-_.:/+=`. Anything else (a 250 KB value, control characters,
+/// spaces) would travel into every log line and job message.
+pub fn usable_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+}
+
+async fn drop_unusable_request_id(mut req: Request<Body>) -> Request<Body> {
+    let headers = req.headers_mut();
+    let bad = headers.get_all(REQUEST_ID).iter().count() > 1
+        || headers.get(REQUEST_ID).is_some_and(|v| !usable_request_id(v.as_bytes()));
+    if bad {
+        headers.remove(REQUEST_ID);
+    }
+    req
 }
 
 /// Rewrites a plain-text 4xx (an extractor's rejection, a 405) as problem+json.

@@ -2,6 +2,9 @@
 //! in a temp dir) and the real PostgreSQL server that `scripts/test` starts (a fresh
 //! database per test).
 
+#[macro_use]
+mod common;
+
 use chrono::{DateTime, Duration, Utc};
 use imagelake_core::auth::Role;
 use imagelake_core::ids;
@@ -9,25 +12,6 @@ use imagelake_core::meta::{ApiKey, Created, Figures, MetadataStore, NewImage, Sq
 use imagelake_core::record::{ImageRecord, RecordError, Status, VariantRecord, VariantState};
 use imagelake_core::testing;
 use std::sync::Arc;
-
-async fn sqlite() -> Arc<SqlMetadata> {
-    Arc::new(SqlMetadata::connect(&testing::sqlite_database(), 8, std::time::Duration::from_secs(10)).await.unwrap())
-}
-
-async fn postgres() -> Arc<SqlMetadata> {
-    Arc::new(SqlMetadata::connect(&testing::postgres_database().await, 8, std::time::Duration::from_secs(10)).await.unwrap())
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::postgres().await).await } )*
-        }
-    };
-}
 
 conformance!(
     records_list_newest_first_with_stable_cursors,

@@ -3,34 +3,17 @@
 //! only once; comments count and page; deletes take everything; the post events are
 //! claimed by one relay at a time and carry exactly one fact per change.
 
+#[macro_use]
+mod common;
+
 use chrono::{DateTime, Duration, Utc};
 use imagelake_core::ids;
 use imagelake_core::lake::Event;
 use imagelake_core::meta::{MetadataStore, NewImage, SqlMetadata, Transition};
 use imagelake_core::post::{CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostStatus};
 use imagelake_core::record::{ImageRecord, RecordError, Status};
-use imagelake_core::testing;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-
-async fn sqlite() -> Arc<SqlMetadata> {
-    Arc::new(SqlMetadata::connect(&testing::sqlite_database(), 8, std::time::Duration::from_secs(10)).await.unwrap())
-}
-
-async fn postgres() -> Arc<SqlMetadata> {
-    Arc::new(SqlMetadata::connect(&testing::postgres_database().await, 8, std::time::Duration::from_secs(10)).await.unwrap())
-}
-
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::postgres().await).await } )*
-        }
-    };
-}
 
 conformance!(
     a_post_moves_with_its_image_once,
