@@ -463,6 +463,27 @@ impl Config {
         if l.lease_ttl.0 < Duration::from_secs(3) {
             return Err(CoreError::Config("[lifecycle] lease_ttl must be at least 3s (it is renewed every third of it)".into()));
         }
+        // Floors below which a setting is surely a mistake (a unit missed, a test value).
+        let floors: [(&str, Duration, Duration); 5] = [
+            ("[retention] processed", self.retention.processed.0, Duration::from_secs(1)),
+            ("[lifecycle] orphan_age", l.orphan_age.0, Duration::from_secs(60)),
+            ("[lifecycle] multipart_age", l.multipart_age.0, Duration::from_secs(60)),
+            ("[queue] visibility_timeout", self.queue.visibility_timeout.0, Duration::from_secs(1)),
+            ("[ingest] idempotency_ttl", self.ingest.idempotency_ttl.0, Duration::from_secs(1)),
+        ];
+        for (name, value, floor) in floors {
+            if value < floor {
+                return Err(CoreError::Config(format!(
+                    "{name} is {}; it must be at least {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(floor)
+                )));
+            }
+        }
+        for k in &self.keys {
+            crate::auth::validate_customer(&k.customer)
+                .map_err(|m| CoreError::Config(format!("[[keys]] customer {:?}: {m}", k.customer)))?;
+        }
         Ok(())
     }
 
@@ -604,5 +625,29 @@ mod tests {
         assert!(e.to_string().contains("max_recieves"), "{e}");
         let e = Config::load(None, env(&[("IMAGELAKE_QUEUE__VISIBILITY_TIMEOUT", "soon")])).unwrap_err();
         assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn durations_need_units_and_floors_and_customers_are_checked() {
+        let load = |text: &str| {
+            let dir = crate::testing::temp_dir("config");
+            let path = dir.join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(&[])).map_err(|e| e.to_string())
+        };
+        // Seven what? Refused, with the fix in the message.
+        let e = load("[retention]\nprocessed = 7").unwrap_err();
+        assert!(e.contains("needs a unit") && e.contains("\"7d\""), "{e}");
+        let e = Config::load(None, env(&[("IMAGELAKE_RETENTION__PROCESSED", "7")])).unwrap_err().to_string();
+        assert!(e.contains("needs a unit"), "{e}");
+        assert_eq!(load("[retention]\nprocessed = \"7d\"").unwrap().retention.processed.0, Duration::from_secs(7 * 86_400));
+        let e = load("[lifecycle]\norphan_age = \"5s\"").unwrap_err();
+        assert!(e.contains("orphan_age is 5s; it must be at least 1m"), "{e}");
+        let e = load("[retention]\nprocessed = \"500ms\"").unwrap_err();
+        assert!(e.contains("[retention] processed"), "{e}");
+        let key = "[[keys]]\nsha256 = \"00\"\nrole = \"uploader\"\ncustomer = ";
+        let e = load(&format!("{key}\"../etc\"")).unwrap_err();
+        assert!(e.contains("[[keys]] customer \"../etc\""), "{e}");
+        assert!(load(&format!("{key}\"acme_2\"")).is_ok());
     }
 }

@@ -65,7 +65,9 @@ impl Serialize for ByteSize {
     }
 }
 
-/// A duration written as `30s`, `5m`, `7d` or `1h 30m`; a bare integer is seconds.
+/// A duration written as `30s`, `5m`, `7d` or `1h 30m`. A number needs its unit
+/// (`retention.processed = 7` would be seven seconds or seven days depending on who
+/// reads it); only `0` stands alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
@@ -73,8 +75,8 @@ impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        if let Ok(secs) = t.parse::<u64>() {
-            return Ok(Dur(Duration::from_secs(secs)));
+        if let Ok(n) = t.parse::<u64>() {
+            return bare(n);
         }
         humantime::parse_duration(t).map(Dur).map_err(|e| format!("`{s}` is not a duration such as 30s, 5m or 7d: {e}"))
     }
@@ -89,9 +91,17 @@ impl<'de> Deserialize<'de> for Dur {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::N(n) => bare(n).map_err(de::Error::custom),
             Raw::S(s) => s.parse().map_err(de::Error::custom),
         }
+    }
+}
+
+/// A number without a unit: only zero.
+fn bare(n: u64) -> Result<Dur, String> {
+    match n {
+        0 => Ok(Dur(Duration::ZERO)),
+        n => Err(format!("`{n}` needs a unit: \"{n}s\", \"{n}m\", \"{n}h\" or \"{n}d\"")),
     }
 }
 
@@ -120,7 +130,9 @@ mod tests {
     fn durations() {
         assert_eq!("5m".parse::<Dur>().unwrap().0, Duration::from_secs(300));
         assert_eq!("7d".parse::<Dur>().unwrap().0, Duration::from_secs(7 * 86400));
-        assert_eq!("90".parse::<Dur>().unwrap().0, Duration::from_secs(90));
+        assert_eq!("90s".parse::<Dur>().unwrap().0, Duration::from_secs(90));
+        assert!("90".parse::<Dur>().unwrap_err().contains("needs a unit"));
+        assert_eq!("0".parse::<Dur>().unwrap().0, Duration::ZERO);
         assert!("soon".parse::<Dur>().is_err());
     }
 }
