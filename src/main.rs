@@ -98,6 +98,10 @@ enum KeysCommand {
         customer: String,
         #[arg(long)]
         role: Role,
+        /// An analyst key that reads every customer's statistics (by default an analyst
+        /// reads its own customer's only).
+        #[arg(long)]
+        all_customers: bool,
     },
     /// List the keys: id, customer, role, where they came from, when, and whether revoked.
     List,
@@ -252,10 +256,11 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let meta = open_meta(config).await?;
     let now = chrono::Utc::now();
     match command {
-        KeysCommand::Add { customer, role } => {
+        KeysCommand::Add { customer, role, all_customers } => {
             auth::validate_customer(&customer).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!all_customers || role == Role::Analyst, "--all-customers is for analyst keys (admins see all)");
             let key = auth::generate_key();
-            let entry = ApiKey::new(&auth::hash_key(&key), &customer, role, "cli", now);
+            let entry = ApiKey::new(&auth::hash_key(&key), &customer, role, "cli", now).for_all_customers(all_customers);
             meta.add_key(&entry).await?;
             println!("{key}");
             eprintln!("stored key {} (its SHA-256 only) in the {} database", entry.id, meta.backend());
@@ -263,7 +268,10 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             println!("{:<16}  {:<20}  {:<8}  {:<6}  {:<20}  revoked", "id", "customer", "role", "source", "created");
             for k in meta.list_keys().await? {
-                let role = format!("{:?}", k.role).to_lowercase();
+                let mut role = format!("{:?}", k.role).to_lowercase();
+                if k.all_customers {
+                    role.push('*'); // an analyst of every customer
+                }
                 let created = k.created_at.format("%Y-%m-%dT%H:%M:%SZ");
                 let revoked = k.revoked_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into());
                 println!("{:<16}  {:<20}  {:<8}  {:<6}  {created:<20}  {revoked}", k.id, k.customer, role, k.source);

@@ -243,6 +243,48 @@ async fn images_the_processor_refuses(backend: Backend) {
 
 /// A PNG whose header claims `w` x `h` pixels, with one tiny IDAT: a decompression bomb's
 /// shape, refused from the header before anything is allocated.
+/// An analyst key reads its own customer's statistics only; one made for every customer
+/// (and an admin) reads all. Another customer's, asked for by name, is 403.
+async fn analyst_keys_are_scoped_to_their_customer(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    for (key, ct) in [(&server.keys.acme, "image/png"), (&server.keys.globex, "image/png")] {
+        let res = c.upload(key, image_bytes(64, 48, ImageFormat::Png), ct).await;
+        assert_eq!(res.status(), 202);
+        let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        c.wait_done(key, &id, Duration::from_secs(60)).await;
+    }
+    let customers = |key: String| {
+        let c = c.clone();
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let rows: serde_json::Value = c.get(&key, "/v1/stats/customers").send().await.unwrap().json().await.unwrap();
+                let mut names: Vec<String> =
+                    rows.as_array().unwrap().iter().map(|r| r["customer_id"].as_str().unwrap().to_string()).collect();
+                names.sort();
+                if names.len() >= 2 || start.elapsed() > Duration::from_secs(60) {
+                    return names;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(customers(server.keys.analyst.clone()).await, ["acme", "globex"], "an analyst of every customer");
+    assert_eq!(customers(server.keys.admin.clone()).await, ["acme", "globex"], "an admin");
+    let scoped: serde_json::Value =
+        c.get(&server.keys.acme_analyst, "/v1/stats/customers").send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = scoped.as_array().unwrap().iter().map(|r| r["customer_id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme"], "a scoped analyst sees its own customer only: {scoped}");
+    let own = c.get(&server.keys.acme_analyst, "/v1/stats/summary?customer=acme").send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    for path in
+        ["/v1/stats/summary?customer=globex", "/v1/stats/customers?customer=globex", "/v1/stats/engagement?customer=globex"]
+    {
+        problem(c.get(&server.keys.acme_analyst, path).send().await.unwrap(), 403, "forbidden").await;
+    }
+}
+
 /// A client's `Request-Id` is echoed and carried into the job when it is a short plain
 /// token; anything else (250 KB, which would not fit in a queue message, or control
 /// characters) is replaced by a generated id, and the upload goes through.
@@ -305,6 +347,7 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
 }
 
 on_every_backend!(
+    analyst_keys_are_scoped_to_their_customer,
     request_ids_are_kept_only_when_usable,
     auth_and_roles,
     bodies_that_are_not_images,

@@ -44,6 +44,8 @@ impl std::str::FromStr for Role {
 pub struct Principal {
     pub customer: String,
     pub role: Role,
+    /// An analyst key made for every customer's statistics (admins always are).
+    pub all_customers: bool,
 }
 
 impl Principal {
@@ -56,6 +58,19 @@ impl Principal {
     /// Whether this caller may see an image owned by `customer`.
     pub fn owns(&self, customer: &str) -> bool {
         self.role == Role::Admin || self.customer == customer
+    }
+    /// The customer whose statistics a request for `asked` (`None`: everyone) reads:
+    /// admins and keys for every customer read what they ask; any other key reads its own
+    /// customer's only (`Err` when it asks for another's).
+    pub fn stats_scope(&self, asked: Option<String>) -> Result<Option<String>, String> {
+        if self.role == Role::Admin || self.all_customers {
+            return Ok(asked);
+        }
+        match asked {
+            None => Ok(Some(self.customer.clone())),
+            Some(c) if c == self.customer => Ok(Some(c)),
+            Some(c) => Err(format!("this key reads the statistics of customer `{}` only, not `{c}`", self.customer)),
+        }
     }
 }
 
@@ -139,7 +154,8 @@ impl KeyStore {
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(CoreError::Config(format!("[[keys]] sha256 of customer {:?} is not 64 hex digits", k.customer)));
             }
-            if meta.add_key(&ApiKey::new(&k.sha256, &k.customer, k.role, source, now)).await? {
+            let key = ApiKey::new(&k.sha256, &k.customer, k.role, source, now).for_all_customers(k.all_customers);
+            if meta.add_key(&key).await? {
                 added += 1;
             }
         }
@@ -230,14 +246,15 @@ mod tests {
             format!("[[keys]]\nsha256 = \"{}\"\ncustomer = \"acme\"\nrole = \"analyst\"\n", hash_key(&a)),
         )
         .unwrap();
-        let configured = [KeyConfig { sha256: hash_key(&b), customer: "globex".into(), role: Role::Uploader }];
+        let configured =
+            [KeyConfig { sha256: hash_key(&b), customer: "globex".into(), role: Role::Uploader, all_customers: false }];
         let now = Utc::now();
         assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 2);
         assert_eq!(KeyStore::import(&meta, &configured, &dir, now).await.unwrap(), 0, "idempotent");
         let store = KeyStore::new(meta.clone());
         assert_eq!(store.resolve(&a).await.unwrap().unwrap().role, Role::Analyst);
         assert_eq!(store.resolve(&b).await.unwrap().unwrap().customer, "globex");
-        let bad = [KeyConfig { sha256: "zz".into(), customer: "x".into(), role: Role::Admin }];
+        let bad = [KeyConfig { sha256: "zz".into(), customer: "x".into(), role: Role::Admin, all_customers: false }];
         assert!(KeyStore::import(&meta, &bad, &dir, now).await.is_err());
     }
 }

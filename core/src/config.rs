@@ -194,6 +194,9 @@ pub struct KeyConfig {
     pub sha256: String,
     pub customer: String,
     pub role: Role,
+    /// An analyst key that reads every customer's statistics (default: its own only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_customers: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

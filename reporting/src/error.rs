@@ -12,6 +12,9 @@ pub enum ReportingError {
     /// 403 `forbidden`.
     #[error("statistics are for the analyst and admin roles")]
     Forbidden,
+    /// The key reads one customer's statistics and asked for another's. 403 `forbidden`.
+    #[error("{0}")]
+    OtherCustomer(String),
     /// A query parameter is missing, malformed or out of range. 400 with the given code:
     /// `invalid_date`, `invalid_range`, `unknown_interval`, `unknown_format`,
     /// `invalid_customer`, `invalid_parameter`, `unknown_parameter`.
@@ -44,7 +47,7 @@ impl ReportingError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ReportingError::Forbidden => StatusCode::FORBIDDEN,
+            ReportingError::Forbidden | ReportingError::OtherCustomer(_) => StatusCode::FORBIDDEN,
             ReportingError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ReportingError::Timeout(_) | ReportingError::LakeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ReportingError::Setup(_) | ReportingError::Query(_) | ReportingError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -53,7 +56,7 @@ impl ReportingError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ReportingError::Forbidden => "forbidden",
+            ReportingError::Forbidden | ReportingError::OtherCustomer(_) => "forbidden",
             ReportingError::BadParameter { code, .. } => code,
             ReportingError::Timeout(_) => "query_timeout",
             ReportingError::LakeUnavailable(_) => "lake_unavailable",
@@ -68,9 +71,10 @@ impl IntoResponse for ReportingError {
     fn into_response(self) -> Response {
         let status = self.status();
         let problem = match &self {
-            ReportingError::Forbidden | ReportingError::BadParameter { .. } | ReportingError::Timeout(_) => {
-                Problem::new(status, self.code(), self.to_string())
-            }
+            ReportingError::Forbidden
+            | ReportingError::OtherCustomer(_)
+            | ReportingError::BadParameter { .. }
+            | ReportingError::Timeout(_) => Problem::new(status, self.code(), self.to_string()),
             ReportingError::LakeUnavailable(_) => {
                 tracing::warn!(error = %self, "reporting: lake unavailable");
                 Problem::new(status, self.code(), "the lake cannot be read right now; retry later")

@@ -277,7 +277,9 @@ async fn answer(
         return Err(ReportingError::Forbidden);
     }
     let Query(query) = query.map_err(|e| ReportingError::bad("invalid_parameter", e.body_text()))?;
-    let params = Params::parse(&query, report.extra_parameters())?;
+    let mut params = Params::parse(&query, report.extra_parameters())?;
+    // An analyst key reads its own customer's statistics unless it was made for all.
+    params.customer = principal.stats_scope(params.customer).map_err(ReportingError::OtherCustomer)?;
     let format = params
         .format
         .unwrap_or_else(|| Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")));

@@ -56,7 +56,10 @@ impl Backend {
 pub struct Keys {
     pub acme: String,
     pub globex: String,
+    /// An analyst of every customer (`all_customers = true`).
     pub analyst: String,
+    /// An analyst of `acme` only.
+    pub acme_analyst: String,
     pub admin: String,
 }
 
@@ -115,7 +118,13 @@ impl Server {
 
     async fn start(setup: Setup) -> Server {
         let data_dir = testing::temp_dir("server");
-        let keys = Keys { acme: generate_key(), globex: generate_key(), analyst: generate_key(), admin: generate_key() };
+        let keys = Keys {
+            acme: generate_key(),
+            globex: generate_key(),
+            analyst: generate_key(),
+            acme_analyst: generate_key(),
+            admin: generate_key(),
+        };
         let mut text = String::from("listen = \"127.0.0.1:0\"\n");
         text.push_str(&format!("data_dir = {:?}\n", data_dir.display().to_string()));
         let prefix = format!("run-{}", ids::new_compact_id());
@@ -158,6 +167,8 @@ impl Server {
         text.push_str(&key_entry(&keys.acme, "acme", "uploader"));
         text.push_str(&key_entry(&keys.globex, "globex", "uploader"));
         text.push_str(&key_entry(&keys.analyst, "acme", "analyst"));
+        text.push_str("all_customers = true\n");
+        text.push_str(&key_entry(&keys.acme_analyst, "acme", "analyst"));
         text.push_str(&key_entry(&keys.admin, "ops", "admin"));
         let config_file = data_dir.join("imagelake.toml");
         std::fs::write(&config_file, text).unwrap();
@@ -380,6 +391,7 @@ impl InProcess {
             sha256: hash_key(&key),
             customer: "acme".into(),
             role: imagelake_core::auth::Role::Uploader,
+            all_customers: false,
         });
         let mut ctx = Context::connect(config).await.expect("connect");
         // Whole seconds: expiry times compare exactly with `made + 7 days ± 1 s`.

@@ -158,9 +158,17 @@ pub struct ApiKey {
     pub source: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Reads every customer's statistics (an analyst key made so; admins always do).
+    pub all_customers: bool,
 }
 
 impl ApiKey {
+    /// The same key, for every customer's statistics or not.
+    pub fn for_all_customers(mut self, all: bool) -> Self {
+        self.all_customers = all;
+        self
+    }
+
     pub fn new(sha256: &str, customer: &str, role: Role, source: &str, at: DateTime<Utc>) -> Self {
         let sha256 = sha256.to_ascii_lowercase();
         Self {
@@ -171,6 +179,7 @@ impl ApiKey {
             source: source.into(),
             created_at: at,
             revoked_at: None,
+            all_customers: false,
         }
     }
 }

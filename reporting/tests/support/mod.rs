@@ -16,9 +16,9 @@ pub const UPLOADER: &str = "ilk_test_uploader";
 pub fn config(tag: &str) -> Config {
     let mut c = Config { data_dir: imagelake_core::testing::temp_dir(tag), ..Config::default() };
     c.keys = vec![
-        KeyConfig { sha256: hash_key(ANALYST), customer: "acme".into(), role: Role::Analyst },
-        KeyConfig { sha256: hash_key(ADMIN), customer: "ops".into(), role: Role::Admin },
-        KeyConfig { sha256: hash_key(UPLOADER), customer: "acme".into(), role: Role::Uploader },
+        KeyConfig { sha256: hash_key(ANALYST), customer: "acme".into(), role: Role::Analyst, all_customers: true },
+        KeyConfig { sha256: hash_key(ADMIN), customer: "ops".into(), role: Role::Admin, all_customers: false },
+        KeyConfig { sha256: hash_key(UPLOADER), customer: "acme".into(), role: Role::Uploader, all_customers: false },
     ];
     c.reporting.cache_ttl = Dur(Duration::from_millis(50));
     c.capacity.bytes.0 = 50_000_000;

@@ -80,31 +80,31 @@ fn role(s: &str) -> Result<Role, MetaError> {
 
 pub(super) async fn add_key(db: &SqlMetadata, k: &ApiKey) -> Result<bool, MetaError> {
     let n = on_pool!(db, p => exec!(p,
-        "INSERT INTO api_keys (id, sha256, customer, role, source, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO api_keys (id, sha256, customer, role, source, created_at, revoked_at, all_customers) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         k.id.as_str(), k.sha256.as_str(), k.customer.as_str(), role_str(k.role), k.source.as_str(),
-        micros(k.created_at), k.revoked_at.map(micros)));
+        micros(k.created_at), k.revoked_at.map(micros), k.all_customers as i64));
     Ok(n == 1)
 }
 
 pub(super) async fn resolve_key(db: &SqlMetadata, sha256: &str) -> Result<Option<Principal>, MetaError> {
-    let row: Option<(String, String)> = on_pool!(db, p => sqlx::query_as(
-        "SELECT customer, role FROM api_keys WHERE sha256 = $1 AND revoked_at IS NULL")
+    let row: Option<(String, String, i64)> = on_pool!(db, p => sqlx::query_as(
+        "SELECT customer, role, all_customers FROM api_keys WHERE sha256 = $1 AND revoked_at IS NULL")
         .bind(sha256).fetch_optional(p).await)
     .map_err(err)?;
-    row.map(|(customer, r)| Ok(Principal { customer, role: role(&r)? })).transpose()
+    row.map(|(customer, r, all)| Ok(Principal { customer, role: role(&r)?, all_customers: all != 0 })).transpose()
 }
 
-/// id, sha256, customer, role, source, created_at, revoked_at.
-type KeyRow = (String, String, String, String, String, i64, Option<i64>);
+/// id, sha256, customer, role, source, created_at, revoked_at, all_customers.
+type KeyRow = (String, String, String, String, String, i64, Option<i64>, i64);
 
 pub(super) async fn list_keys(db: &SqlMetadata) -> Result<Vec<ApiKey>, MetaError> {
     let rows: Vec<KeyRow> = on_pool!(db, p => sqlx::query_as(
-        "SELECT id, sha256, customer, role, source, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        "SELECT id, sha256, customer, role, source, created_at, revoked_at, all_customers FROM api_keys ORDER BY created_at, id")
         .fetch_all(p).await)
     .map_err(err)?;
     rows.into_iter()
-        .map(|(id, sha256, customer, r, source, created, revoked)| {
+        .map(|(id, sha256, customer, r, source, created, revoked, all)| {
             Ok(ApiKey {
                 id,
                 sha256,
@@ -113,6 +113,7 @@ pub(super) async fn list_keys(db: &SqlMetadata) -> Result<Vec<ApiKey>, MetaError
                 source,
                 created_at: from_micros(created),
                 revoked_at: revoked.map(from_micros),
+                all_customers: all != 0,
             })
         })
         .collect()
