@@ -77,10 +77,7 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<Destination, Refusa
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| Refusal::Unresolvable(host.clone(), e.to_string()))?
-            .collect(),
+        Err(_) => resolve(&host, port).await?,
     };
     let Some(&first) = addrs.first() else {
         return Err(Refusal::Unresolvable(host, "no address".into()));
@@ -91,6 +88,37 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<Destination, Refusa
         }
     }
     Ok(Destination { url, host, addr: first })
+}
+
+/// Lookups running at once, at most: each holds a thread of the blocking pool (the
+/// system resolver blocks), which every local store and embedded queue call shares.
+const MAX_LOOKUPS: usize = 8;
+/// How long a lookup may take before the host counts as unresolvable.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves `host` with the system resolver, bounded: at most [`MAX_LOOKUPS`] threads are
+/// ever inside the resolver (a lookup that outlives its caller keeps its permit until
+/// the resolver returns), and a caller waits at most [`LOOKUP_TIMEOUT`] for a permit and
+/// the answer together. A host whose DNS never answers costs its callers 5 s and a
+/// bounded share of the pool, never the pool.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+    let unresolvable = |why: String| Refusal::Unresolvable(host.to_string(), why);
+    let name = host.to_string();
+    let lookup = async move {
+        let permit = PERMITS.acquire().await.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || {
+            let _held_until_the_resolver_returns = permit;
+            std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port)).map(|a| a.collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(r) => r.map_err(unresolvable),
+        Err(_) => Err(unresolvable(format!("no answer within {}s", LOOKUP_TIMEOUT.as_secs()))),
+    }
 }
 
 /// Whether `ip` is a public unicast address.

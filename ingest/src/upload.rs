@@ -112,10 +112,6 @@ pub(crate) async fn accept(
         return Err(IngestError::Forbidden("this key's role cannot upload images"));
     }
     let variants = requested_variants(&ctx, params.variants.as_deref())?;
-    let callback_url = match params.callback_url {
-        Some(url) => Some(validate_callback(&ctx, url).await?),
-        None => None,
-    };
     let headers = request.headers().clone();
     let limit = ctx.config.ingest.max_upload_bytes.0;
     if let Some(len) = content_length(&headers) {
@@ -123,7 +119,12 @@ pub(crate) async fn accept(
             return Err(IngestError::TooLarge(limit));
         }
     }
+    // The cheap refusals first: a full store answers 507 without a DNS lookup.
     crate::capacity::check(&ctx)?;
+    let callback_url = match params.callback_url {
+        Some(url) => Some(validate_callback(&ctx, url).await?),
+        None => None,
+    };
     // Posts take no Idempotency-Key: the key names an image, not a post.
     let idem = if post { None } else { idempotency::key(&headers)? };
     if let Some(key) = &idem {
