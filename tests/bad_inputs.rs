@@ -285,6 +285,46 @@ async fn analyst_keys_are_scoped_to_their_customer(backend: Backend) {
     }
 }
 
+/// A flood of `/readyz` and `/metrics` (neither needs a key) while a client uploads: each
+/// check is shared for a second, so the flood costs a few checks, and the client's upload
+/// and reads answer as usual.
+async fn readiness_and_metrics_floods_do_not_stall_clients(backend: Backend) {
+    let server = Server::with(backend).await;
+    let c = server.client();
+    let flood: Vec<_> = (0..32)
+        .map(|i| {
+            let (http, url) = (c.http.clone(), c.url(if i % 4 == 0 { "/metrics" } else { "/readyz" }));
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for _ in 0..100 {
+                    if http.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let key = &server.keys.acme;
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let res = c.upload(key, image_bytes(64, 48, ImageFormat::Png), "image/png").await;
+        assert_eq!(res.status(), 202);
+        let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        assert_eq!(c.get(key, &format!("/v1/images/{id}")).send().await.unwrap().status(), 200);
+        worst = worst.max(t.elapsed());
+    }
+    let mut answered = 0;
+    for f in flood {
+        answered += f.await.unwrap();
+    }
+    assert_eq!(answered, 3200, "every flood request is answered 200");
+    assert!(worst < Duration::from_secs(2), "an upload and a read took {worst:?} during the flood");
+    let checks = server.log().matches("readyz-probe").count();
+    assert_eq!(checks, 0, "the probe is not an error in the log");
+}
+
 /// A client's `Request-Id` is echoed and carried into the job when it is a short plain
 /// token; anything else (250 KB, which would not fit in a queue message, or control
 /// characters) is replaced by a generated id, and the upload goes through.
@@ -348,6 +388,7 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
 
 on_every_backend!(
     analyst_keys_are_scoped_to_their_customer,
+    readiness_and_metrics_floods_do_not_stall_clients,
     request_ids_are_kept_only_when_usable,
     auth_and_roles,
     bodies_that_are_not_images,

@@ -4,12 +4,24 @@ use crate::app::Context;
 use crate::problem::Problem;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
-use std::time::Duration;
+use axum::{Extension, Json, Router};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub fn router() -> Router<Context> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).layer(Extension(Checked::default()))
 }
+
+/// How long one readiness check answers every `/readyz`: a flood of them (the route needs
+/// no key) costs one check a second, never one per request.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// What failed and what is degraded.
+type Outcome = (Vec<String>, Vec<String>);
+
+/// The last readiness check of this router and when it ran, shared by its requests.
+#[derive(Clone, Default)]
+pub struct Checked(Arc<tokio::sync::Mutex<Option<(Instant, Outcome)>>>);
 
 /// `/healthz`'s answer.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -52,10 +64,33 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "A dependency does not answer (`not_ready`); the detail names it",
             body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn readyz(State(ctx): State<Context>) -> Result<Json<Ready>, Problem> {
+pub async fn readyz(State(ctx): State<Context>, Extension(checked): Extension<Checked>) -> Result<Json<Ready>, Problem> {
+    // One check at a time; the others wait for it and take its answer.
+    let mut last = checked.0.lock().await;
+    let (failing, degraded) = match last.as_ref() {
+        Some((at, outcome)) if at.elapsed() < FRESH => outcome.clone(),
+        _ => {
+            let outcome = check(&ctx).await;
+            *last = Some((Instant::now(), outcome.clone()));
+            outcome
+        }
+    };
+    drop(last);
+    if failing.is_empty() {
+        let status = if degraded.is_empty() { "ready" } else { "degraded" };
+        Ok(Json(Ready { status, store: ctx.store.backend(), queue: ctx.queue.backend(), database: ctx.meta.backend(), degraded }))
+    } else {
+        Err(Problem::unavailable("not_ready", failing.join("; ")))
+    }
+}
+
+/// One round trip to each dependency, 2 s at most each. The store is asked for one
+/// object's metadata (an absent one answers just as well): constant work, whatever the
+/// store holds.
+async fn check(ctx: &Context) -> Outcome {
     let limit = Duration::from_secs(2);
     let (store, queue, database) = tokio::join!(
-        tokio::time::timeout(limit, ctx.store.list("originals/", None, 1)),
+        tokio::time::timeout(limit, ctx.store.head("readyz-probe")),
         tokio::time::timeout(limit, ctx.queue.depth()),
         tokio::time::timeout(limit, ctx.meta.ping()),
     );
@@ -76,10 +111,5 @@ pub async fn readyz(State(ctx): State<Context>) -> Result<Json<Ready>, Problem> 
         Ok(Err(e)) => failing.push(format!("database ({}): {e}", ctx.meta.backend())),
         Err(_) => failing.push(format!("database ({}): no answer within 2 s", ctx.meta.backend())),
     }
-    if failing.is_empty() {
-        let status = if degraded.is_empty() { "ready" } else { "degraded" };
-        Ok(Json(Ready { status, store: ctx.store.backend(), queue: ctx.queue.backend(), database: ctx.meta.backend(), degraded }))
-    } else {
-        Err(Problem::unavailable("not_ready", failing.join("; ")))
-    }
+    (failing, degraded)
 }

@@ -13,18 +13,6 @@ use tower_http::trace::TraceLayer;
 
 pub const REQUEST_ID: &str = "request-id";
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn request_ids_are_short_plain_tokens() {
-        assert!(super::usable_request_id(b"0190b5a0-0000-7000-8000-000000000000"));
-        assert!(super::usable_request_id(b"trace:abc/1+2=3_x.y"));
-        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129], "é".as_bytes()] {
-            assert!(!super::usable_request_id(bad), "{bad:?}");
-        }
-    }
-}
-
 pub fn layers(router: Router) -> Router {
     let id = HeaderName::from_static(REQUEST_ID);
     router
@@ -94,4 +82,16 @@ async fn problem_for_plain_errors(res: Response) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_short_plain_tokens() {
+        assert!(super::usable_request_id(b"0190b5a0-0000-7000-8000-000000000000"));
+        assert!(super::usable_request_id(b"trace:abc/1+2=3_x.y"));
+        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129], "é".as_bytes()] {
+            assert!(!super::usable_request_id(bad), "{bad:?}");
+        }
+    }
 }

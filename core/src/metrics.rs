@@ -93,6 +93,7 @@ fn describe() {
     describe_gauge!("imagelake_usage_ratio", "usage_bytes / capacity_bytes");
     describe_gauge!("imagelake_outbox_jobs", "Jobs committed with their image and not yet sent to the queue");
     describe_gauge!("imagelake_queue_messages", "Job queue messages: visible (waiting), in_flight, dead (dead-lettered)");
+    describe_gauge!("imagelake_post_events", "Changes of posts and comments waiting for the relay (lake rows, webhooks)");
 }
 
 /// `GET /metrics`.
@@ -115,13 +116,17 @@ pub async fn scrape(State(ctx): State<Context>) -> Response {
     gauge!("imagelake_usage_bytes").set(used as f64);
     gauge!("imagelake_capacity_bytes").set(capacity as f64);
     gauge!("imagelake_usage_ratio").set(if capacity == 0 { 1.0 } else { used as f64 / capacity as f64 });
-    if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(1), ctx.queue.depth()).await {
-        gauge!("imagelake_queue_messages", "state" => "visible").set(depth.visible as f64);
-        gauge!("imagelake_queue_messages", "state" => "in_flight").set(depth.in_flight as f64);
-        gauge!("imagelake_queue_messages", "state" => "dead").set(depth.dead as f64);
-    }
-    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), ctx.meta.outbox_len()).await {
-        gauge!("imagelake_outbox_jobs").set(n as f64);
+    // The backlog gauges are counted at most once a second, however often `/metrics`
+    // (which needs no key) is asked: counting the embedded queue reads its index.
+    static COUNTED_AT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now_ms = Utc::now().timestamp_millis();
+    let last = COUNTED_AT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let due = now_ms - last >= 1000
+        && COUNTED_AT_MS
+            .compare_exchange(last, now_ms, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+            .is_ok();
+    if due {
+        count_backlogs(&ctx).await;
     }
     let mut res = handle.render().into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -173,4 +178,20 @@ pub fn lake_file(table: &'static str, rows: usize, bytes: u64, ok: bool) {
 pub fn lifecycle_run(job: &'static str, outcome: &'static str, took: Duration) {
     counter!("imagelake_lifecycle_runs_total", "job" => job, "outcome" => outcome).increment(1);
     histogram!("imagelake_lifecycle_run_seconds", "job" => job).record(took.as_secs_f64());
+}
+
+/// The queue's and the outboxes' backlogs, as gauges.
+async fn count_backlogs(ctx: &Context) {
+    let limit = Duration::from_secs(1);
+    if let Ok(Ok(depth)) = tokio::time::timeout(limit, ctx.queue.depth()).await {
+        gauge!("imagelake_queue_messages", "state" => "visible").set(depth.visible as f64);
+        gauge!("imagelake_queue_messages", "state" => "in_flight").set(depth.in_flight as f64);
+        gauge!("imagelake_queue_messages", "state" => "dead").set(depth.dead as f64);
+    }
+    if let Ok(Ok(n)) = tokio::time::timeout(limit, ctx.meta.outbox_len()).await {
+        gauge!("imagelake_outbox_jobs").set(n as f64);
+    }
+    if let Ok(Ok(n)) = tokio::time::timeout(limit, ctx.meta.post_events_len()).await {
+        gauge!("imagelake_post_events").set(n as f64);
+    }
 }
