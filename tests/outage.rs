@@ -124,11 +124,19 @@ async fn accept_n(server: &Server, n: usize) -> Vec<String> {
 /// `/readyz` still answers 200 (the service accepts uploads) and names what is degraded.
 async fn readyz_degraded(server: &Server, dependency: &str) {
     let c = server.client();
-    let res = c.http.get(c.url("/readyz")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["status"], "degraded", "{body}");
-    assert!(body["degraded"].to_string().contains(dependency), "readyz names the failing dependency: {body}");
+    // A check is shared for a second: the first answers may predate the outage.
+    let start = Instant::now();
+    loop {
+        let res = c.http.get(c.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        if body["status"] == "degraded" || start.elapsed() > Duration::from_secs(5) {
+            assert_eq!(body["status"], "degraded", "{body}");
+            assert!(body["degraded"].to_string().contains(dependency), "readyz names the failing dependency: {body}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// After the dependency came back, on its own: uploads are accepted again within a minute,
@@ -182,8 +190,16 @@ async fn upload_refused(server: &Server, code: &str) {
 /// `/readyz` answers 503 and names the failing dependency.
 async fn readyz_names(server: &Server, dependency: &str) {
     let c = server.client();
-    let res = c.http.get(c.url("/readyz")).send().await.unwrap();
-    assert_eq!(res.status(), 503);
-    let body = res.text().await.unwrap();
-    assert!(body.contains(dependency), "readyz names the failing dependency: {body}");
+    // A check is shared for a second: the first answers may predate the outage.
+    let start = Instant::now();
+    loop {
+        let res = c.http.get(c.url("/readyz")).send().await.unwrap();
+        if res.status() == 503 || start.elapsed() > Duration::from_secs(5) {
+            assert_eq!(res.status(), 503);
+            let body = res.text().await.unwrap();
+            assert!(body.contains(dependency), "readyz names the failing dependency: {body}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
