@@ -234,14 +234,31 @@ fn init_logging(format: &str) {
     }
 }
 
-/// With no usable key at all, the first start creates an admin key and prints it once.
-async fn ensure_first_key(ctx: &Context) -> anyhow::Result<Option<String>> {
+/// With no usable key at all, the first start creates an admin key and writes it to
+/// `data_dir/admin.key`, readable by this user only (mode 0600), before it is stored: a
+/// key never appears in a terminal's scroll-back or a log collector. Returns the file.
+async fn ensure_first_key(ctx: &Context) -> anyhow::Result<Option<PathBuf>> {
     if ctx.meta.list_keys().await?.iter().any(|k| k.revoked_at.is_none()) {
         return Ok(None);
     }
     let key = auth::generate_key();
+    let path = ctx.config.data_dir.join("admin.key");
+    write_private(&path, &format!("{key}\n")).with_context(|| format!("cannot write the admin key to {}", path.display()))?;
     ctx.meta.add_key(&ApiKey::new(&auth::hash_key(&key), "admin", Role::Admin, "cli", ctx.clock.now())).await?;
-    Ok(Some(key))
+    Ok(Some(path))
+}
+
+/// Writes `text` to a new file only its owner can read (replacing an older one).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// The database alone (the key commands need neither the store nor the queue).
@@ -359,9 +376,8 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         ctx.queue.backend(),
         ctx.meta.backend()
     );
-    if let Some(key) = first_key {
-        println!("  admin key (shown once, only its hash is stored):");
-        println!("    {key}");
+    if let Some(path) = first_key {
+        println!("  admin key: {} (readable by you only; the database keeps its hash)", path.display());
     }
     println!("  try:    curl http://{addr}/healthz");
     let token = shutdown.clone();

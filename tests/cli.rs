@@ -16,7 +16,7 @@ fn bin() -> Command {
 }
 
 /// Starts `serve` in `dir` with no configuration at all; returns the child, its URL and
-/// the admin key it printed (if it printed one).
+/// the admin key from the file whose path it printed (if it printed one).
 fn serve_in(dir: &std::path::Path) -> (std::process::Child, String, Option<String>) {
     let mut child = bin()
         .arg("serve")
@@ -34,8 +34,16 @@ fn serve_in(dir: &std::path::Path) -> (std::process::Child, String, Option<Strin
         if let Some(u) = line.strip_prefix("imagelake listening on ") {
             url = u.trim().to_string();
         }
-        if line.trim().starts_with("ilk_") {
-            key = Some(line.trim().to_string());
+        assert!(!line.contains("ilk_"), "a key is printed: {line}");
+        if let Some(rest) = line.trim().strip_prefix("admin key: ") {
+            let path = dir.join(rest.split(" (").next().unwrap());
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is readable by others", path.display());
+            }
+            key = Some(std::fs::read_to_string(&path).unwrap().trim().to_string());
         }
         if line.trim_start().starts_with("try:") {
             break;

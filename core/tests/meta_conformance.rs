@@ -382,7 +382,25 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
         figures(&upgraded, "acme").await,
         Figures { originals_bytes: 4096, originals: 1, variants_bytes: 77, variants: 1 }
     );
-    assert_eq!(upgraded.resolve_key("abcdef").await.unwrap().unwrap().role, Role::Uploader);
+    let key = upgraded.resolve_key("abcdef").await.unwrap().unwrap();
+    assert_eq!((key.role, key.all_customers), (Role::Uploader, false), "version 4: keys from before are scoped");
     assert_eq!(upgraded.outbox_len().await.unwrap(), 0, "version 2's table exists");
-    assert_eq!(SqlMetadata::latest_version(), 2);
+    assert_eq!(upgraded.post_events_len().await.unwrap(), 0, "version 3's tables exist");
+    // An image from before posts existed can be posted, and is published at once.
+    let post = imagelake_core::post::Post {
+        id: ids::new_id(),
+        customer: "acme".into(),
+        image_id: rec.id.clone(),
+        caption: "from before".into(),
+        author: None,
+        status: imagelake_core::post::PostStatus::Requested,
+        error: None,
+        callback_url: None,
+        created_at: now(),
+        published_at: None,
+        comment_count: 0,
+    };
+    let made = upgraded.create_post(&post, now()).await.unwrap().unwrap();
+    assert_eq!(made.status, imagelake_core::post::PostStatus::Published);
+    assert_eq!(SqlMetadata::latest_version(), 4);
 }
