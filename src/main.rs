@@ -327,15 +327,21 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     let grace = ctx.config.shutdown_grace.0;
     let mut background = Vec::new();
     background.push(tokio::spawn(ctx.lake.clone().run_flusher(shutdown.child_token())));
-    let mut routes = imagelake_core::health::router().merge(imagelake_core::metrics::router());
+    // The API routes, under the per-key rate limit; the probes and the document are not.
+    let mut api = axum::Router::new();
     let mut api_parts = Vec::new();
     if services.ingest {
-        routes = routes.merge(imagelake_ingest::router());
+        api = api.merge(imagelake_ingest::router());
         api_parts.push(imagelake_ingest::openapi());
     }
     if services.reporting {
-        routes = routes.merge(imagelake_reporting::router(ctx.clone()).await?);
+        api = api.merge(imagelake_reporting::router(ctx.clone()).await?);
         api_parts.push(imagelake_reporting::openapi());
+    }
+    let mut routes = imagelake_core::health::router().merge(imagelake_core::ratelimit::limit(api, &ctx.config.http));
+    // `/metrics` on the main listener, unless it has one of its own.
+    if ctx.config.metrics_listen.is_none() {
+        routes = routes.merge(imagelake_core::metrics::router());
     }
     // The document of the routes this process serves.
     routes = routes.merge(imagelake_core::openapi::router(&imagelake_core::openapi::document(api_parts)));
@@ -380,17 +386,25 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         println!("  admin key: {} (readable by you only; the database keeps its hash)", path.display());
     }
     println!("  try:    curl http://{addr}/healthz");
+    if let Some(addr) = &ctx.config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        println!("  metrics: http://{}/metrics", listener.local_addr()?);
+        let metrics = imagelake_core::http::layers(
+            imagelake_core::metrics::router().merge(imagelake_core::health::router()).with_state(ctx.clone()),
+        );
+        let (http, token) = (ctx.config.http.clone(), shutdown.clone());
+        tokio::spawn(async move { imagelake_core::serve::serve(listener, metrics, &http, token).await });
+    }
     let token = shutdown.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            token.cancel();
-        })
-        .into_future();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    let server = imagelake_core::serve::serve(listener, app, &ctx.config.http, shutdown.clone());
     // After SIGTERM, in-flight requests get the grace period; uploads cut off then are
     // not acknowledged, and clean up after themselves.
     tokio::select! {
-        r = server => r?,
+        _ = server => {}
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "requests still running after the grace period were cut off");
         }

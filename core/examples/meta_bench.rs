@@ -433,6 +433,7 @@ async fn db_commit(db: &SqlMetadata, customer: &str) -> (f64, f64) {
         send_after: now + Duration::seconds(10), // [database] outbox_retry's default
         idempotency: None,
         post: None,
+        in_flight: false,
     };
     let t = Instant::now();
     let created = db.create_image(new).await.unwrap_or_else(|e| die(&format!("create_image: {e}")));

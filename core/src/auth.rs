@@ -181,6 +181,15 @@ fn read_keys_file(path: &Path) -> Result<Vec<KeyConfig>, CoreError> {
 /// Axum state that can authenticate requests.
 pub type SharedKeys = Arc<KeyStore>;
 
+/// A short tag of the request's `Authorization` value (16 bytes of its SHA-256), for the
+/// per-key limits: it names a key without keeping the secret in memory, and costs no
+/// database lookup, so it works before (and without) authentication.
+pub fn key_tag(headers: &http::HeaderMap) -> Option<[u8; 16]> {
+    let value = headers.get(http::header::AUTHORIZATION)?;
+    let digest = Sha256::digest(value.as_bytes());
+    Some(digest[..16].try_into().expect("a SHA-256 digest is 32 bytes"))
+}
+
 impl<S> FromRequestParts<S> for Principal
 where
     SharedKeys: FromRef<S>,

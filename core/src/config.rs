@@ -17,9 +17,13 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
+    /// A second listener that serves only `/metrics` (and `/healthz`), for deployments that
+    /// keep the metrics off the public port. `/metrics` is then not served on `listen`.
+    pub metrics_listen: Option<String>,
     pub data_dir: PathBuf,
     /// On SIGTERM, how long in-flight uploads and jobs may take to finish.
     pub shutdown_grace: Dur,
+    pub http: HttpConfig,
     pub storage: StorageConfig,
     pub queue: QueueConfig,
     pub database: DatabaseConfig,
@@ -38,8 +42,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             shutdown_grace: Dur(Duration::from_secs(30)),
+            http: HttpConfig::default(),
             storage: StorageConfig::default(),
             queue: QueueConfig::default(),
             database: DatabaseConfig::default(),
@@ -205,11 +211,51 @@ pub struct IngestConfig {
     pub max_upload_bytes: ByteSize,
     /// How long an `Idempotency-Key` answer is remembered.
     pub idempotency_ttl: Dur,
+    /// An upload whose body sends no byte for this long is aborted (`408 body_timeout`)
+    /// and cleaned up, so that stalled clients do not hold buffers and connections.
+    pub body_idle_timeout: Dur,
+    /// The longest an upload's body may take; a longer one is aborted (`408
+    /// upload_too_slow`). Reconcile keeps an original whose upload started within this
+    /// time (plus `orphan_age`), so `[lifecycle] multipart_age` must exceed it.
+    pub max_upload_time: Dur,
+    /// Uploads streaming at once in this process; more answer `503 busy` with `Retry-After`.
+    pub max_concurrent_uploads: usize,
+    /// Uploads streaming at once with one key; more answer `429 too_many_uploads`.
+    pub max_uploads_per_key: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_upload_bytes: ByteSize(10 << 30), idempotency_ttl: Dur(Duration::from_secs(86_400)) }
+        Self {
+            max_upload_bytes: ByteSize(10 << 30),
+            idempotency_ttl: Dur(Duration::from_secs(86_400)),
+            body_idle_timeout: Dur(Duration::from_secs(60)),
+            max_upload_time: Dur(Duration::from_secs(6 * 3600)),
+            max_concurrent_uploads: 256,
+            max_uploads_per_key: 32,
+        }
+    }
+}
+
+/// Limits of the HTTP server every service runs (`core::serve`, `core::http`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection that has not sent a whole request head in this time is closed (a
+    /// client that opens connections and sends nothing, or one byte a minute).
+    pub header_timeout: Dur,
+    /// Open connections at most; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests per second per API key on the API routes (not on `/healthz`, `/readyz`,
+    /// `/metrics`); more answer `429 rate_limited` with `Retry-After`. 0 turns it off.
+    pub rate_limit: u32,
+    /// Requests a key may send at once above the rate before it is limited.
+    pub rate_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { header_timeout: Dur(Duration::from_secs(30)), max_connections: 4096, rate_limit: 1000, rate_burst: 2000 }
     }
 }
 
@@ -467,13 +513,34 @@ impl Config {
             return Err(CoreError::Config("[lifecycle] lease_ttl must be at least 3s (it is renewed every third of it)".into()));
         }
         // Floors below which a setting is surely a mistake (a unit missed, a test value).
-        let floors: [(&str, Duration, Duration); 5] = [
+        let floors: [(&str, Duration, Duration); 8] = [
             ("[retention] processed", self.retention.processed.0, Duration::from_secs(1)),
             ("[lifecycle] orphan_age", l.orphan_age.0, Duration::from_secs(60)),
             ("[lifecycle] multipart_age", l.multipart_age.0, Duration::from_secs(60)),
             ("[queue] visibility_timeout", self.queue.visibility_timeout.0, Duration::from_secs(1)),
             ("[ingest] idempotency_ttl", self.ingest.idempotency_ttl.0, Duration::from_secs(1)),
+            ("[ingest] body_idle_timeout", self.ingest.body_idle_timeout.0, Duration::from_secs(1)),
+            ("[ingest] max_upload_time", self.ingest.max_upload_time.0, Duration::from_secs(1)),
+            ("[http] header_timeout", self.http.header_timeout.0, Duration::from_secs(1)),
         ];
+        let counts = [
+            ("[ingest] max_concurrent_uploads", self.ingest.max_concurrent_uploads),
+            ("[ingest] max_uploads_per_key", self.ingest.max_uploads_per_key),
+            ("[http] max_connections", self.http.max_connections),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(CoreError::Config(format!("{name} must be at least 1")));
+        }
+        if l.multipart_age.0 <= self.ingest.max_upload_time.0 {
+            return Err(CoreError::Config(format!(
+                "[lifecycle] multipart_age ({}) must be longer than [ingest] max_upload_time ({}): pending uploads would be aborted",
+                humantime::format_duration(l.multipart_age.0),
+                humantime::format_duration(self.ingest.max_upload_time.0)
+            )));
+        }
+        if self.http.rate_limit > 0 && self.http.rate_burst == 0 {
+            return Err(CoreError::Config("[http] rate_burst must be at least 1 when rate_limit is set".into()));
+        }
         for (name, value, floor) in floors {
             if value < floor {
                 return Err(CoreError::Config(format!(
@@ -505,7 +572,7 @@ impl Config {
 }
 
 /// The top-level keys an `IMAGELAKE_<KEY>` variable can set.
-const TOP_LEVEL: &[&str] = &["listen", "data_dir", "shutdown_grace"];
+const TOP_LEVEL: &[&str] = &["listen", "metrics_listen", "data_dir", "shutdown_grace"];
 
 /// Variables that are not configuration keys even though they share the prefix.
 const NOT_CONFIG: &[&str] = &["IMAGELAKE_URL", "IMAGELAKE_KEY", "IMAGELAKE_CONFIG", "IMAGELAKE_LOG"];

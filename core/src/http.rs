@@ -72,6 +72,8 @@ async fn problem_for_plain_errors(res: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::NOT_FOUND => "not_found",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
         _ => "bad_request",
     };
     let detail = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };

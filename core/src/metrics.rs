@@ -79,6 +79,10 @@ fn describe() {
     describe_counter!("imagelake_http_requests_total", "HTTP requests answered, by route template and status");
     describe_histogram!("imagelake_http_request_duration_seconds", Unit::Seconds, "Time to the response head");
     describe_counter!("imagelake_uploads_total", "Uploads accepted (202)");
+    describe_counter!(
+        "imagelake_refused_total",
+        "Requests refused by a limit: rate_limited, too_many_uploads, busy_uploads, body_timeout, multipart"
+    );
     describe_counter!("imagelake_upload_bytes_total", Unit::Bytes, "Bytes of accepted uploads");
     describe_counter!("imagelake_jobs_total", "Job attempts by outcome: processed, failed, retried, dead_lettered");
     describe_histogram!("imagelake_job_queue_wait_seconds", Unit::Seconds, "From enqueue to the start of an attempt");
@@ -152,6 +156,16 @@ pub async fn track(req: Request<Body>, next: Next) -> Response {
 }
 
 /// An accepted upload.
+/// A request refused by a per-key rate limit.
+pub fn rate_limited() {
+    refused("rate_limited");
+}
+
+/// A request refused, or a body cut off, by one of the limits against hostile clients.
+pub fn refused(limit: &'static str) {
+    counter!("imagelake_refused_total", "limit" => limit).increment(1);
+}
+
 pub fn upload_accepted(bytes: u64) {
     counter!("imagelake_uploads_total").increment(1);
     counter!("imagelake_upload_bytes_total").increment(bytes);

@@ -26,6 +26,7 @@ conformance!(
     import_is_idempotent,
     state_documents_round_trip,
     old_schema_upgrades_without_loss,
+    an_upload_in_flight_and_reconcile_never_both_win,
 );
 
 fn now() -> DateTime<Utc> {
@@ -78,6 +79,7 @@ async fn create(db: &SqlMetadata, r: &ImageRecord, key: Option<&str>) -> Created
         send_after: r.uploaded_at + Duration::seconds(10),
         idempotency: key.map(|k| (k, r.uploaded_at + Duration::hours(24))),
         post: None,
+        in_flight: false,
     };
     db.create_image(new).await.unwrap()
 }
@@ -402,5 +404,69 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
     };
     let made = upgraded.create_post(&post, now()).await.unwrap().unwrap();
     assert_eq!(made.status, imagelake_core::post::PostStatus::Published);
-    assert_eq!(SqlMetadata::latest_version(), 4);
+    // Version 5: an upload from before it has no in-flight row; its commit does not ask.
+    assert!(upgraded.claim_orphan(&ids::new_id(), now()).await.unwrap(), "version 5's table exists");
+    assert_eq!(SqlMetadata::latest_version(), 5);
+}
+
+/// Reconcile's claim of an original and the upload's commit race for the in-flight row:
+/// whichever deletes it wins, and the other backs off. A fresh upload is never claimed; a
+/// stale one may be, and then its commit is refused, so no acknowledged image loses its
+/// original.
+async fn an_upload_in_flight_and_reconcile_never_both_win(db: Arc<SqlMetadata>) {
+    let commit = |db: Arc<SqlMetadata>, r: ImageRecord| async move {
+        let job = ids::new_id();
+        let new = NewImage {
+            record: &r,
+            job_id: &job,
+            job_body: "{}",
+            send_after: r.uploaded_at,
+            idempotency: None,
+            post: None,
+            in_flight: true,
+        };
+        db.create_image(new).await
+    };
+    // Fresh: reconcile keeps it, the commit goes through, and then the record keeps it.
+    let r = record("acme", 10);
+    db.begin_upload(&r.id, "acme", r.uploaded_at).await.unwrap();
+    assert!(!db.claim_orphan(&r.id, r.uploaded_at - Duration::hours(1)).await.unwrap(), "a fresh upload is in flight");
+    assert_eq!(commit(db.clone(), r.clone()).await.unwrap(), Created::New);
+    assert!(!db.claim_orphan(&r.id, now() + Duration::hours(1)).await.unwrap(), "a recorded original");
+    // No row and no record: an orphan.
+    assert!(db.claim_orphan(&ids::new_id(), now()).await.unwrap());
+    // Stale uploads: claim and commit race; exactly one wins each time.
+    let (mut claimed, mut committed) = (0, 0);
+    for _ in 0..20 {
+        let r = record("acme", 10);
+        db.begin_upload(&r.id, "acme", r.uploaded_at - Duration::hours(7)).await.unwrap();
+        let claim = {
+            let (db, id) = (db.clone(), r.id.clone());
+            tokio::spawn(async move { db.claim_orphan(&id, now() - Duration::hours(6)).await.unwrap() })
+        };
+        let done = tokio::spawn(commit(db.clone(), r.clone()));
+        let (claim, done) = (claim.await.unwrap(), done.await.unwrap());
+        let recorded = db.image(&r.id).await.unwrap().is_some();
+        match (claim, done) {
+            (true, Err(e)) => {
+                assert_eq!(e.code(), "database_unavailable", "{e}");
+                assert!(!recorded, "a refused commit left a record");
+                claimed += 1;
+            }
+            (false, Ok(Created::New)) => {
+                assert!(recorded);
+                committed += 1;
+            }
+            other => panic!("claim and commit both won, or both lost: {other:?}"),
+        }
+    }
+    println!("stale uploads: {claimed} claimed by reconcile, {committed} committed");
+    // Rows of dead uploads are swept; young ones stay.
+    let young = ids::new_id();
+    db.begin_upload(&young, "acme", now()).await.unwrap();
+    db.begin_upload(&ids::new_id(), "acme", now() - Duration::hours(30)).await.unwrap();
+    assert_eq!(db.sweep_uploads(now() - Duration::hours(24)).await.unwrap(), 1);
+    assert!(!db.claim_orphan(&young, now() - Duration::hours(24)).await.unwrap());
+    db.end_upload(&young).await.unwrap();
+    assert!(db.claim_orphan(&young, now() - Duration::hours(24)).await.unwrap());
 }

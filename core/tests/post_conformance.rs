@@ -72,7 +72,15 @@ async fn upload_with_post(db: &SqlMetadata, customer: &str, hook: bool) -> (Imag
     let r = record(customer);
     let p = draft(customer, &r.id, hook);
     let job = ids::new_id();
-    let new = NewImage { record: &r, job_id: &job, job_body: "{}", send_after: r.uploaded_at, idempotency: None, post: Some(&p) };
+    let new = NewImage {
+        record: &r,
+        job_id: &job,
+        job_body: "{}",
+        send_after: r.uploaded_at,
+        idempotency: None,
+        post: Some(&p),
+        in_flight: false,
+    };
     db.create_image(new).await.unwrap();
     (r, p)
 }
@@ -80,7 +88,15 @@ async fn upload_with_post(db: &SqlMetadata, customer: &str, hook: bool) -> (Imag
 async fn upload(db: &SqlMetadata, customer: &str) -> ImageRecord {
     let r = record(customer);
     let job = ids::new_id();
-    let new = NewImage { record: &r, job_id: &job, job_body: "{}", send_after: r.uploaded_at, idempotency: None, post: None };
+    let new = NewImage {
+        record: &r,
+        job_id: &job,
+        job_body: "{}",
+        send_after: r.uploaded_at,
+        idempotency: None,
+        post: None,
+        in_flight: false,
+    };
     db.create_image(new).await.unwrap();
     r
 }

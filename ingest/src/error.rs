@@ -42,6 +42,15 @@ pub enum IngestError {
     /// The client went away before the body was complete.
     #[error("the request body ended early: {0}")]
     Truncated(String),
+    /// No byte of the body arrived for `ingest.body_idle_timeout`.
+    #[error("no byte of the body arrived for {0:?}; the upload was aborted")]
+    BodyTimeout(std::time::Duration),
+    /// The body took longer than `ingest.max_upload_time`.
+    #[error("the upload took longer than {0:?}, the longest allowed; it was aborted")]
+    UploadTooSlow(std::time::Duration),
+    /// This key has `ingest.max_uploads_per_key` uploads streaming already.
+    #[error("{0}")]
+    TooMany(String),
     /// A query parameter or header is invalid.
     #[error("{1}")]
     BadRequest(&'static str, String),
@@ -116,6 +125,9 @@ impl IngestError {
             IngestError::TooLarge(_) => "payload_too_large",
             IngestError::Truncated(_) => "body_incomplete",
             IngestError::BadRequest(code, _) => code,
+            IngestError::BodyTimeout(_) => "body_timeout",
+            IngestError::UploadTooSlow(_) => "upload_too_slow",
+            IngestError::TooMany(_) => "too_many_uploads",
             IngestError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             IngestError::InsufficientStorage(_) => "insufficient_storage",
             IngestError::StoreUnavailable(_) => "store_unavailable",
@@ -134,6 +146,8 @@ impl IngestError {
             IngestError::Gone(..) => StatusCode::GONE,
             IngestError::EmptyBody | IngestError::BadRequest(..) | IngestError::Truncated(_) => StatusCode::BAD_REQUEST,
             IngestError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::BodyTimeout(_) | IngestError::UploadTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             IngestError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -161,7 +175,8 @@ impl IntoResponse for IngestError {
                 tracing::warn!(error = %e, "queue unavailable");
                 Problem::unavailable(self.code(), "the job queue is unavailable; retry later")
             }
-            IngestError::Busy(m) => Problem::unavailable(self.code(), *m),
+            IngestError::Busy(m) => Problem::unavailable(self.code(), *m).with_retry_after(1),
+            IngestError::TooMany(m) => Problem::new(self.status(), self.code(), m.as_str()).with_retry_after(1),
             _ => Problem::new(self.status(), self.code(), self.to_string()),
         };
         let mut res = problem.into_response();

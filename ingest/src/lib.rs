@@ -1,5 +1,6 @@
 //! imagelake-ingest: the HTTP API for uploads, downloads and image records.
 
+mod body;
 mod capacity;
 mod download;
 pub mod error;
@@ -8,6 +9,7 @@ mod images;
 mod inspect;
 pub mod outbox;
 mod posts;
+mod slots;
 mod sniff;
 mod upload;
 
@@ -70,4 +72,5 @@ pub fn router() -> Router<Context> {
         // Bodies are streamed and limited by `ingest.max_upload_bytes`, not buffered.
         .layer(DefaultBodyLimit::disable())
         .merge(posts::router())
+        .layer(axum::Extension(slots::UploadSlots::default()))
 }

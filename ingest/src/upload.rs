@@ -10,8 +10,9 @@
 
 use crate::error::IngestError;
 use crate::inspect::{inspect, Inspection};
-use crate::{idempotency, sniff};
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use crate::slots::{Slot, UploadSlots};
+use crate::{body, idempotency, sniff};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -132,9 +133,14 @@ pub(crate) async fn accept(
             return Ok(accepted(&first));
         }
     }
+    // A slot of the process's and the key's upload limits, held until the upload ends.
+    let slots =
+        request.extensions().get::<UploadSlots>().cloned().ok_or_else(|| IngestError::Internal("no upload slots".into()))?;
+    let tag = imagelake_core::auth::key_tag(&headers).unwrap_or_default();
+    let slot = slots.take(&ctx.config.ingest, tag)?;
     // The rest runs as its own task: if the client goes away, the handler's future is
     // dropped, but the task still sees the body fail and cleans up after itself.
-    let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem, post };
+    let job = Accept { ctx, customer: principal.customer, variants, callback_url, headers, limit, idem, post, _slot: slot };
     tokio::spawn(job.run(request)).await.map_err(|e| IngestError::Internal(format!("upload task: {e}")))?
 }
 
@@ -147,12 +153,29 @@ struct Accept {
     limit: u64,
     idem: Option<String>,
     post: bool,
+    /// Given back when the upload ends, however it ends.
+    _slot: Slot,
 }
 
 impl Accept {
+    /// Registers the upload as in flight (so that reconcile never takes its original for
+    /// an orphan), takes it, and drops the registration if it is not committed.
     async fn run(self, request: Request) -> Result<Response, IngestError> {
-        let Accept { ctx, customer, variants, callback_url, headers, limit, idem, post } = self;
         let id = ids::new_id();
+        let ctx = self.ctx.clone();
+        ctx.meta.begin_upload(&id, &self.customer, ctx.clock.now()).await?;
+        let result = self.take(id.clone(), request).await;
+        if result.is_err() {
+            if let Err(e) = ctx.meta.end_upload(&id).await {
+                // Reconcile drops it once it is older than the longest upload.
+                tracing::warn!(image_id = %id, error = %e, "could not drop a failed upload's in-flight row");
+            }
+        }
+        result
+    }
+
+    async fn take(self, id: String, request: Request) -> Result<Response, IngestError> {
+        let Accept { ctx, customer, variants, callback_url, headers, limit, idem, post, _slot } = self;
         let key = record::original_key(&customer, &id);
         let (inspection, fields) = store_body(&ctx, &key, &headers, request, limit).await?;
         let now = ctx.clock.now();
@@ -275,6 +298,7 @@ async fn commit(
         send_after: now + retry,
         idempotency: idem.map(|k| (k, now + ttl)),
         post,
+        in_flight: true,
     };
     Ok(ctx.meta.create_image(new).await?)
 }
@@ -286,7 +310,8 @@ const MAX_FIELD_BYTES: usize = 16 * 1024;
 const MAX_FIELDS: usize = 16;
 
 /// Streams the raw body, or the multipart field `file`, to `key`; keeps the multipart
-/// body's small text fields (before and after the file).
+/// body's small text fields (before and after the file). The body passes the guards of
+/// `body.rs` first: an idle timeout, and for multipart bodies the framing bounds.
 async fn store_body(
     ctx: &Context,
     key: &str,
@@ -295,13 +320,17 @@ async fn store_body(
     limit: u64,
 ) -> Result<(Inspection, FormFields), IngestError> {
     let opts = UploadOptions::from_config(&ctx.config.storage);
-    let is_multipart =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_multipart = content_type.starts_with("multipart/form-data");
+    let verdict = body::Verdict::default();
+    let (idle, total) = (ctx.config.ingest.body_idle_timeout.0, ctx.config.ingest.max_upload_time.0);
+    let raw = body::timed(request.into_body().into_data_stream(), idle, total, verdict.clone());
     let mut fields = FormFields::new();
     let (result, shared) = if is_multipart {
-        let mut form = Multipart::from_request(request, &())
-            .await
-            .map_err(|e| IngestError::BadRequest("invalid_multipart", e.body_text()))?;
+        let boundary = multer::parse_boundary(content_type)
+            .map_err(|e| IngestError::BadRequest("invalid_multipart", format!("bad multipart Content-Type: {e}")))?;
+        let guarded = body::multipart(raw, &boundary, limit, verdict.clone());
+        let mut form = multer::Multipart::new(guarded, boundary);
         let mut stored = None;
         let read = read_form(ctx, key, &mut form, limit, opts, &mut stored, &mut fields).await;
         if let Err(e) = read {
@@ -309,17 +338,17 @@ async fn store_body(
                 // A bad field after the file: nothing was acknowledged, so nothing stays.
                 let _ = ctx.store.delete_many(&[key.to_string()]).await;
             }
-            return Err(e);
+            return Err(verdict.lock().unwrap().take().unwrap_or(e));
         }
         stored.ok_or_else(|| IngestError::BadRequest("missing_file", "the multipart body has no field `file`".into()))?
     } else {
-        let (stream, shared) = inspect(request.into_body().into_data_stream(), limit);
+        let (stream, shared) = inspect(raw, limit);
         (upload_stream(&ctx.store, key, stream, opts).await.map(|_| ()), shared)
     };
     let mut inspection = std::mem::take(&mut *shared.lock().unwrap());
     match result {
         Ok(_) => Ok((inspection, fields)),
-        Err(e) => Err(inspection.failure.take().unwrap_or_else(|| match e {
+        Err(e) => Err(inspection.failure.take().or_else(|| verdict.lock().unwrap().take()).unwrap_or_else(|| match e {
             // The multipart parser's error: a malformed body (or one cut off, which the
             // parser cannot tell apart).
             imagelake_core::store::StoreError::Body(m) if is_multipart => {
@@ -337,13 +366,13 @@ type Stored = (Result<(), imagelake_core::store::StoreError>, crate::inspect::Sh
 async fn read_form(
     ctx: &Context,
     key: &str,
-    form: &mut Multipart,
+    form: &mut multer::Multipart<'_>,
     limit: u64,
     opts: UploadOptions,
     stored: &mut Option<Stored>,
     fields: &mut FormFields,
 ) -> Result<(), IngestError> {
-    let bad = |e: axum::extract::multipart::MultipartError| IngestError::BadRequest("invalid_multipart", e.body_text());
+    let bad = |e: multer::Error| IngestError::BadRequest("invalid_multipart", format!("malformed multipart body: {e}"));
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" && stored.is_none() {

@@ -8,13 +8,18 @@
 //!    both in ascending id order, finds at one LIST request and one query per 1000 images:
 //!    - an original without a record, older than `orphan_age` (ingest writes the original
 //!      before the record): a crashed upload's leftover, deleted (`originals_orphaned`).
-//!      The database is asked again before each delete. On S3 an object's `LastModified`
-//!      is when a multipart upload *started*, so `orphan_age` must exceed the longest
-//!      upload;
+//!      Before each delete the database is asked again, in one transaction that also
+//!      takes the upload's in-flight row if it is older than `ingest.max_upload_time` plus
+//!      `orphan_age` (`MetadataStore::claim_orphan`). An upload still in flight keeps its
+//!      original (`originals_in_flight`), however old its `LastModified` (on S3, when a
+//!      multipart upload *started*); and an upload whose row was taken cannot commit, so
+//!      no original a client was told is stored is ever deleted;
 //!    - a record without an original, uploaded before `at - orphan_age`: marked `failed`
 //!      with code `original_missing` (`records_original_missing`), after a HEAD confirms;
 //!    - for a share `reconcile_sample` of the images (1.0 = all), `ready` variants past
 //!      their expiry are expired exactly as the expire sweep does (`variants_expired` ...).
+//!    The rows of uploads older than that bound (their process died) are dropped at the
+//!    end (`uploads_abandoned`).
 //! 3. The sizes listed under `originals/{customer}/` (originals that have a record) and
 //!    `processed/{customer}/` are compared with the customer's byte counters; a difference
 //!    is reported (`usage_drift_bytes`) and the counters are set to what is stored, but
@@ -56,10 +61,19 @@ pub async fn run(
             expire_variants(ctx, chunk, at, report).await?;
         }
     }
+    let abandoned = ctx.meta.sweep_uploads(upload_bound(ctx, at, opts)).await?;
+    report.add("uploads_abandoned", abandoned);
     if report.count("usage_corrected") > 0 {
         ctx.refresh_usage().await?;
     }
     Ok(())
+}
+
+/// Uploads started before this are no longer in flight: `max_upload_time` aborts them,
+/// and `orphan_age` is the margin for their commit and for clocks that differ.
+fn upload_bound(ctx: &Context, at: DateTime<Utc>, opts: &Options) -> DateTime<Utc> {
+    let longest = ctx.config.ingest.max_upload_time.0 + opts.orphan_age;
+    at - chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::days(1))
 }
 
 /// Completes the deletes whose tombstone is older than `old`.
@@ -110,7 +124,7 @@ async fn check_customer(
                 report.add("originals_seen", 1);
                 // Younger ones are uploads in flight: neither deleted nor counted.
                 if m.last_modified < old {
-                    orphan_original(ctx, &o, &m, report).await?;
+                    orphan_original(ctx, &o, &m, upload_bound(ctx, at, opts), report).await?;
                 }
             }
             (o, Some(r)) if o.as_ref().is_none_or(|o| r < *o) => {
@@ -163,10 +177,18 @@ async fn check_customer(
     Ok(overdue)
 }
 
-/// An old original the merge found without a record: deleted once the database confirms.
-async fn orphan_original(ctx: &Context, id: &str, m: &ObjectMeta, report: &mut JobReport) -> Result<(), LifecycleError> {
-    if ctx.meta.image(id).await?.is_some() {
-        report.note(format!("{} has a record the merge did not pair it with; kept", m.key));
+/// An old original the merge found without a record: deleted once the database confirms
+/// that no record names it and no upload of it is in flight (see the module).
+async fn orphan_original(
+    ctx: &Context,
+    id: &str,
+    m: &ObjectMeta,
+    uploads_since: DateTime<Utc>,
+    report: &mut JobReport,
+) -> Result<(), LifecycleError> {
+    if !ctx.meta.claim_orphan(id, uploads_since).await? {
+        report.add("originals_in_flight", 1);
+        report.note(format!("{} has a record the merge did not pair it with, or its upload is in flight; kept", m.key));
         return Ok(());
     }
     tracing::warn!(key = %m.key, bytes = m.size, "original without a record; deleting it");

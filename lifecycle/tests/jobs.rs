@@ -119,6 +119,7 @@ async fn expire_takes_what_is_due_from_the_database() {
         send_after: t0,
         idempotency: Some(("k1", t0 + Days::days(1))),
         post: None,
+        in_flight: false,
     };
     ctx.meta.create_image(new).await.unwrap();
     ctx.refresh_usage().await.unwrap();
@@ -254,6 +255,62 @@ async fn reconcile_repairs_database_and_bucket() {
         assert_eq!(r.count(c), 0, "{c}: {r}");
     }
     assert_eq!(r.count("records_seen"), 4, "kept, lost, young, clean: {r}");
+}
+
+/// The race of issue 17: a long upload's original is complete (on S3 its `LastModified`
+/// is when the upload started, hours ago) but its record is not committed yet. Reconcile
+/// must keep it; and an upload that died keeps its original only until its in-flight row
+/// is stale, after which a late commit is refused rather than acknowledged without bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_keeps_the_original_of_an_upload_in_flight() {
+    let Env { ctx, clock, t0 } = env().await;
+    plant(&ctx, &processed("acme", t0, t0 + Days::days(7), &[])).await;
+    let commit = |rec: ImageRecord| {
+        let meta = ctx.meta.clone();
+        async move {
+            let new = NewImage {
+                record: &rec,
+                job_id: "job",
+                job_body: "{}",
+                send_after: rec.uploaded_at,
+                idempotency: None,
+                post: None,
+                in_flight: true,
+            };
+            meta.create_image(new).await
+        }
+    };
+    let long = processed("acme", t0, t0 + Days::days(7), &[]);
+    let dead = processed("acme", t0, t0 + Days::days(7), &[]);
+    for r in [&long, &dead] {
+        ctx.meta.begin_upload(&r.id, "acme", t0).await.unwrap();
+        ctx.store.put(&record::original_key("acme", &r.id), vec![1u8; 1000].into()).await.unwrap();
+    }
+    let lost_row = ids::new_id();
+    ctx.meta.begin_upload(&lost_row, "acme", t0).await.unwrap();
+
+    // Two hours on, both originals look older than `orphan_age` (1 h), but both uploads
+    // are within `max_upload_time` (6 h): kept.
+    clock.set(t0 + Days::hours(2));
+    let r = run(&ctx, JobName::Reconcile, &Options::default()).await;
+    assert_eq!((r.count("originals_orphaned"), r.count("originals_in_flight")), (0, 2), "{r}");
+    assert!(exists(&ctx, &record::original_key("acme", &long.id)).await);
+    assert_eq!(r.count("uploads_abandoned"), 0, "{r}");
+    // The long upload commits.
+    assert_eq!(commit(long.clone()).await.unwrap(), imagelake_core::meta::Created::New);
+
+    // Past `max_upload_time` + `orphan_age`, the dead upload's original is an orphan, and
+    // the row without an original is swept.
+    clock.set(t0 + Days::hours(8));
+    let r = run(&ctx, JobName::Reconcile, &Options::default()).await;
+    assert_eq!(r.count("originals_orphaned"), 1, "{r}");
+    assert!(!exists(&ctx, &record::original_key("acme", &dead.id)).await);
+    assert!(exists(&ctx, &record::original_key("acme", &long.id)).await, "a committed upload keeps its original");
+    assert_eq!(r.count("uploads_abandoned"), 1, "{r}");
+    // A commit of the dead upload (a process that hung for hours) is refused.
+    let e = commit(dead.clone()).await.unwrap_err();
+    assert_eq!(e.code(), "database_unavailable", "{e}");
+    assert!(ctx.meta.image(&dead.id).await.unwrap().is_none());
 }
 
 /// A store whose first request of every job (expire's backstop rule) and lake writes

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod checks;
 pub mod cli;
 pub mod lake;
 pub mod proxy;

@@ -71,6 +71,9 @@ pub struct NewImage<'a> {
     pub idempotency: Option<(&'a str, DateTime<Utc>)>,
     /// A post of this image (`requested`), created with it.
     pub post: Option<&'a Post>,
+    /// The upload registered itself with [`MetadataStore::begin_upload`]: its row is
+    /// consumed, and the commit refused (`Unavailable`) if reconcile took it.
+    pub in_flight: bool,
 }
 
 /// A change of a post or a comment waiting for the lake (and its webhook, if any).
@@ -196,6 +199,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Commits a new image (status `uploaded`), its job in the outbox, its byte counters
     /// and its idempotency key, all or nothing.
     async fn create_image(&self, new: NewImage<'_>) -> Result<Created, MetaError>;
+    /// Registers an upload before the first byte of its original is stored (see
+    /// `migrations/0005_uploads_in_flight.sql`).
+    async fn begin_upload(&self, image_id: &str, customer: &str, at: DateTime<Utc>) -> Result<(), MetaError>;
+    /// Drops an upload's row when it failed (its original removed) without a commit.
+    async fn end_upload(&self, image_id: &str) -> Result<(), MetaError>;
+    /// Whether reconcile may delete the original of `image_id`: no record names it, and no
+    /// upload of it started after `stale_before` is in flight (an older one's row is
+    /// taken, so that its commit is refused).
+    async fn claim_orphan(&self, image_id: &str, stale_before: DateTime<Utc>) -> Result<bool, MetaError>;
+    /// Drops the rows of uploads started before `stale_before` (their process died);
+    /// returns how many.
+    async fn sweep_uploads(&self, stale_before: DateTime<Utc>) -> Result<u64, MetaError>;
     /// The image of `id` (any customer; callers check ownership). Deleted ones are `None`.
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>, MetaError>;
     /// A customer's images, newest first, strictly older than `before` (an image id).

@@ -291,6 +291,14 @@ pub(super) async fn create(db: &SqlMetadata, new: NewImage<'_>) -> Result<Create
     let r = new.record;
     let first: Option<String> = in_tx!(db, tx => {
         let mut first = None;
+        // The upload's in-flight row goes with the commit; if reconcile took it (the upload
+        // ran past the longest allowed), its original may be gone: nothing is committed.
+        if new.in_flight && exec!(&mut *tx, "DELETE FROM uploads_in_flight WHERE image_id = $1", r.id.as_str()) == 0 {
+            return Err(MetaError::Unavailable(format!(
+                "the upload of {} was abandoned (it ran past the longest upload allowed); upload it again",
+                r.id
+            )));
+        }
         if let Some((key, expires)) = new.idempotency {
             // Taken unless the key is free or expired (a purged image frees its keys): the
             // unique (customer, key) makes two parallel requests agree on one image. The

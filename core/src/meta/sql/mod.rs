@@ -8,6 +8,7 @@
 
 mod admin;
 mod images;
+mod inflight;
 mod posts;
 
 use super::{ApiKey, Created, DueVariant, Figures, MetaError, MetadataStore, NewImage, PendingJob, PostEvent, Transition};
@@ -191,6 +192,18 @@ impl MetadataStore for SqlMetadata {
 
     async fn create_image(&self, new: NewImage<'_>) -> Result<Created, MetaError> {
         images::create(self, new).await
+    }
+    async fn begin_upload(&self, image_id: &str, customer: &str, at: DateTime<Utc>) -> Result<(), MetaError> {
+        inflight::begin(self, image_id, customer, at).await
+    }
+    async fn end_upload(&self, image_id: &str) -> Result<(), MetaError> {
+        inflight::end(self, image_id).await
+    }
+    async fn claim_orphan(&self, image_id: &str, stale_before: DateTime<Utc>) -> Result<bool, MetaError> {
+        inflight::claim_orphan(self, image_id, stale_before).await
+    }
+    async fn sweep_uploads(&self, stale_before: DateTime<Utc>) -> Result<u64, MetaError> {
+        inflight::sweep(self, stale_before).await
     }
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>, MetaError> {
         images::get(self, id, false).await
