@@ -7,7 +7,6 @@ use imagelake_core::app::Context;
 use imagelake_core::auth::{self, Role};
 use imagelake_core::config::Config;
 use imagelake_core::meta::ApiKey;
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 

@@ -33,10 +33,7 @@ impl UploadSlots {
     /// Takes a slot for an upload with key `key`, or says why not.
     pub fn take(&self, config: &IngestConfig, key: [u8; 16]) -> Result<Slot, IngestError> {
         let global = self.0.global.get_or_init(|| Arc::new(Semaphore::new(config.max_concurrent_uploads)));
-        let Ok(permit) = global.clone().try_acquire_owned() else {
-            imagelake_core::metrics::refused("busy_uploads");
-            return Err(IngestError::Busy("too many uploads in progress on this server; retry shortly"));
-        };
+        // The key's own limit first: over it, the answer (429) is about this client.
         let mut per_key = self.0.per_key.lock().unwrap();
         let n = per_key.entry(key).or_insert(0);
         if *n >= config.max_uploads_per_key {
@@ -46,6 +43,13 @@ impl UploadSlots {
                 config.max_uploads_per_key
             )));
         }
+        let Ok(permit) = global.clone().try_acquire_owned() else {
+            if *n == 0 {
+                per_key.remove(&key);
+            }
+            imagelake_core::metrics::refused("busy_uploads");
+            return Err(IngestError::Busy("too many uploads in progress on this server; retry shortly"));
+        };
         *n += 1;
         Ok(Slot { slots: self.clone(), key, _global: permit })
     }
