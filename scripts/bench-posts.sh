@@ -74,6 +74,9 @@ start_server() {
     cat >"$cfg" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$work/$backend-data"
+# One key stands for every user of the benchmark: no per-key rate limit.
+[http]
+rate_limit = 0
 [database]
 url = "$url"
 [[keys]]
