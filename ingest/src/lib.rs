@@ -1,6 +1,7 @@
 //! imagelake-ingest: the HTTP API for uploads, downloads and image records.
 
 mod capacity;
+mod cursor;
 mod download;
 pub mod error;
 mod idempotency;
