@@ -96,4 +96,116 @@ mod tests {
             assert!(!super::usable_request_id(bad), "{bad:?}");
         }
     }
+
+    use proptest::prelude::*;
+    use std::io::{Read, Write};
+
+    const ALLOWED: &[u8] = b"-_.:/+=";
+
+    /// Values near the edges: allowed characters around the length limit, one stranger,
+    /// and any bytes.
+    fn ids() -> impl Strategy<Value = Vec<u8>> {
+        let allowed = proptest::sample::select([b"abcXYZ019".as_slice(), ALLOWED].concat());
+        prop_oneof![
+            proptest::collection::vec(allowed.clone(), 0..=140),
+            (proptest::collection::vec(allowed, 1..=130), any::<u8>(), any::<usize>()).prop_map(|(mut v, b, at)| {
+                let at = at % v.len();
+                v[at] = b;
+                v
+            }),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Kept exactly when it is 1 to 128 bytes, each an ASCII letter or digit or one of
+        /// `-_.:/+=`.
+        #[test]
+        fn request_ids_are_checked_byte_by_byte(v in ids()) {
+            let plain = v.iter().all(|b| b.is_ascii_alphanumeric() || ALLOWED.contains(b));
+            prop_assert_eq!(super::usable_request_id(&v), plain && !v.is_empty() && v.len() <= super::MAX_REQUEST_ID);
+        }
+    }
+
+    /// Header values: no control characters (but tab), no surrounding whitespace.
+    fn header_value() -> impl Strategy<Value = Vec<u8>> {
+        ids().prop_map(|v| {
+            v.into_iter().filter(|&b| b == b'\t' || (b >= 0x20 && b != 0x7F)).collect::<Vec<u8>>().trim_ascii().to_vec()
+        })
+    }
+
+    /// A server with the shared layers whose one route answers 200, on a loopback port.
+    fn server(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
+        rt.block_on(async {
+            let app = super::layers(axum::Router::new().route("/", axum::routing::get(|| async { "ok" })));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            addr
+        })
+    }
+
+    /// The status and the `request-id` headers of the answer to a GET with `ids`.
+    fn get_with(addr: std::net::SocketAddr, ids: &[Vec<u8>]) -> (u16, Vec<Vec<u8>>) {
+        let mut req = b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n".to_vec();
+        for id in ids {
+            req.extend(b"request-id: ");
+            req.extend(id);
+            req.extend(b"\r\n");
+        }
+        req.extend(b"\r\n");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        conn.write_all(&req).unwrap();
+        let mut res = Vec::new();
+        conn.read_to_end(&mut res).unwrap();
+        let head = &res[..res.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head")];
+        let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let status = std::str::from_utf8(&lines.next().unwrap()[9..12]).unwrap().parse().unwrap();
+        let ids = lines
+            .filter_map(|l| l.strip_prefix(b"request-id: ".as_slice()).or_else(|| l.strip_prefix(b"Request-Id: ".as_slice())))
+            .map(<[u8]>::to_vec)
+            .collect();
+        (status, ids)
+    }
+
+    /// Through the layers: a usable id is echoed as sent; an unusable one, or two ids, are
+    /// replaced by one generated UUID. Values HTTP itself refuses are left to hyper.
+    #[test]
+    fn request_ids_through_the_layers() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let addr = server(&rt);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
+        let [kept, replaced, refused] = [(); 3].map(|_| std::sync::atomic::AtomicUsize::new(0));
+        let count = |c: &std::sync::atomic::AtomicUsize| c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        runner
+            .run(&prop_oneof![3 => proptest::collection::vec(header_value(), 1..=1), 1 => proptest::collection::vec(header_value(), 0..=2)], |sent| {
+                let (status, echoed) = get_with(addr, &sent);
+                if status == 400 {
+                    // hyper's own refusal of a header it cannot parse, before any layer.
+                    count(&refused);
+                    return Ok(());
+                }
+                prop_assert_eq!(status, 200);
+                prop_assert_eq!(echoed.len(), 1, "{:?}", echoed);
+                match sent.as_slice() {
+                    [one] if super::usable_request_id(one) => {
+                        count(&kept);
+                        prop_assert_eq!(&echoed[0], one)
+                    }
+                    _ => {
+                        count(&replaced);
+                        let id = std::str::from_utf8(&echoed[0]).unwrap();
+                        prop_assert!(uuid::Uuid::try_parse(id).is_ok(), "{id:?} for {sent:?}");
+                        prop_assert!(!sent.contains(&echoed[0]));
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let [kept, replaced, refused] = [kept, replaced, refused].map(|c| c.into_inner());
+        assert!(kept > 20 && replaced > 20, "kept {kept}, replaced {replaced}, refused by hyper {refused}");
+    }
 }

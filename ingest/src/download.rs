@@ -258,4 +258,46 @@ mod tests {
         assert!(parse_range("bytes=1000-", 1000).is_err());
         assert!(parse_range("bytes=-0", 1000).is_err());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// One range that overlaps the object is that part of it; one that starts past its
+        /// end is 416; anything else (several ranges, another unit, a malformed one) is
+        /// the whole object.
+        #[test]
+        fn ranges_round_trip(size in prop_oneof![Just(0u64), 1..10_000u64, any::<u64>()],
+                             start in prop_oneof![0..10_000u64, any::<u64>()], len in 0..20_000u64, suffix in any::<bool>()) {
+            if suffix {
+                let n = len;
+                match parse_range(&format!("bytes=-{n}"), size) {
+                    Ok(r) => prop_assert_eq!(r, Some(size - n.min(size)..size)),
+                    Err(e) => prop_assert!(n == 0 || size == 0, "{e}"),
+                }
+            } else {
+                let end = start.saturating_add(len);
+                match parse_range(&format!("bytes={start}-{end}"), size) {
+                    Ok(r) => prop_assert_eq!(r, Some(start..end.saturating_add(1).min(size))),
+                    Err(e) => {
+                        prop_assert!(start >= size);
+                        prop_assert_eq!(e.code(), "range_not_satisfiable");
+                    }
+                }
+                prop_assert_eq!(parse_range(&format!("bytes={start}-{end},0-1"), size).unwrap(), None);
+                prop_assert_eq!(parse_range(&format!("items={start}-{end}"), size).unwrap(), None);
+            }
+        }
+
+        /// Any header: no panic; a range is never empty and never past the object.
+        #[test]
+        fn any_range_header(h in prop_oneof![any::<String>(), " ?(bytes|items)= ?[0-9+-]{0,8} ?-? ?[0-9+-]{0,8}"], size in prop_oneof![0..100u64, any::<u64>()]) {
+            match parse_range(&h, size) {
+                Ok(Some(r)) => prop_assert!(r.start < r.end && r.end <= size, "{r:?} of {size}"),
+                Ok(None) => {}
+                Err(e) => prop_assert_eq!(e.code(), "range_not_satisfiable"),
+            }
+        }
+    }
 }

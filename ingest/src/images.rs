@@ -1,5 +1,6 @@
 //! Reading, listing and deleting image records.
 
+use crate::cursor;
 use crate::error::IngestError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -101,10 +102,7 @@ pub async fn list(
     principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<ListPage>, IngestError> {
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(IngestError::BadRequest("invalid_limit", "limit must be between 1 and 1000".into()));
-    }
+    let limit = cursor::limit(p.limit, 50, 1000)?;
     let customer = match p.customer {
         Some(c) if principal.role == Role::Admin => c,
         Some(c) if c != principal.customer => {
@@ -113,23 +111,10 @@ pub async fn list(
         _ => principal.customer.clone(),
     };
     imagelake_core::auth::validate_customer(&customer).map_err(|m| IngestError::BadRequest("invalid_customer", m))?;
-    // The cursor is the last id of the previous page, without hyphens (32 hex digits).
-    let before = match &p.cursor {
-        Some(c) if c.len() == 32 => match uuid::Uuid::try_parse(c) {
-            Ok(u) => Some(u.hyphenated().to_string()),
-            Err(_) => return Err(IngestError::BadRequest("invalid_cursor", "cursor is not one this API returned".into())),
-        },
-        Some(_) => return Err(IngestError::BadRequest("invalid_cursor", "cursor is not one this API returned".into())),
-        None => None,
-    };
+    let before = p.cursor.as_deref().map(cursor::parse_id_cursor).transpose()?;
     // One more than asked tells whether there is a next page.
-    let mut items = ctx.meta.list_images(&customer, before.as_deref(), limit + 1).await?;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().and_then(|r| uuid::Uuid::try_parse(&r.id).ok()).map(|u| u.simple().to_string())
-    } else {
-        None
-    };
+    let rows = ctx.meta.list_images(&customer, before.as_deref(), limit + 1).await?;
+    let (items, next_cursor) = cursor::page(rows, limit, |r| cursor::id_cursor(&r.id));
     let now = ctx.clock.now();
     let items = items.iter().map(|r| view(r, now)).collect();
     Ok(Json(ListPage { items, next_cursor }))

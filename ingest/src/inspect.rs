@@ -107,3 +107,86 @@ impl Inspection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Runs `body`, cut at `cuts` (empty chunks too), through the inspector: what the
+    /// stream passed on, whether it failed, and the inspection.
+    fn run(body: &[u8], cuts: &[usize], limit: u64) -> (Vec<u8>, bool, Inspection) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for to in at.into_iter().chain([body.len()]) {
+            chunks.push(Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(&body[from..to])));
+            from = to;
+        }
+        let (stream, shared) = inspect(futures::stream::iter(chunks), limit);
+        let items: Vec<Result<Bytes, String>> = futures::executor::block_on(stream.collect());
+        let failed = items.iter().any(Result::is_err);
+        let passed = items.into_iter().filter_map(Result::ok).flatten().collect();
+        let inspection = std::mem::take(&mut *shared.lock().unwrap());
+        (passed, failed, inspection)
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let magic = prop_oneof![
+            Just(b"\xFF\xD8\xFF".to_vec()),
+            Just(b"\x89PNG\r\n\x1a\n".to_vec()),
+            Just(b"GIF89a".to_vec()),
+            Just(b"RIFF\0\0\0\0WEBP".to_vec()),
+            Just(b"II*\0".to_vec()),
+            Just(Vec::new()),
+        ];
+        (magic, proptest::collection::vec(any::<u8>(), 0..2048)).prop_map(|(mut m, tail)| {
+            m.extend(tail);
+            m
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// However the body arrives in chunks, under the limit: an image passes whole, with
+        /// its size, SHA-256, first bytes and format; anything else fails the stream with
+        /// `empty_body` or `unsupported_media_type`.
+        #[test]
+        fn chunking_does_not_change_the_verdict(b in body(), cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let (passed, failed, i) = run(&b, &cuts, b.len() as u64);
+            match sniff::sniff(&b) {
+                Some(format) => {
+                    prop_assert!(!failed);
+                    prop_assert!(i.failure.is_none());
+                    prop_assert_eq!(&passed, &b);
+                    prop_assert_eq!(i.bytes, b.len() as u64);
+                    prop_assert_eq!(i.format, Some(format));
+                    prop_assert_eq!(i.sha256, Some(hex::encode(Sha256::digest(&b))));
+                    prop_assert_eq!(&i.head[..], &b[..b.len().min(HEAD_BYTES)]);
+                }
+                None => {
+                    prop_assert!(failed);
+                    let code = i.failure.as_ref().map(IngestError::code);
+                    prop_assert_eq!(code, Some(if b.is_empty() { "empty_body" } else { "unsupported_media_type" }));
+                    prop_assert!(i.sha256.is_none());
+                }
+            }
+        }
+
+        /// Over the limit, a body never passes: the stream fails (too large, or not an
+        /// image when that showed first), and no byte past the limit went by.
+        #[test]
+        fn over_the_limit_fails(b in body(), cuts in proptest::collection::vec(any::<usize>(), 0..12), under in 1..64usize) {
+            prop_assume!(!b.is_empty());
+            let limit = b.len().saturating_sub(under) as u64;
+            let (passed, failed, i) = run(&b, &cuts, limit);
+            prop_assert!(failed);
+            prop_assert!(i.sha256.is_none());
+            let code = i.failure.as_ref().map(IngestError::code);
+            prop_assert!(matches!(code, Some("payload_too_large" | "unsupported_media_type")), "{code:?}");
+            prop_assert!(passed.len() as u64 <= limit, "{} bytes passed a limit of {limit}", passed.len());
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod body;
 mod capacity;
+mod cursor;
 mod download;
 pub mod error;
 mod idempotency;

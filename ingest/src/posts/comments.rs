@@ -6,7 +6,8 @@
 //! batch, and a `201` still means the comment is durable. The queue is bounded; a request
 //! that cannot join it within [`ENQUEUE_WAIT`] answers `503` with `Retry-After`.
 
-use super::{find, id_cursor, limit, parse_id_cursor};
+use super::find;
+use crate::cursor;
 use crate::error::IngestError;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -194,16 +195,12 @@ pub async fn list(
     Path(id): Path<String>,
     Query(p): Query<CommentParams>,
 ) -> Result<Json<CommentPage>, IngestError> {
-    let limit = limit(p.limit)?;
-    let before = p.cursor.as_deref().map(parse_id_cursor).transpose()?;
+    let limit = cursor::limit(p.limit, 20, 100)?;
+    let before = p.cursor.as_deref().map(cursor::parse_id_cursor).transpose()?;
     let post = find(&ctx, &principal, &id).await?;
-    let mut items = ctx.meta.list_comments(&post.id, before.as_deref(), limit + 1).await?;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|c| id_cursor(&c.id))
-    } else {
-        None
-    };
+    // One more than asked tells whether there is a next page.
+    let rows = ctx.meta.list_comments(&post.id, before.as_deref(), limit + 1).await?;
+    let (items, next_cursor) = cursor::page(rows, limit, |c| cursor::id_cursor(&c.id));
     Ok(Json(CommentPage { items, next_cursor }))
 }
 

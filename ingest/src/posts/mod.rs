@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
 use imagelake_core::ids;
-use imagelake_core::post::{self, Invalid, Post, PostCursor, PostOrder, PostStatus};
+use imagelake_core::post::{self, Invalid, Post, PostStatus};
 
 /// The routes under `/v1/posts`.
 pub fn router() -> Router<Context> {
@@ -94,75 +94,5 @@ pub(crate) async fn find(ctx: &Context, principal: &Principal, id: &str) -> Resu
     match ctx.meta.post(id).await? {
         Some(p) if principal.owns(&p.customer) => Ok(p),
         _ => Err(not_found()),
-    }
-}
-
-/// `limit`: 1 to 100, 20 by default.
-pub(crate) fn limit(asked: Option<usize>) -> Result<usize, IngestError> {
-    let limit = asked.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(IngestError::BadRequest("invalid_limit", "limit must be between 1 and 100".into()));
-    }
-    Ok(limit)
-}
-
-fn bad_cursor() -> IngestError {
-    IngestError::BadRequest("invalid_cursor", "cursor is not one this API returned for this listing".into())
-}
-
-/// An id as a cursor: 32 hex digits.
-pub(crate) fn id_cursor(id: &str) -> String {
-    uuid::Uuid::try_parse(id).map(|u| u.simple().to_string()).unwrap_or_default()
-}
-
-pub(crate) fn parse_id_cursor(c: &str) -> Result<String, IngestError> {
-    if c.len() != 32 {
-        return Err(bad_cursor());
-    }
-    uuid::Uuid::try_parse(c).map(|u| u.hyphenated().to_string()).map_err(|_| bad_cursor())
-}
-
-/// A post listing's cursor: `n{id}` (newest first) or `c{count}.{id}` (most comments).
-pub(crate) fn post_cursor(order: PostOrder, p: &Post) -> String {
-    match order {
-        PostOrder::Newest => format!("n{}", id_cursor(&p.id)),
-        PostOrder::Comments => format!("c{}.{}", p.comment_count, id_cursor(&p.id)),
-    }
-}
-
-pub(crate) fn parse_post_cursor(order: PostOrder, c: &str) -> Result<PostCursor, IngestError> {
-    match (order, c.split_at_checked(1)) {
-        (PostOrder::Newest, Some(("n", id))) => Ok(PostCursor { comment_count: 0, id: parse_id_cursor(id)? }),
-        (PostOrder::Comments, Some(("c", rest))) => {
-            let (count, id) = rest.split_once('.').ok_or_else(bad_cursor)?;
-            let comment_count = count.parse::<u64>().map_err(|_| bad_cursor())?;
-            if comment_count > i64::MAX as u64 {
-                return Err(bad_cursor());
-            }
-            Ok(PostCursor { comment_count, id: parse_id_cursor(id)? })
-        }
-        _ => Err(bad_cursor()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_strangers() {
-        let mut p = new_post("acme", &ids::new_id(), String::new(), None, None, Utc::now());
-        p.comment_count = 7;
-        for order in [PostOrder::Newest, PostOrder::Comments] {
-            let c = parse_post_cursor(order, &post_cursor(order, &p)).unwrap();
-            assert_eq!(c.id, p.id);
-        }
-        assert_eq!(parse_post_cursor(PostOrder::Comments, &post_cursor(PostOrder::Comments, &p)).unwrap().comment_count, 7);
-        for bad in ["", "n", "x123", "c7", "c-1.00000000000000000000000000000000", "c99999999999999999999.0", "né"] {
-            assert!(parse_post_cursor(PostOrder::Comments, bad).is_err(), "{bad}");
-            assert!(parse_post_cursor(PostOrder::Newest, bad).is_err(), "{bad}");
-        }
-        // A cursor of one order is refused by the other.
-        assert!(parse_post_cursor(PostOrder::Newest, &post_cursor(PostOrder::Comments, &p)).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Reading, listing and deleting posts.
 
-use super::{find, limit, parse_post_cursor, post_cursor};
+use super::find;
+use crate::cursor;
 use crate::error::IngestError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -75,23 +76,23 @@ pub async fn list(
     principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<PostPage>, IngestError> {
-    let limit = limit(p.limit)?;
-    let order = match p.order.as_deref() {
-        None | Some("newest") => PostOrder::Newest,
-        Some("comments") => PostOrder::Comments,
-        Some(_) => return Err(IngestError::BadRequest("invalid_order", "order must be `newest` or `comments`".into())),
-    };
-    let after = p.cursor.as_deref().map(|c| parse_post_cursor(order, c)).transpose()?;
+    let limit = cursor::limit(p.limit, 20, 100)?;
+    let order = order(p.order.as_deref())?;
+    let after = p.cursor.as_deref().map(|c| cursor::parse_post_cursor(order, c)).transpose()?;
     // One more than asked tells whether there is a next page.
-    let mut posts = ctx.meta.list_posts(&principal.customer, order, after.as_ref(), limit + 1).await?;
-    let next_cursor = if posts.len() > limit {
-        posts.truncate(limit);
-        posts.last().map(|p| post_cursor(order, p))
-    } else {
-        None
-    };
+    let rows = ctx.meta.list_posts(&principal.customer, order, after.as_ref(), limit + 1).await?;
+    let (posts, next_cursor) = cursor::page(rows, limit, |p| cursor::post_cursor(order, p.comment_count, &p.id));
     let items = ctx.meta.post_views(posts).await?;
     Ok(Json(PostPage { items, next_cursor }))
+}
+
+/// `order`: `newest` (the default) or `comments`.
+fn order(asked: Option<&str>) -> Result<PostOrder, IngestError> {
+    match asked {
+        None | Some("newest") => Ok(PostOrder::Newest),
+        Some("comments") => Ok(PostOrder::Comments),
+        Some(_) => Err(IngestError::BadRequest("invalid_order", "order must be `newest` or `comments`".into())),
+    }
 }
 
 #[utoipa::path(
@@ -120,4 +121,23 @@ pub async fn delete(State(ctx): State<Context>, principal: Principal, Path(id): 
     let Some(image) = ctx.meta.delete_post(&post.id, now).await? else { return Err(IngestError::NotFoundOf("post", id)) };
     imagelake_core::deletion::remove_image(&ctx, &image, now).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Exactly `newest` (or nothing) and `comments` are orders; anything else is
+        /// `invalid_order`, whatever its case or spacing.
+        #[test]
+        fn orders(asked in proptest::option::of(prop_oneof![any::<String>(), "(?i) ?(newest|comments) ?"])) {
+            match (asked.as_deref(), order(asked.as_deref())) {
+                (None | Some("newest"), r) => prop_assert_eq!(r.unwrap(), PostOrder::Newest),
+                (Some("comments"), r) => prop_assert_eq!(r.unwrap(), PostOrder::Comments),
+                (Some(_), r) => prop_assert_eq!(r.unwrap_err().code(), "invalid_order"),
+            }
+        }
+    }
 }
