@@ -16,7 +16,8 @@ slow=${SLOW:-200}
 corpus=$(scripts/corpus.sh "$IMAGELAKE_CACHE/corpus" | tail -1)
 image=$(find "$corpus" -maxdepth 1 -type f -name '*.jpg' -size -300k -size +50k | sort | head -1)
 [[ -n $image ]] || die "no corpus JPEG between 50 and 300 KB"
-cargo build --release --quiet --bin imagelake
+# The same build as scripts/test (all targets), so that one set of artifacts serves both.
+cargo build --release --quiet --workspace --all-targets --locked
 bin=$CARGO_TARGET_DIR/release/imagelake
 work=$(mktemp -d)
 trap '[[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT

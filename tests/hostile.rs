@@ -260,4 +260,27 @@ async fn metrics_can_have_their_own_listener() {
     assert_eq!(c.http.get(c.url("/readyz")).send().await.unwrap().status(), 200);
 }
 
+/// A body refused at its first bytes (not an image) while the client is still writing
+/// it: the server reads on and throws away the rest (a "lingering close", bounded), so a
+/// client that writes the whole body before it reads gets the 415, not a broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_still_gets_its_answer() {
+    let server = Server::embedded().await;
+    let c = server.client();
+    for i in 0..10 {
+        let chunks = futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'%'; 128 << 10]))));
+        let res = c
+            .http
+            .post(c.url("/v1/images"))
+            .bearer_auth(&server.keys.acme)
+            .header("content-type", "application/pdf")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: the client saw {e} instead of the 415"));
+        problem(res, 415, "unsupported_media_type").await;
+    }
+    assert_nothing_stored(&server, "acme").await;
+}
+
 on_every_backend!(stalled_bodies_time_out);

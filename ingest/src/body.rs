@@ -6,6 +6,11 @@
 //!   so a stalled client holds neither its buffers nor its connection for long; nor may a
 //!   body take longer than `ingest.max_upload_time` in all (`408 upload_too_slow`), the
 //!   bound that lets reconcile tell an upload in flight from a dead one.
+//! - [`Lingering`]: a body refused before its end is read on, and thrown away, for a
+//!   few seconds and megabytes, as web servers do on a "lingering close". A client that
+//!   writes its whole body before it reads (most do) then gets the 4xx; without it, the
+//!   server closes a socket with unread data, the kernel answers with a reset, and the
+//!   client sees a broken pipe instead of the answer.
 //! - [`multipart`]: bounds what a multipart parser has to buffer. The parser (multer)
 //!   keeps everything it reads until it finds the first boundary, and then each part's
 //!   blank line after its headers; a body without them would be held in memory whole.
@@ -15,10 +20,13 @@
 //!   copied: the boundary is searched where they lie.
 
 use crate::error::IngestError;
+use axum::body::BodyDataStream;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use memchr::memmem::Finder;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// What a guard decided, once it ended a stream.
@@ -30,6 +38,55 @@ pub const MAX_HEAD_BYTES: u64 = 64 * 1024;
 pub const MAX_PARTS: usize = 24;
 /// Bytes a multipart body may have beyond the upload limit: the text fields and headers.
 pub const FORM_ALLOWANCE: u64 = 1024 * 1024;
+
+/// Bytes and time a refused body is read on for, at most.
+const LINGER_BYTES: usize = 16 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// A body stream that, dropped before its end, is drained in the background (bounded by
+/// [`LINGER_BYTES`] and [`LINGER_TIME`]); see the module.
+pub struct Lingering {
+    inner: Option<BodyDataStream>,
+    ended: bool,
+}
+
+impl Lingering {
+    pub fn new(inner: BodyDataStream) -> Self {
+        Self { inner: Some(inner), ended: false }
+    }
+}
+
+impl Stream for Lingering {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        let next = Pin::new(inner).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.ended = true;
+        }
+        next
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let (Some(mut rest), false) = (self.inner.take(), self.ended) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let mut read = 0;
+            let drain = async {
+                while let Some(Ok(chunk)) = rest.next().await {
+                    read += chunk.len();
+                    if read > LINGER_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        });
+    }
+}
 
 fn decide(verdict: &Verdict, e: IngestError) -> String {
     let msg = e.to_string();

@@ -324,7 +324,8 @@ async fn store_body(
     let is_multipart = content_type.starts_with("multipart/form-data");
     let verdict = body::Verdict::default();
     let (idle, total) = (ctx.config.ingest.body_idle_timeout.0, ctx.config.ingest.max_upload_time.0);
-    let raw = body::timed(request.into_body().into_data_stream(), idle, total, verdict.clone());
+    let lingering = body::Lingering::new(request.into_body().into_data_stream());
+    let raw = body::timed(lingering, idle, total, verdict.clone());
     let mut fields = FormFields::new();
     let (result, shared) = if is_multipart {
         let boundary = multer::parse_boundary(content_type)
