@@ -6,7 +6,9 @@
 #   (c) headless Chromium and its WebDriver (Debian packages) for the dashboard's
 #       browser test;
 #   (d) PostgreSQL (Debian's postgresql package: server binaries and psql); servers.sh
-#       runs a throwaway cluster of its own from them.
+#       runs a throwaway cluster of its own from them;
+#   (e) HAProxy (Debian's package), the load balancer of scripts/deploy.sh's test
+#       deployment; it runs as the current user from a config file, never as a service.
 #
 # Idempotent and cached under $IMAGELAKE_CACHE: each step is skipped in well
 # under a second when already done, so the test entry point can call this
@@ -18,6 +20,7 @@
 #   IMAGELAKE_SKIP_VENV    =1 to skip the venv step
 #   IMAGELAKE_SKIP_CHROMIUM =1 to skip the chromium step
 #   IMAGELAKE_SKIP_POSTGRES =1 to skip the postgresql step
+#   IMAGELAKE_SKIP_HAPROXY =1 to skip the haproxy step
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -177,6 +180,29 @@ install_postgres() {
     log "postgresql installed ($bindir) [$(elapsed "$t0")]"
 }
 
+# Debian's haproxy package. deploy.sh starts its own HAProxy from a config file in the
+# deployment's directory; the package's service is not used (stopped if it started).
+install_haproxy() {
+    local t0
+    t0=$(now)
+    if command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]]; then
+        log "haproxy already installed [$(elapsed "$t0")]"
+        return
+    fi
+    log "installing haproxy (log: $LOG_DIR/haproxy-install.log)"
+    apt_install haproxy haproxy ||
+        die "installing haproxy failed (full log: $LOG_DIR/haproxy-install.log)"
+    local sudo=()
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    # Where nothing blocks service starts the package starts its own service on port 80
+    # with /etc/haproxy/haproxy.cfg; nothing uses it.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet haproxy 2>/dev/null; then
+        "${sudo[@]}" systemctl stop haproxy >>"$LOG_DIR/haproxy-install.log" 2>&1 ||
+            warn "could not stop the package's haproxy service (unused; harmless)"
+    fi
+    log "haproxy installed [$(elapsed "$t0")]"
+}
+
 main() {
     local t0
     t0=$(now)
@@ -184,6 +210,7 @@ main() {
     [[ ${IMAGELAKE_SKIP_VENV:-0} == 1 ]] || install_venv
     [[ ${IMAGELAKE_SKIP_CHROMIUM:-0} == 1 ]] || install_chromium
     [[ ${IMAGELAKE_SKIP_POSTGRES:-0} == 1 ]] || install_postgres
+    [[ ${IMAGELAKE_SKIP_HAPROXY:-0} == 1 ]] || install_haproxy
     [[ ${IMAGELAKE_SKIP_GARAGE:-0} == 1 ]] || install_garage
     log "install.sh done [$(elapsed "$t0")]"
 }

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod cli;
+pub mod deploy;
 pub mod lake;
 pub mod proxy;
 
