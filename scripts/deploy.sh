@@ -23,6 +23,7 @@
 # Knobs (start): IMAGELAKE_BIN (default $CARGO_TARGET_DIR/release/imagelake),
 #   DEPLOY_LIFECYCLE_SCHEDULE (one cron for every lifecycle job, e.g. "* * * * * *"),
 #   DEPLOY_LEASE_TTL (default 5m), DEPLOY_GRACE (shutdown_grace, default 30s),
+#   DEPLOY_DELAY (shutdown_delay, default 3s),
 #   DEPLOY_VISIBILITY (queue visibility_timeout, default 60s).
 set -euo pipefail
 
@@ -118,8 +119,17 @@ write_common() {
     DATABASE_URL=$db S3_PREFIX=$id QUEUE_URL=${queues[0]}
     local schedule=${DEPLOY_LIFECYCLE_SCHEDULE:-}
     {
-        printf 'shutdown_grace = "%s"\n\n' "${DEPLOY_GRACE:-30s}"
+        printf 'shutdown_grace = "%s"\n' "${DEPLOY_GRACE:-30s}"
+        # Out of HAProxy's rotation (checks every 1 s, down after 2) before the listener closes.
+        printf 'shutdown_delay = "%s"\n\n' "${DEPLOY_DELAY:-3s}"
         cat <<TOML
+# The tests' and the benchmark's one uploader key stands for many users.
+[http]
+rate_limit = 0
+
+[ingest]
+max_uploads_per_key = 1024
+
 [storage]
 backend = "s3"
 bucket = "$IMAGELAKE_TEST_S3_BUCKET"

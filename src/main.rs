@@ -394,9 +394,15 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         let (http, token) = (ctx.config.http.clone(), shutdown.clone());
         tokio::spawn(async move { imagelake_core::serve::serve(listener, metrics, &http, token).await });
     }
-    let token = shutdown.clone();
+    let (token, delay) = (shutdown.clone(), ctx.config.shutdown_delay.0);
     tokio::spawn(async move {
         wait_for_signal().await;
+        // Out of the load balancer first, then stop accepting.
+        imagelake_core::health::start_draining();
+        if !delay.is_zero() {
+            tracing::info!(?delay, "draining: /readyz answers 503 until the listener closes");
+            tokio::time::sleep(delay).await;
+        }
         token.cancel();
     });
     let server = imagelake_core::serve::serve(listener, app, &ctx.config.http, shutdown.clone());

@@ -23,6 +23,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// On SIGTERM, how long in-flight uploads and jobs may take to finish.
     pub shutdown_grace: Dur,
+    /// On SIGTERM, how long `/readyz` answers 503 `draining` while requests are still
+    /// served, before the listener closes: behind a load balancer, longer than its health
+    /// checks take to mark the process down (interval × fall), so no request is refused.
+    pub shutdown_delay: Dur,
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub queue: QueueConfig,
@@ -45,6 +49,7 @@ impl Default for Config {
             metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             shutdown_grace: Dur(Duration::from_secs(30)),
+            shutdown_delay: Dur(Duration::ZERO),
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
             queue: QueueConfig::default(),
@@ -572,7 +577,7 @@ impl Config {
 }
 
 /// The top-level keys an `IMAGELAKE_<KEY>` variable can set.
-const TOP_LEVEL: &[&str] = &["listen", "metrics_listen", "data_dir", "shutdown_grace"];
+const TOP_LEVEL: &[&str] = &["listen", "metrics_listen", "data_dir", "shutdown_grace", "shutdown_delay"];
 
 /// Variables that are not configuration keys even though they share the prefix.
 const NOT_CONFIG: &[&str] = &["IMAGELAKE_URL", "IMAGELAKE_KEY", "IMAGELAKE_CONFIG", "IMAGELAKE_LOG"];

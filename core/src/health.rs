@@ -1,12 +1,23 @@
-//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer).
+//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer, and it is
+//! not shutting down).
 
 use crate::app::Context;
 use crate::problem::Problem;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Set on SIGTERM: `/readyz` answers 503 `draining` from then on, while the listener still
+/// serves for `shutdown_delay`, so that a load balancer stops sending before it closes.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as shutting down (see [`DRAINING`]).
+pub fn start_draining() {
+    DRAINING.store(true, Ordering::SeqCst);
+}
 
 pub fn router() -> Router<Context> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).layer(Extension(Checked::default()))
@@ -61,10 +72,13 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The object store and the database answer (`degraded` names a queue that does not)", body = Ready),
-        (status = 503, description = "A dependency does not answer (`not_ready`); the detail names it",
+        (status = 503, description = "A dependency does not answer (`not_ready`; the detail names it), or the process is shutting down (`draining`)",
             body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(ctx): State<Context>, Extension(checked): Extension<Checked>) -> Result<Json<Ready>, Problem> {
+    if DRAINING.load(Ordering::SeqCst) {
+        return Err(Problem::unavailable("draining", "this process is shutting down; send requests to another one"));
+    }
     // One check at a time; the others wait for it and take its answer.
     let mut last = checked.0.lock().await;
     let (failing, degraded) = match last.as_ref() {
