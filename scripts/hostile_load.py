@@ -79,16 +79,20 @@ async def normal_client(until, latencies, errors):
             errors.append(type(e).__name__)
 
 
+def upload_head(key):
+    """The head of an upload that announces a 50 MB body."""
+    return (
+        f"POST /v1/images HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: image/jpeg\r\nContent-Length: {50 << 20}\r\n\r\n"
+    ).encode()
+
+
 async def slow_client(key, stop, seen):
     """Holds an upload open, one byte every 5 s; starts again if refused or cut off."""
     while not stop.is_set():
         try:
             reader, writer = await asyncio.open_connection(HOST, PORT)
-            head = (
-                f"POST /v1/images HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
-                f"Content-Type: image/jpeg\r\nContent-Length: {50 << 20}\r\n\r\n"
-            )
-            writer.write(head.encode() + IMAGE[:1024])
+            writer.write(upload_head(key) + IMAGE[:1024])
             await writer.drain()
             while not stop.is_set():
                 try:
@@ -108,11 +112,7 @@ async def staller(key, stop, seen):
     """Sends 8 MB of an upload, then nothing."""
     try:
         reader, writer = await asyncio.open_connection(HOST, PORT)
-        head = (
-            f"POST /v1/images HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: image/jpeg\r\nContent-Length: {50 << 20}\r\n\r\n"
-        )
-        writer.write(head.encode() + IMAGE[:4096] + bytes(8 << 20))
+        writer.write(upload_head(key) + IMAGE[:4096] + bytes(8 << 20))
         await writer.drain()
         while not stop.is_set():
             try:

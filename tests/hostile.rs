@@ -52,6 +52,19 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String
     }
 }
 
+/// `POST /v1/images` with `body` as `content_type`, as acme.
+async fn post(server: &Server, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Result<reqwest::Response> {
+    let c = server.client();
+    c.http.post(c.url("/v1/images")).bearer_auth(&server.keys.acme).header("content-type", content_type).body(body).send().await
+}
+
+/// A body of `first`, then `n` chunks of `fill`, streamed.
+fn streamed(first: &[u8], n: usize, fill: Vec<u8>) -> reqwest::Body {
+    let first = bytes::Bytes::copy_from_slice(first);
+    let rest = std::iter::repeat_n(bytes::Bytes::from(fill), n);
+    reqwest::Body::wrap_stream(futures::stream::iter(std::iter::once(first).chain(rest).map(Ok::<_, std::io::Error>)))
+}
+
 fn upload_head(key: &str, content_type: &str, length: u64) -> String {
     format!(
         "POST /v1/images HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
@@ -65,25 +78,11 @@ fn upload_head(key: &str, content_type: &str, length: u64) -> String {
 async fn multipart_without_framing_is_cut_early() {
     let server = Server::embedded().await;
     let before = rss_mb(&server);
-    let c = server.client();
     let bodies: [(&str, &[u8]); 2] =
         [("no boundary", b"junk"), ("endless headers", b"--XB\r\nContent-Disposition: form-data; name=\"file\"\r\nX-Pad: ")];
     for (what, start) in bodies {
-        let first = bytes::Bytes::copy_from_slice(start);
-        let chunks = futures::stream::iter(
-            std::iter::once(first)
-                .chain(std::iter::repeat_n(bytes::Bytes::from(vec![b'a'; 1 << 20]), 300))
-                .map(Ok::<_, std::io::Error>),
-        );
         let sent = Instant::now();
-        let res = c
-            .http
-            .post(c.url("/v1/images"))
-            .bearer_auth(&server.keys.acme)
-            .header("content-type", "multipart/form-data; boundary=XB")
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await;
+        let res = post(&server, "multipart/form-data; boundary=XB", streamed(start, 300, vec![b'a'; 1 << 20])).await;
         match res {
             Ok(res) => {
                 let p = problem(res, 400, "invalid_multipart").await;
@@ -103,15 +102,7 @@ async fn multipart_without_framing_is_cut_early() {
         form.push_str(&format!("--XB\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nv\r\n"));
     }
     form.push_str("--XB--\r\n");
-    let res = c
-        .http
-        .post(c.url("/v1/images"))
-        .bearer_auth(&server.keys.acme)
-        .header("content-type", "multipart/form-data; boundary=XB")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
+    let res = post(&server, "multipart/form-data; boundary=XB", form).await.unwrap();
     problem(res, 400, "too_many_fields").await;
     assert_nothing_stored(&server, "acme").await;
 }
@@ -122,7 +113,6 @@ async fn multipart_without_framing_is_cut_early() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_multipart_stream_is_bounded() {
     let server = Setup::new(Backend::Embedded).toml("[ingest]\nmax_upload_bytes = \"1MiB\"").start().await;
-    let c = server.client();
     let img = image_bytes(40, 40, ImageFormat::Png);
     let mut body = b"--XB\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
     body.extend_from_slice(&img);
@@ -131,15 +121,7 @@ async fn the_whole_multipart_stream_is_bounded() {
     body.extend_from_slice(b"\r\n--XB\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n");
     body.extend(std::iter::repeat_n(b'x', 3 << 20));
     body.extend_from_slice(b"\r\n--XB--\r\n");
-    let res = c
-        .http
-        .post(c.url("/v1/images"))
-        .bearer_auth(&server.keys.acme)
-        .header("content-type", "multipart/form-data; boundary=XB")
-        .body(body)
-        .send()
-        .await;
-    match res {
+    match post(&server, "multipart/form-data; boundary=XB", body).await {
         Ok(res) => assert!([400, 413].contains(&res.status().as_u16()), "{}", res.status()),
         Err(e) => println!("closed while sending: {e}"),
     }
@@ -266,16 +248,8 @@ async fn metrics_can_have_their_own_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_body_still_gets_its_answer() {
     let server = Server::embedded().await;
-    let c = server.client();
     for i in 0..10 {
-        let chunks = futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'%'; 128 << 10]))));
-        let res = c
-            .http
-            .post(c.url("/v1/images"))
-            .bearer_auth(&server.keys.acme)
-            .header("content-type", "application/pdf")
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
+        let res = post(&server, "application/pdf", streamed(b"%PDF-1.7", 64, vec![b'%'; 128 << 10]))
             .await
             .unwrap_or_else(|e| panic!("request {i}: the client saw {e} instead of the 415"));
         problem(res, 415, "unsupported_media_type").await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// serves for `shutdown_delay`, so that a load balancer stops sending before it closes.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
-/// Marks this process as shutting down (see [`DRAINING`]).
+/// Marks this process as shutting down: `/readyz` answers 503 `draining` from then on.
 pub fn start_draining() {
     DRAINING.store(true, Ordering::SeqCst);
 }

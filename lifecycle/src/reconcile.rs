@@ -17,9 +17,9 @@
 //!    - a record without an original, uploaded before `at - orphan_age`: marked `failed`
 //!      with code `original_missing` (`records_original_missing`), after a HEAD confirms;
 //!    - for a share `reconcile_sample` of the images (1.0 = all), `ready` variants past
-//!      their expiry are expired exactly as the expire sweep does (`variants_expired` ...).
-//!    The rows of uploads older than that bound (their process died) are dropped at the
-//!    end (`uploads_abandoned`).
+//!      their expiry are expired exactly as the expire sweep does (`variants_expired` ...);
+//!    - at the end, the in-flight rows of uploads older than that bound (their process
+//!      died) are dropped (`uploads_abandoned`).
 //! 3. The sizes listed under `originals/{customer}/` (originals that have a record) and
 //!    `processed/{customer}/` are compared with the customer's byte counters; a difference
 //!    is reported (`usage_drift_bytes`) and the counters are set to what is stored, but
