@@ -53,7 +53,7 @@ pub async fn create(State(ctx): State<Context>, who: Principal, request: Request
     }
     let length = headers::upload_length(&h)?;
     let deferred = headers::deferred(&h)?;
-    if length.is_none() == !deferred {
+    if length.is_none() != deferred {
         return Err(IngestError::BadRequest(
             "invalid_header",
             "send exactly one of Upload-Length and Upload-Defer-Length: 1".into(),
