@@ -7,8 +7,9 @@
 //! keyed by the server's URL, the file's absolute path, its size and its mtime: running
 //! the same command again after Ctrl-C, a dropped connection or a server restart asks the
 //! server where it stands (`HEAD` → `Upload-Offset`) and sends the rest only. Within one run
-//! a dropped connection, a 5xx or a 409 `offset_mismatch` is retried the same way, with
-//! backoff, up to `--retries` times in a row without progress.
+//! a dropped connection, a 5xx, a 409 `offset_mismatch`, a 423 `upload_locked` or a 429 is
+//! retried the same way, with backoff, up to `--retries` times in a row without progress
+//! (an offset further than any the server told of before).
 
 use crate::api::{Api, ApiError};
 use crate::progress::{bytes_bar, note};
@@ -79,7 +80,8 @@ impl Saved {
 
 /// Why a step failed, and so what comes next.
 enum Failure {
-    /// A dropped connection, a 5xx, a 409 or a 429: ask the server where it stands, then go on.
+    /// A dropped connection, a 5xx, a 409, a 423 or a 429: ask the server where it stands,
+    /// then go on.
     Retry(anyhow::Error),
     /// 404/410: the server no longer has the upload; start a new one.
     Gone(anyhow::Error),
@@ -91,7 +93,9 @@ impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         match e.downcast_ref::<ApiError>().map(|a| a.status) {
             None => Failure::Retry(e), // the transport: no answer, or a cut answer
-            Some(s) if s >= 500 || s == 409 || s == 429 => Failure::Retry(e),
+            // 409: the offset moved (a cut PATCH's prefix was stored meanwhile); 423: a cut
+            // PATCH still holds the upload's lock; 429: the rate limit.
+            Some(s) if s >= 500 || s == 409 || s == 423 || s == 429 => Failure::Retry(e),
             Some(404 | 410) => Failure::Gone(e),
             Some(_) => Failure::Fatal(e),
         }
@@ -152,13 +156,14 @@ impl<'a> Session<'a> {
     async fn run(&mut self) -> anyhow::Result<String> {
         // Where the server stands: None until a create, a HEAD or a PATCH has told us.
         let mut offset: Option<u64> = None;
+        // Failures in a row since the furthest offset the server has told of.
         let mut failures = 0u32;
+        let mut furthest: Option<u64> = None;
         let resumed = self.url.is_some();
         if resumed {
             note(&self.bar, &format!("resuming the upload of {}", self.src.path.display()));
         }
         loop {
-            let before = offset;
             let step = match (&self.url, offset) {
                 (None, _) => self.create().await,
                 (Some(_), None) => self.head().await,
@@ -176,9 +181,11 @@ impl<'a> Session<'a> {
                         self.forget();
                         self.url = None;
                         offset = None;
+                        furthest = None;
                         failures += 1;
                     } else {
-                        if before.is_none_or(|b| pos.offset > b) {
+                        if furthest.is_none_or(|f| pos.offset > f) {
+                            furthest = Some(pos.offset);
                             failures = 0; // progress
                         }
                         self.bar.set_position(pos.offset);
@@ -202,6 +209,7 @@ impl<'a> Session<'a> {
                     self.forget();
                     self.url = None;
                     offset = None;
+                    furthest = None;
                     self.bar.set_position(0);
                     failures += 1;
                 }
@@ -440,6 +448,7 @@ mod tests {
         let api = |status| anyhow::Error::from(ApiError { status, code: "x".into(), detail: "d".into() });
         assert!(matches!(Failure::from(api(503)), Failure::Retry(_)));
         assert!(matches!(Failure::from(api(409)), Failure::Retry(_)));
+        assert!(matches!(Failure::from(api(423)), Failure::Retry(_)));
         assert!(matches!(Failure::from(api(410)), Failure::Gone(_)));
         assert!(matches!(Failure::from(api(404)), Failure::Gone(_)));
         assert!(matches!(Failure::from(api(415)), Failure::Fatal(_)));
