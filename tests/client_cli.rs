@@ -255,6 +255,43 @@ async fn failures_exit_non_zero_with_the_servers_message_and_connection_preceden
     assert_eq!(r.stdout.lines().count(), 1, "globex has no image: {r:?}");
 }
 
+/// A refused upload ends with one line on stderr, the server's code in it, and exit status 1,
+/// whatever RUST_BACKTRACE says (an error returned from `main` printed a backtrace); through
+/// the plain upload and the resumable one.
+#[tokio::test]
+async fn a_refused_upload_is_one_line_whatever_rust_backtrace_says() {
+    let server = Server::embedded().await;
+    let key = server.keys.acme.clone();
+    let home = temp_dir("client-home");
+    let work = temp_dir("client-work");
+    let pdf = write_file(&work, "x.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+    for (var, value) in [("RUST_BACKTRACE", "1"), ("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")] {
+        for resumable in ["64MiB", "0"] {
+            let mut c = client(&home);
+            c.current_dir(&work).env(var, value).args(["upload", pdf.to_str().unwrap(), "--resumable-above", resumable]);
+            c.args(["--url", &server.url, "--key", &key]);
+            let r = run(c).await;
+            let what = format!("{var}={value}, --resumable-above {resumable}: {r:?}");
+            assert_eq!(r.code, Some(1), "{what}");
+            assert!(r.stdout.is_empty(), "{what}");
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line: {what}");
+            let line = lines[0];
+            assert!(line.starts_with("error: upload of ") && line.contains("x.pdf refused: "), "{what}");
+            assert!(line.contains("(code unsupported_media_type"), "{what}");
+            assert!(!r.stderr.to_lowercase().contains("backtrace"), "{what}");
+            assert!(!r.stderr.lines().any(|l| l.trim_start().starts_with("at ")), "{what}");
+        }
+    }
+    // Another subcommand's error: the same single line.
+    let mut c = client(&home);
+    c.env("RUST_BACKTRACE", "1").args(["status", "0190c0de-0000-7000-8000-000000000000", "--url", &server.url, "--key", &key]);
+    let r = run(c).await;
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(r.stderr.starts_with("error: ") && r.stderr.contains("code not_found"), "{r:?}");
+}
+
 // --- BI files -------------------------------------------------------------------------
 
 /// The Arrow type's kind from its Debug form (`Utf8`, `Int32`, `Int64`, `Timestamp(..)`):
