@@ -15,7 +15,7 @@ mod common;
 use common::cli::{client, run};
 use common::proxy::{Relay, Request};
 use common::{Backend, Server};
-use imagelake_core::testing::{self, temp_dir};
+use imagelake_core::testing::temp_dir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -242,16 +242,6 @@ fn check_sent_at_most_twice(requests: &[Request], size: u64) -> u32 {
     most as u32
 }
 
-fn restart_env(backend: Backend) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    if backend.servers() {
-        let (id, secret) = testing::s3_options().credentials.unwrap();
-        env.push(("AWS_ACCESS_KEY_ID".into(), id));
-        env.push(("AWS_SECRET_ACCESS_KEY".into(), secret));
-    }
-    env
-}
-
 /// Checks the image the CLI printed: its record, and its original byte for byte.
 async fn check_uploaded(server: &Server, key: &str, id: &str, size: u64, sha: &str) {
     let rec: serde_json::Value =
@@ -377,10 +367,9 @@ async fn server_killed_between_chunks(backend: Backend) {
     // kill -9 between chunks; the held PATCH meets a dead server; the client retries
     // (connection refused) until the server is back, and goes on from its offset.
     server.kill9();
-    let env = restart_env(backend);
     tap.hold_patch_from(Some(32 * MIB));
     tap.release();
-    server.spawn(&env).await;
+    server.restart().await;
     tokio::time::timeout(Duration::from_secs(180), tap.held()).await.expect("the fifth chunk within 3 minutes");
     assert_eq!(head_offset(path.clone()).await, 32 * MIB, "the restarted server kept the first chunks");
 
@@ -391,7 +380,7 @@ async fn server_killed_between_chunks(backend: Backend) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("retrying in"), "the first run retried while the server was down:\n{stderr}");
     tap.release();
-    server.spawn(&env).await;
+    server.restart().await;
     assert_eq!(head_offset(path.clone()).await, 32 * MIB, "an acknowledged offset survives kill -9");
     let seen = tap.requests().len();
 
