@@ -6,6 +6,9 @@
 //! - kill -9 of the server between chunks: the client's retries resume on the restarted
 //!   server; then the server and the client are both killed, and a new run resumes.
 //!
+//! - `--direct`: on Garage the parts go to their presigned URLs; the embedded backend's
+//!   501 is printed as the server's message.
+//!
 //! Each checks the original downloaded from the server byte for byte (SHA-256 of the file
 //! and of the streamed download), that there was one upload (one POST) and that no byte of
 //! the file went up more than twice (the relay reads every request it forwards).
@@ -32,6 +35,10 @@ mod embedded {
     async fn kill_9_of_the_server_between_chunks_then_the_cli_resumes() {
         super::server_killed_between_chunks(super::Backend::Embedded).await
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_direct() {
+        super::upload_direct(super::Backend::Embedded).await
+    }
 }
 
 mod garage_and_sqs {
@@ -42,6 +49,10 @@ mod garage_and_sqs {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kill_9_of_the_server_between_chunks_then_the_cli_resumes() {
         super::server_killed_between_chunks(super::Backend::Servers).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_direct() {
+        super::upload_direct(super::Backend::Servers).await
     }
 }
 
@@ -202,10 +213,11 @@ fn state_files(home: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// `imagelake upload FILE --chunk-size 8MiB --resumable-above 0` against `url`.
+/// `imagelake upload FILE --chunk-size 8MiB --resumable-above 0 --variants thumb` against `url`.
 fn upload_command(home: &Path, file: &Path, url: &str, key: &str) -> tokio::process::Command {
     let mut c = client(home);
-    c.args(["upload", file.to_str().unwrap(), "--chunk-size", "8MiB", "--resumable-above", "0", "--url", url, "--key", key]);
+    c.args(["upload", file.to_str().unwrap(), "--chunk-size", "8MiB", "--resumable-above", "0", "--variants", "thumb"]);
+    c.args(["--url", url, "--key", key]);
     c
 }
 
@@ -244,8 +256,8 @@ fn check_sent_at_most_twice(requests: &[Request], size: u64) -> u32 {
 
 /// Checks the image the CLI printed: its record, and its original byte for byte.
 async fn check_uploaded(server: &Server, key: &str, id: &str, size: u64, sha: &str) {
-    let rec: serde_json::Value =
-        server.client().get(key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
+    // The processor fills in the SHA-256 as it reads the original.
+    let rec = server.client().wait_done(key, id, Duration::from_secs(300)).await;
     assert_eq!(rec["bytes"], size, "{rec}");
     assert_eq!(rec["sha256"], sha, "{rec}");
     assert_eq!(rec["content_type"], "image/png", "{rec}");
@@ -397,5 +409,33 @@ async fn server_killed_between_chunks(backend: Backend) {
     assert!(state_files(&home).is_empty(), "the resume state is gone once complete");
     check_sent_at_most_twice(&tap.requests(), size);
     check_uploaded(&server, &key, &id, size, &sha).await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `upload --direct`: on S3 the parts go straight to the bucket and the image is the file;
+/// on the local store the server's 501 is printed, one line with its code.
+async fn upload_direct(backend: Backend) {
+    let (mut rng, _) = Rng::seeded();
+    let server = Server::with(backend).await;
+    let key = server.keys.acme.clone();
+    let home = temp_dir("tus-home");
+    let work = temp_dir("tus-direct");
+    let file = work.join("noise.png");
+    let size = write_noise_png(&file, 2048, 2600, &mut rng); // 40.6 MiB: 3 parts of 16 MiB
+    let sha = sha256_file(&file);
+    let mut c = client(&home);
+    c.args(["upload", file.to_str().unwrap(), "--direct", "--variants", "thumb", "--url", &server.url, "--key", &key]);
+    let r = run(c).await;
+    if !backend.servers() {
+        assert_eq!(r.code, Some(1), "{r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(r.stderr.contains("does not take direct uploads") && r.stderr.contains("code not_implemented"), "{r:?}");
+        assert!(r.stderr.contains("S3"), "the server's message: {r:?}");
+        return;
+    }
+    assert!(r.ok, "{r:?}");
+    let id = r.stdout.trim().to_string();
+    check_uploaded(&server, &key, &id, size, &sha).await;
+    assert!(state_files(&home).is_empty());
     let _ = std::fs::remove_dir_all(&work);
 }
