@@ -145,8 +145,21 @@ enum LakeCommand {
     },
 }
 
+/// Errors end as one line on stderr, `error: ` and the chain of causes (`{:#}`), and exit
+/// status 1: never the Debug form that returning them from `main` prints, which adds a
+/// backtrace whenever RUST_BACKTRACE (or RUST_LIB_BACKTRACE) is set.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Client(cmd) = cli.command {
         return imagelake_client::run(cmd, cli.client).await; // needs no server configuration

@@ -255,6 +255,43 @@ async fn failures_exit_non_zero_with_the_servers_message_and_connection_preceden
     assert_eq!(r.stdout.lines().count(), 1, "globex has no image: {r:?}");
 }
 
+/// A refused upload ends with one line on stderr, the server's code in it, and exit status 1,
+/// whatever RUST_BACKTRACE says (an error returned from `main` printed a backtrace); through
+/// the plain upload and the resumable one.
+#[tokio::test]
+async fn a_refused_upload_is_one_line_whatever_rust_backtrace_says() {
+    let server = Server::embedded().await;
+    let key = server.keys.acme.clone();
+    let home = temp_dir("client-home");
+    let work = temp_dir("client-work");
+    let pdf = write_file(&work, "x.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n");
+    for (var, value) in [("RUST_BACKTRACE", "1"), ("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")] {
+        for resumable in ["64MiB", "0"] {
+            let mut c = client(&home);
+            c.current_dir(&work).env(var, value).args(["upload", pdf.to_str().unwrap(), "--resumable-above", resumable]);
+            c.args(["--url", &server.url, "--key", &key]);
+            let r = run(c).await;
+            let what = format!("{var}={value}, --resumable-above {resumable}: {r:?}");
+            assert_eq!(r.code, Some(1), "{what}");
+            assert!(r.stdout.is_empty(), "{what}");
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line: {what}");
+            let line = lines[0];
+            assert!(line.starts_with("error: upload of ") && line.contains("x.pdf refused: "), "{what}");
+            assert!(line.contains("(code unsupported_media_type"), "{what}");
+            assert!(!r.stderr.to_lowercase().contains("backtrace"), "{what}");
+            assert!(!r.stderr.lines().any(|l| l.trim_start().starts_with("at ")), "{what}");
+        }
+    }
+    // Another subcommand's error: the same single line.
+    let mut c = client(&home);
+    c.env("RUST_BACKTRACE", "1").args(["status", "0190c0de-0000-7000-8000-000000000000", "--url", &server.url, "--key", &key]);
+    let r = run(c).await;
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(r.stderr.starts_with("error: ") && r.stderr.contains("code not_found"), "{r:?}");
+}
+
 // --- BI files -------------------------------------------------------------------------
 
 /// The Arrow type's kind from its Debug form (`Utf8`, `Int32`, `Int64`, `Timestamp(..)`):
@@ -473,23 +510,29 @@ async fn a_large_file_streams_both_ways_in_bounded_memory() {
         f.write_all(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0]).unwrap();
         f.set_len(SIZE).unwrap();
     }
-    let mut c = client(&home);
-    c.current_dir(&work).args(["upload", big.to_str().unwrap(), "--url", &server.url, "--key", &key]);
-    let (r, peak) = run_measuring_memory(c).await;
-    assert!(r.ok, "{r:?}");
-    assert!(peak < 96 << 20, "the upload of {SIZE} bytes peaked at {peak} bytes resident");
-    let id = r.stdout.trim().to_string();
-    let rec: serde_json::Value =
-        server.client().get(&key, &format!("/v1/images/{id}")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(rec["bytes"], SIZE);
+    // Over 64 MiB the upload is resumable (tus, 64 MiB PATCHes); --resumable-above 1GiB
+    // makes it one POST. Both stream.
+    for resumable_above in ["64MiB", "1GiB"] {
+        let mut c = client(&home);
+        c.current_dir(&work).args(["upload", big.to_str().unwrap(), "--resumable-above", resumable_above]);
+        c.args(["--url", &server.url, "--key", &key]);
+        let (r, peak) = run_measuring_memory(c).await;
+        assert!(r.ok, "{r:?}");
+        assert!(peak < 96 << 20, "the upload of {SIZE} bytes (above {resumable_above}) peaked at {peak} bytes resident");
+        let id = r.stdout.trim().to_string();
+        // A resumable upload's SHA-256 is filled in by the processor, as it reads the original.
+        let rec = server.client().wait_done(&key, &id, Duration::from_secs(120)).await;
+        assert_eq!(rec["bytes"], SIZE);
 
-    let mut c = client(&home);
-    c.current_dir(&work).args(["download", &id, "-o", "back.jpg", "--url", &server.url, "--key", &key]);
-    let (r, peak) = run_measuring_memory(c).await;
-    assert!(r.ok, "{r:?}");
-    assert!(peak < 96 << 20, "the download of {SIZE} bytes peaked at {peak} bytes resident");
-    let back = work.join("back.jpg");
-    assert_eq!(std::fs::metadata(&back).unwrap().len(), SIZE);
-    assert_eq!(sha256_file(&back), rec["sha256"].as_str().unwrap());
+        let mut c = client(&home);
+        c.current_dir(&work).args(["download", &id, "-o", "back.jpg", "--url", &server.url, "--key", &key]);
+        let (r, peak) = run_measuring_memory(c).await;
+        assert!(r.ok, "{r:?}");
+        assert!(peak < 96 << 20, "the download of {SIZE} bytes peaked at {peak} bytes resident");
+        let back = work.join("back.jpg");
+        assert_eq!(std::fs::metadata(&back).unwrap().len(), SIZE);
+        assert_eq!(sha256_file(&back), rec["sha256"].as_str().unwrap());
+        std::fs::remove_file(&back).unwrap();
+    }
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -57,6 +57,12 @@ impl Api {
         }
     }
 
+    /// The HTTP client without the key, for URLs that carry their own authorization
+    /// (presigned object store URLs).
+    pub fn plain(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(&self.key)
     }

@@ -8,12 +8,14 @@
 //! `detail` and `code`.
 
 mod api;
+mod direct;
 mod download;
 mod images;
 mod posts;
 mod profile;
 mod progress;
 mod stats;
+mod tus;
 mod upload;
 
 pub use api::{Api, ApiError};
@@ -39,6 +41,21 @@ pub enum ClientCommand {
         /// With --wait: give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Files larger than this go up resumably (tus, in chunks; run the same command
+        /// again to resume an interrupted upload). 0: every file. Accepts KiB/MiB/GiB.
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64MiB")]
+        resumable_above: u64,
+        /// The size of each chunk of a resumable upload (one PATCH request each).
+        #[arg(long, value_name = "BYTES", value_parser = parse_chunk_size, default_value = "64MiB")]
+        chunk_size: u64,
+        /// A resumable upload retries a dropped connection or a server error this many
+        /// times in a row (with backoff) before it gives up.
+        #[arg(long, default_value_t = 10)]
+        retries: u32,
+        /// Send the bytes straight to the object store (S3 presigned multipart) instead
+        /// of through the server.
+        #[arg(long)]
+        direct: bool,
     },
     /// Show an image's record.
     Status {
@@ -209,8 +226,13 @@ pub enum StatsFormat {
 pub async fn run(cmd: ClientCommand, conn: Connection) -> anyhow::Result<()> {
     let api = Api::new(conn.resolve()?)?;
     match cmd {
-        ClientCommand::Upload { files, variants, wait, timeout } => {
-            upload::run(&api, &files, &variants, wait, std::time::Duration::from_secs(timeout)).await
+        ClientCommand::Upload { files, variants, wait, timeout, resumable_above, chunk_size, retries, direct } => {
+            let how = if direct {
+                upload::How::Direct
+            } else {
+                upload::How::Auto { resumable_above, tus: tus::Options { chunk_size, retries } }
+            };
+            upload::run(&api, &files, &variants, how, wait, std::time::Duration::from_secs(timeout)).await
         }
         ClientCommand::Status { id, json } => images::status(&api, &id, json).await,
         ClientCommand::Download { id, variant, output } => download::run(&api, &id, variant.as_deref(), output).await,
@@ -247,5 +269,47 @@ async fn post(api: &Api, cmd: PostCommand) -> anyhow::Result<()> {
         PostCommand::Comment { id, text, author, json } => posts::comment(api, &id, &author, &text, json).await,
         PostCommand::Comments { id, limit, page_size, json } => posts::comments(api, &id, limit, page_size, json).await,
         PostCommand::Delete { id, comment } => posts::delete(api, &id, comment.as_deref()).await,
+    }
+}
+
+/// A byte count: `1048576`, `512KiB`, `8MiB`, `1GiB` (also `KB`/`MB`/`GB`, `K`/`M`/`G`,
+/// which mean the same powers of 1024 here).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a byte count (e.g. 1048576, 512KiB, 8MiB, 1GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn parse_chunk_size(text: &str) -> Result<u64, String> {
+    match parse_bytes(text)? {
+        0 => Err("the chunk size must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes("64mb"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("8 parsecs").is_err());
+        assert!(parse_bytes("-1").is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! `imagelake upload FILE... [--variants a,b] [--wait]`: each file is streamed from disk
 //! (a tokio reader in 256 KiB chunks, counted by the progress bar) as the raw body of
 //! `POST /v1/images`, with its length declared so the server can refuse it up front.
+//! Files above `--resumable-above` go up resumably instead ([`crate::tus`]), and with
+//! `--direct` straight to the object store ([`crate::direct`]).
 
-use crate::api::Api;
+use crate::api::{Api, ApiError};
 use crate::images::{print_variants, wait_done};
 use crate::progress::{bytes_bar, note};
 use anyhow::{bail, Context as _};
@@ -15,10 +17,20 @@ use std::time::Duration;
 
 pub(crate) const CHUNK: usize = 256 * 1024;
 
+/// How the bytes go up.
+#[derive(Clone, Copy, Debug)]
+pub enum How {
+    /// One `POST /v1/images`, or tus above `resumable_above` bytes (0: always tus).
+    Auto { resumable_above: u64, tus: crate::tus::Options },
+    /// Presigned S3 multipart.
+    Direct,
+}
+
 pub async fn run(
     api: &Api,
     files: &[std::path::PathBuf],
     variants: &[String],
+    how: How,
     wait: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -26,7 +38,7 @@ pub async fn run(
     let mut uploaded = Vec::new();
     let mut refused = Vec::new();
     for file in files {
-        match upload_one(api, file, &variants).await {
+        match upload_one(api, file, &variants, how).await {
             Ok(id) => {
                 if !wait {
                     println!("{id}");
@@ -35,10 +47,13 @@ pub async fn run(
             }
             // One file refused does not stop the others; the exit status still says so.
             Err(e) if files.len() > 1 => {
-                eprintln!("error: upload of {} failed: {e:#}", file.display());
+                eprintln!("error: upload of {} {}: {e:#}", file.display(), outcome(&e));
                 refused.push(format!("{}: {e:#}", file.display()));
             }
-            Err(e) => return Err(e.context(format!("upload of {} failed", file.display()))),
+            Err(e) => {
+                let outcome = outcome(&e);
+                return Err(e.context(format!("upload of {} {outcome}", file.display())));
+            }
         }
     }
     let refused_error = || anyhow::anyhow!("{} of {} upload(s) failed: {}", refused.len(), files.len(), refused.join("; "));
@@ -69,13 +84,33 @@ pub async fn run(
     Ok(())
 }
 
-async fn upload_one(api: &Api, path: &Path, variants: &[&str]) -> anyhow::Result<String> {
+/// "refused" when the server said no (a 4xx), else "failed".
+fn outcome(e: &anyhow::Error) -> &'static str {
+    match e.downcast_ref::<ApiError>() {
+        Some(a) if (400..500).contains(&a.status) => "refused",
+        _ => "failed",
+    }
+}
+
+async fn upload_one(api: &Api, path: &Path, variants: &[&str], how: How) -> anyhow::Result<String> {
     let meta = tokio::fs::metadata(path).await.with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
     let size = meta.len();
     let content_type = content_type(path)?;
+    let src = crate::tus::Source { path, size, content_type, variants };
+    let id = match how {
+        How::Direct => Some(crate::direct::upload(api, &src).await?),
+        How::Auto { resumable_above, tus } if resumable_above == 0 || size > resumable_above => {
+            Some(crate::tus::upload(api, &src, tus).await?)
+        }
+        How::Auto { .. } => None,
+    };
+    if let Some(id) = id {
+        eprintln!("uploaded {} ({size} bytes, {content_type}) as {id}", path.display());
+        return Ok(id);
+    }
     let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
     let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bar = bytes_bar(Some(size), &label);

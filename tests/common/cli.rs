@@ -20,7 +20,8 @@ impl std::fmt::Debug for Run {
 }
 
 /// The binary with a clean environment: no IMAGELAKE_* of the caller, an empty HOME (so
-/// that no real profile file is read), no backtraces in error messages.
+/// that no real profile file is read, and resume state goes under it), no backtraces in
+/// error messages.
 pub fn client(home: &Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_imagelake"));
     for (k, _) in std::env::vars() {
@@ -28,7 +29,11 @@ pub fn client(home: &Path) -> tokio::process::Command {
             c.env_remove(k);
         }
     }
-    c.env("HOME", home).env_remove("XDG_CONFIG_HOME").env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    c.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
     c.stdin(std::process::Stdio::null());
     c
 }
