@@ -66,7 +66,8 @@ fi
 bytes=$(stat -c %s "$input")
 
 if [[ $backends == *garage* ]]; then
-    servers=$(scripts/servers.sh start "$work/servers")
+    # Its own fresh directory: PostgreSQL (started too) cannot enter ours (mode 0700).
+    servers=$(scripts/servers.sh start)
     # shellcheck disable=SC1091
     source "$servers/env.sh"
 fi
