@@ -692,7 +692,7 @@ async fn direct_upload(backend: Backend) {
     let globex = server.keys.globex.clone();
     let mut noise = vec![0u8; 3 * 1024 * 1024 + 17];
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for b in noise.iter_mut() {
+    for b in &mut noise {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
