@@ -227,6 +227,11 @@ pub struct IngestConfig {
     pub max_concurrent_uploads: usize,
     /// Uploads streaming at once with one key; more answer `429 too_many_uploads`.
     pub max_uploads_per_key: usize,
+    /// A resumable upload (tus, direct) that receives nothing for this long expires: the
+    /// lifecycle removes its bytes and aborts its multipart upload (`Upload-Expires`).
+    pub upload_expiry: Dur,
+    /// Incomplete resumable uploads one customer may hold; more answer `429 too_many_uploads`.
+    pub max_open_uploads: u64,
 }
 
 impl Default for IngestConfig {
@@ -238,6 +243,8 @@ impl Default for IngestConfig {
             max_upload_time: Dur(Duration::from_secs(6 * 3600)),
             max_concurrent_uploads: 256,
             max_uploads_per_key: 32,
+            upload_expiry: Dur(Duration::from_secs(86_400)),
+            max_open_uploads: 1000,
         }
     }
 }
@@ -464,7 +471,7 @@ impl Default for LifecycleConfig {
             expire: "0 0 * * * *".into(),
             usage: "0 */15 * * * *".into(),
             compact: "0 30 0 * * *".into(),
-            abort_multipart: "0 0 3 * * *".into(),
+            abort_multipart: "0 17 * * * *".into(),
             reconcile: "0 0 4 * * *".into(),
             lease_ttl: Dur(Duration::from_secs(300)),
             reconcile_sample: 1.0,

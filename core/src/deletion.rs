@@ -9,6 +9,21 @@ use crate::record::{self, ImageRecord, VariantState};
 use crate::CoreError;
 use chrono::{DateTime, Utc};
 
+/// The `deletions` row of a resumable upload that expired incomplete: kind `upload`,
+/// reason `abandoned`, the bytes it had received.
+pub fn abandoned_upload_event(upload_id: &str, customer: &str, bytes: u64, at: DateTime<Utc>) -> Event {
+    Event::Deletion(DeletionRow {
+        event_id: crate::ids::event_id(&["deletion", upload_id, "upload", ""]),
+        image_id: upload_id.into(),
+        customer_id: customer.into(),
+        kind: "upload".into(),
+        variant: None,
+        bytes,
+        reason: "abandoned".into(),
+        deleted_at: at,
+    })
+}
+
 /// The `deletions` row of one object: `kind` is `original` or `variant`, `reason` is
 /// `deleted` or `expired`.
 pub fn deletion_event(

@@ -23,6 +23,7 @@ pub mod problem;
 pub mod queue;
 pub mod ratelimit;
 pub mod record;
+pub mod resumable;
 pub mod serve;
 pub mod store;
 pub mod testing;

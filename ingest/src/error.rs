@@ -69,6 +69,9 @@ pub enum IngestError {
     /// The queue is unreachable; retry later.
     #[error("job queue unavailable")]
     QueueUnavailable(#[source] QueueError),
+    /// A status of its own, for protocols that name theirs (tus: 409, 412, 423, 460 ...).
+    #[error("{2}")]
+    Status(StatusCode, &'static str, String),
     /// Anything else; logged, not shown.
     #[error("internal: {0}")]
     Internal(String),
@@ -81,6 +84,7 @@ impl From<StoreError> for IngestError {
             StoreError::Body(m) => IngestError::Truncated(m),
             StoreError::InvalidRange { size, .. } => IngestError::RangeNotSatisfiable(size),
             StoreError::InvalidKey { .. } => IngestError::BadRequest("invalid_id", e.to_string()),
+            StoreError::Rejected(m) => IngestError::BadRequest("invalid_parts", m),
             other => IngestError::Internal(other.to_string()),
         }
     }
@@ -133,6 +137,7 @@ impl IngestError {
             IngestError::StoreUnavailable(_) => "store_unavailable",
             IngestError::QueueUnavailable(_) => "queue_unavailable",
             IngestError::DatabaseUnavailable(_) => "database_unavailable",
+            IngestError::Status(_, code, _) => code,
             IngestError::Internal(_) => "internal",
         }
     }
@@ -154,6 +159,7 @@ impl IngestError {
             IngestError::StoreUnavailable(_) | IngestError::QueueUnavailable(_) | IngestError::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            IngestError::Status(status, ..) => *status,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,6 +10,7 @@ mod images;
 mod inspect;
 pub mod outbox;
 mod posts;
+mod resumable;
 mod slots;
 mod sniff;
 mod upload;
@@ -73,5 +74,6 @@ pub fn router() -> Router<Context> {
         // Bodies are streamed and limited by `ingest.max_upload_bytes`, not buffered.
         .layer(DefaultBodyLimit::disable())
         .merge(posts::router())
+        .merge(resumable::router())
         .layer(axum::Extension(slots::UploadSlots::default()))
 }

@@ -205,47 +205,9 @@ impl Accept {
         };
         let format = inspection.format.expect("a stored body was identified");
         let sha256 = inspection.sha256.clone().expect("a stored body was hashed");
-        let (width, height) = sniff::dimensions(&inspection.head).map_or((None, None), |(w, h)| (Some(w), Some(h)));
-        let rec = ImageRecord {
-            id: id.clone(),
-            customer: customer.clone(),
-            status: Status::Uploaded,
-            content_type: format.content_type.into(),
-            format: format.name.into(),
-            bytes: inspection.bytes,
-            width,
-            height,
-            sha256: sha256.clone(),
-            uploaded_at: now,
-            processed_at: None,
-            error: None,
-            exif: sniff::exif(&inspection.head),
-            requested_variants: variants.clone(),
-            variants: Vec::new(),
-            attempts: 0,
-            callback_url: callback_url.clone(),
-        };
-        let job = JobMessage {
-            job_id: ids::new_id(),
-            image_id: id.clone(),
-            customer: customer.clone(),
-            variants,
-            enqueued_at: now,
-            request_id: headers.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string),
-            callback_url,
-            upload: UploadRow {
-                event_id: ids::event_id(&["upload", &id]),
-                image_id: id.clone(),
-                customer_id: customer.clone(),
-                uploaded_at: now,
-                content_type: format.content_type.into(),
-                format: format.name.into(),
-                bytes: inspection.bytes,
-                width,
-                height,
-                sha256,
-            },
-        };
+        let request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let facts = Facts { id: id.clone(), customer, variants, callback_url, request_id, now };
+        let (rec, job) = new_image(facts, format, inspection.bytes, &inspection.head, sha256);
         let rec = match commit(&ctx, &rec, &job, idem.as_deref(), post.as_ref()).await {
             Ok(Created::New) => rec,
             Ok(Created::Duplicate(first)) => {
@@ -259,10 +221,7 @@ impl Accept {
                 return Err(e);
             }
         };
-        crate::capacity::added(&ctx, inspection.bytes);
-        imagelake_core::metrics::upload_accepted(inspection.bytes);
-        crate::outbox::send_now(&ctx, &job.job_id, &job_body(&job)?).await;
-        tracing::info!(image_id = %id, customer = %rec.customer, bytes = rec.bytes, format = %rec.format, "upload accepted");
+        announce(&ctx, &rec, &job).await;
         match post {
             Some(p) => crate::posts::accepted(&ctx, p).await,
             None => Ok(accepted(&rec)),
@@ -270,7 +229,77 @@ impl Accept {
     }
 }
 
-fn accepted(rec: &ImageRecord) -> Response {
+/// Who uploads what, with which options: an image's facts besides its bytes.
+pub(crate) struct Facts {
+    pub id: String,
+    pub customer: String,
+    pub variants: Vec<String>,
+    pub callback_url: Option<String>,
+    pub request_id: Option<String>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// The record of a stored original and its processing job. `sha256` is empty when the
+/// bytes did not pass through this process whole (resumable and direct uploads): the
+/// processor fills it in when it reads the original.
+pub(crate) fn new_image(f: Facts, format: sniff::Format, bytes: u64, head: &[u8], sha256: String) -> (ImageRecord, JobMessage) {
+    let (width, height) = sniff::dimensions(head).map_or((None, None), |(w, h)| (Some(w), Some(h)));
+    let rec = ImageRecord {
+        id: f.id.clone(),
+        customer: f.customer.clone(),
+        status: Status::Uploaded,
+        content_type: format.content_type.into(),
+        format: format.name.into(),
+        bytes,
+        width,
+        height,
+        sha256: sha256.clone(),
+        uploaded_at: f.now,
+        processed_at: None,
+        error: None,
+        exif: sniff::exif(head),
+        requested_variants: f.variants.clone(),
+        variants: Vec::new(),
+        attempts: 0,
+        callback_url: f.callback_url.clone(),
+    };
+    let job = JobMessage {
+        job_id: ids::new_id(),
+        image_id: f.id.clone(),
+        customer: f.customer.clone(),
+        variants: f.variants,
+        enqueued_at: f.now,
+        request_id: f.request_id,
+        callback_url: f.callback_url,
+        upload: UploadRow {
+            event_id: ids::event_id(&["upload", &f.id]),
+            image_id: f.id,
+            customer_id: f.customer,
+            uploaded_at: f.now,
+            content_type: format.content_type.into(),
+            format: format.name.into(),
+            bytes,
+            width,
+            height,
+            sha256,
+        },
+    };
+    (rec, job)
+}
+
+/// After the commit: counts the bytes, sends the job (the outbox sweeper sends it if this
+/// fails).
+pub(crate) async fn announce(ctx: &Context, rec: &ImageRecord, job: &JobMessage) {
+    crate::capacity::added(ctx, rec.bytes);
+    imagelake_core::metrics::upload_accepted(rec.bytes);
+    match job_body(job) {
+        Ok(body) => crate::outbox::send_now(ctx, &job.job_id, &body).await,
+        Err(e) => tracing::error!(error = %e, "job message could not be serialized; the outbox sends it"),
+    }
+    tracing::info!(image_id = %rec.id, customer = %rec.customer, bytes = rec.bytes, format = %rec.format, "upload accepted");
+}
+
+pub(crate) fn accepted(rec: &ImageRecord) -> Response {
     let location = format!("/v1/images/{}", rec.id);
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(rec)).into_response()
 }
@@ -280,7 +309,7 @@ fn job_body(job: &JobMessage) -> Result<String, IngestError> {
 }
 
 /// One transaction: the record, its job in the outbox, its bytes counted, its key.
-async fn commit(
+pub(crate) async fn commit(
     ctx: &Context,
     rec: &ImageRecord,
     job: &JobMessage,
@@ -407,11 +436,11 @@ async fn read_form(
     Ok(())
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn requested_variants(ctx: &Context, asked: Option<&str>) -> Result<Vec<String>, IngestError> {
+pub(crate) fn requested_variants(ctx: &Context, asked: Option<&str>) -> Result<Vec<String>, IngestError> {
     let presets = &ctx.config.processor.variants;
     let Some(asked) = asked else {
         return Ok(presets.iter().map(|p| p.name.clone()).collect());

@@ -6,7 +6,7 @@
 //! | `expire` | hourly | deletes variants past `expires_at`, found from the database's due-variant index; purges expired idempotency keys ([`expire`]) |
 //! | `usage` | every 15 min | writes the database's byte counters to the lake as `usage` rows, warns at 80/90/100 % of capacity ([`usage`]) |
 //! | `compact` | daily 00:30 | merges small lake files of closed days ([`compact`]) |
-//! | `abort-multipart` | daily 03:00 | aborts multipart uploads older than `multipart_age` ([`multipart`]) |
+//! | `abort-multipart` | hourly | removes expired resumable uploads, aborts multipart uploads older than `multipart_age` ([`multipart`]) |
 //! | `reconcile` | daily 04:00 | database against bucket: unfinished deletes, orphan originals, missing originals, overdue variants, byte-counter drift ([`reconcile`]) |
 //!
 //! Each run holds the job's lease, a row in the metadata database ([`lease`]), so a job

@@ -126,7 +126,13 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
         }
     }
 
-    let original = download_original(ctx, job).await?;
+    let (original, digest) = download_original(ctx, job).await?;
+    // Resumable and direct uploads reach the store in pieces; their SHA-256 is taken here.
+    let mut upload_row = job.upload.clone();
+    if let Some(d) = digest {
+        ctx.meta.fill_sha256(&job.image_id, &d).await?;
+        upload_row.sha256 = d;
+    }
     let presets = presets(ctx, &job.variants);
     let limits = Limits { max_pixels: ctx.config.processor.max_pixels, ..Limits::default() };
     let path = original.path().to_path_buf();
@@ -138,7 +144,7 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
     let made = ctx.clock.now();
     let expires = made + chrono::Duration::from_std(ctx.config.retention.processed.0).unwrap_or(chrono::Duration::days(7));
     let mut variants = Vec::new();
-    let mut events = vec![Event::Upload(job.upload.clone())];
+    let mut events = vec![Event::Upload(upload_row)];
     for v in rendered {
         let vr = VariantRecord {
             name: v.name.clone(),
@@ -201,7 +207,9 @@ async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantReco
 
 /// Streams the original into a temporary file under `data_dir/tmp`: decoding reads from
 /// disk, so memory does not grow with the upload's size.
-async fn download_original(ctx: &Context, job: &JobMessage) -> Result<tempfile::NamedTempFile, JobError> {
+/// The original in a temporary file, and its SHA-256 when the job does not carry it.
+async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(tempfile::NamedTempFile, Option<String>), JobError> {
+    use sha2::Digest;
     let key = record::original_key(&job.customer, &job.image_id);
     let got = match ctx.store.get(&key, None).await {
         Ok(g) => g,
@@ -213,11 +221,15 @@ async fn download_original(ctx: &Context, job: &JobMessage) -> Result<tempfile::
     let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| JobError::Internal(e.to_string()))?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| JobError::Internal(e.to_string()))?);
     let mut body = got.body;
+    let mut hasher = job.upload.sha256.is_empty().then(sha2::Sha256::new);
     while let Some(chunk) = body.try_next().await? {
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
         file.write_all(&chunk).await.map_err(|e| JobError::Internal(e.to_string()))?;
     }
     file.flush().await.map_err(|e| JobError::Internal(e.to_string()))?;
-    Ok(tmp)
+    Ok((tmp, hasher.map(|h| hex::encode(h.finalize()))))
 }
 
 fn job_event(

@@ -24,6 +24,7 @@ use crate::auth::{Principal, Role};
 use crate::lake::Event;
 use crate::post::{Comment, CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostView};
 use crate::record::{ImageRecord, RecordError, VariantRecord};
+use crate::resumable::ResumableUpload;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -200,7 +201,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// and its idempotency key, all or nothing.
     async fn create_image(&self, new: NewImage<'_>) -> Result<Created, MetaError>;
     /// Registers an upload before the first byte of its original is stored (see
-    /// `migrations/0005_uploads_in_flight.sql`).
+    /// `migrations/0005_uploads_in_flight.sql`); again, it restarts the row's clock.
     async fn begin_upload(&self, image_id: &str, customer: &str, at: DateTime<Utc>) -> Result<(), MetaError>;
     /// Drops an upload's row when it failed (its original removed) without a commit.
     async fn end_upload(&self, image_id: &str) -> Result<(), MetaError>;
@@ -213,6 +214,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn sweep_uploads(&self, stale_before: DateTime<Utc>) -> Result<u64, MetaError>;
     /// The image of `id` (any customer; callers check ownership). Deleted ones are `None`.
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>, MetaError>;
+    /// Sets the image's SHA-256 if it has none yet (resumable uploads: the processor
+    /// hashes the original).
+    async fn fill_sha256(&self, id: &str, sha256: &str) -> Result<(), MetaError>;
     /// A customer's images, newest first, strictly older than `before` (an image id).
     async fn list_images(&self, customer: &str, before: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError>;
     /// The image an unexpired idempotency key names, if it still exists.
@@ -358,6 +362,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Stores a JSON document under `name` (the lifecycle's last runs).
     async fn save_state(&self, name: &str, doc: &str, at: DateTime<Utc>) -> Result<(), MetaError>;
     async fn load_state(&self, name: &str) -> Result<Option<String>, MetaError>;
+
+    // --- resumable uploads (tus, direct) -----------------------------------------------
+    async fn create_resumable(&self, upload: &ResumableUpload) -> Result<(), MetaError>;
+    async fn resumable(&self, id: &str) -> Result<Option<ResumableUpload>, MetaError>;
+    /// Takes (or renews) the upload's write lock until `until`; false when another holds
+    /// it (a lock past its time is free). Writers of one upload run one at a time.
+    async fn lock_resumable(&self, id: &str, token: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, MetaError>;
+    async fn unlock_resumable(&self, id: &str, token: &str) -> Result<(), MetaError>;
+    /// Moves the upload to `upload`'s offset, parts and tail, if it still stands at
+    /// `from`, is not complete, and `token` holds its lock.
+    async fn advance_resumable(&self, upload: &ResumableUpload, from: u64, token: &str) -> Result<bool, MetaError>;
+    /// Its image is committed; the row stays (for `HEAD`) until `expires`.
+    async fn complete_resumable(&self, id: &str, at: DateTime<Utc>, expires: DateTime<Utc>) -> Result<(), MetaError>;
+    async fn delete_resumable(&self, id: &str) -> Result<bool, MetaError>;
+    /// Uploads past their expiry and not being written to, oldest first.
+    async fn expired_resumables(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ResumableUpload>, MetaError>;
+    /// The store's multipart upload ids that incomplete resumable uploads still use.
+    async fn live_multiparts(&self) -> Result<Vec<String>, MetaError>;
+    /// The customer's incomplete resumable uploads.
+    async fn open_resumables(&self, customer: &str) -> Result<u64, MetaError>;
 }
 
 /// Opens the database the configuration names: `[database] url`, or the embedded SQLite

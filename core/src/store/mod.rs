@@ -5,6 +5,7 @@
 //! store, with concurrent parts and abort on failure, is written once on top of them in
 //! [`upload`].
 
+pub mod append;
 mod key;
 mod local;
 mod s3;
@@ -45,6 +46,10 @@ pub enum StoreError {
     /// A local file operation failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store refused what it was given (a multipart completion naming parts it does
+    /// not have, or parts too small): not worth retrying as it is.
+    #[error("object store refused the request: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
@@ -57,6 +62,7 @@ impl StoreError {
             StoreError::Unavailable(_) => "store_unavailable",
             StoreError::Body(_) => "body_failed",
             StoreError::Io(_) => "store_io",
+            StoreError::Rejected(_) => "store_rejected",
         }
     }
 }
@@ -144,6 +150,19 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Multipart uploads under `prefix` not yet completed or aborted.
     async fn list_multipart(&self, prefix: &str) -> Result<Vec<PendingUpload>>;
+
+    /// A URL with which anyone may `PUT` part `number` of a multipart upload, for
+    /// `expires_in`; `None` when the backend has no such URLs (the local directory).
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let _ = (key, upload_id, number, expires_in);
+        Ok(None)
+    }
 
     /// Installs (or replaces) a rule in the backend itself that deletes the objects under
     /// `prefix` `days` days after they were written: a backstop to the lifecycle sweep,

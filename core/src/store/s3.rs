@@ -306,8 +306,35 @@ impl ObjectStore for S3Store {
             .multipart_upload(completed)
             .send()
             .await
-            .map_err(|e| map_err(key, e))?;
+            .map_err(|e| match e.raw_response().map(|r| r.status().as_u16()) {
+                // A part list the store refuses (an unknown ETag, a part too small).
+                Some(400) => StoreError::Rejected(format!("{key}: {}", DisplayErrorContext(&e))),
+                _ => map_err(key, e),
+            })?;
         self.head(key).await?.ok_or_else(|| StoreError::NotFound(key.into()))
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
+        validate_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| StoreError::Unavailable(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .presigned(config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("presigning {key}: {}", DisplayErrorContext(&e))))?;
+        Ok(Some(request.uri().to_string()))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {

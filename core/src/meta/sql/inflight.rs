@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 
 pub(super) async fn begin(db: &SqlMetadata, image_id: &str, customer: &str, at: DateTime<Utc>) -> Result<(), MetaError> {
     on_pool!(db, p => exec!(p,
-        "INSERT INTO uploads_in_flight (image_id, customer, started_at) VALUES ($1, $2, $3)",
+        "INSERT INTO uploads_in_flight (image_id, customer, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (image_id) DO UPDATE SET started_at = excluded.started_at",
         image_id, customer, micros(at)));
     Ok(())
 }

@@ -10,11 +10,13 @@ mod admin;
 mod images;
 mod inflight;
 mod posts;
+mod resumable;
 
 use super::{ApiKey, Created, DueVariant, Figures, MetaError, MetadataStore, NewImage, PendingJob, PostEvent, Transition};
 use crate::auth::Principal;
 use crate::post::{Comment, CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostView};
 use crate::record::{ImageRecord, RecordError, VariantRecord};
+use crate::resumable::ResumableUpload;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -208,6 +210,10 @@ impl MetadataStore for SqlMetadata {
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>, MetaError> {
         images::get(self, id, false).await
     }
+    async fn fill_sha256(&self, id: &str, sha256: &str) -> Result<(), MetaError> {
+        on_pool!(self, p => exec!(p, "UPDATE images SET sha256 = $2 WHERE id = $1 AND sha256 = ''", id, sha256));
+        Ok(())
+    }
     async fn list_images(&self, customer: &str, before: Option<&str>, limit: usize) -> Result<Vec<ImageRecord>, MetaError> {
         images::list(self, customer, before, limit).await
     }
@@ -363,5 +369,35 @@ impl MetadataStore for SqlMetadata {
     }
     async fn load_state(&self, name: &str) -> Result<Option<String>, MetaError> {
         admin::load_state(self, name).await
+    }
+    async fn create_resumable(&self, upload: &ResumableUpload) -> Result<(), MetaError> {
+        resumable::insert(self, upload).await
+    }
+    async fn resumable(&self, id: &str) -> Result<Option<ResumableUpload>, MetaError> {
+        resumable::get(self, id).await
+    }
+    async fn lock_resumable(&self, id: &str, token: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, MetaError> {
+        resumable::lock(self, id, token, now, until).await
+    }
+    async fn unlock_resumable(&self, id: &str, token: &str) -> Result<(), MetaError> {
+        resumable::unlock(self, id, token).await
+    }
+    async fn advance_resumable(&self, upload: &ResumableUpload, from: u64, token: &str) -> Result<bool, MetaError> {
+        resumable::advance(self, upload, from, token).await
+    }
+    async fn complete_resumable(&self, id: &str, at: DateTime<Utc>, expires: DateTime<Utc>) -> Result<(), MetaError> {
+        resumable::complete(self, id, at, expires).await
+    }
+    async fn delete_resumable(&self, id: &str) -> Result<bool, MetaError> {
+        resumable::delete(self, id).await
+    }
+    async fn expired_resumables(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ResumableUpload>, MetaError> {
+        resumable::expired(self, now, limit).await
+    }
+    async fn live_multiparts(&self) -> Result<Vec<String>, MetaError> {
+        resumable::live_multiparts(self).await
+    }
+    async fn open_resumables(&self, customer: &str) -> Result<u64, MetaError> {
+        resumable::open_count(self, customer).await
     }
 }
