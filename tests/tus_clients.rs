@@ -11,6 +11,7 @@
 #[macro_use]
 mod common;
 
+use base64::Engine as _;
 use common::checks::problem;
 use common::{Backend, Server, Setup};
 use imagelake_core::record::original_key;
@@ -26,6 +27,7 @@ on_every_backend!(
     tus_js_terminates,
     tus_js_non_ascii_filename,
     protocol_errors,
+    refusal_keeps_the_connection_usable,
     another_customers_upload,
     expired_upload,
     direct_upload,
@@ -208,49 +210,17 @@ fn event<'a>(events: &'a [serde_json::Value], name: &str) -> &'a serde_json::Val
 const OCTETS: &str = "application/offset+octet-stream";
 
 fn b64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn unb64(s: &str) -> Vec<u8> {
-    let val = |b: u8| match b {
-        b'A'..=b'Z' => b - b'A',
-        b'a'..=b'z' => b - b'a' + 26,
-        b'0'..=b'9' => b - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {s:?}"),
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&b| b != b'=').collect();
-    let mut out = Vec::new();
-    for c in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &b) in c.iter().enumerate() {
-            n |= u32::from(val(b)) << (18 - 6 * i);
-        }
-        for i in 0..c.len() - 1 {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// `Upload-Metadata`'s value for `key`, decoded.
 fn metadata_value(header: &str, key: &str) -> Option<String> {
     header.split(',').find_map(|pair| {
         let mut it = pair.trim().splitn(2, ' ');
-        (it.next() == Some(key)).then(|| String::from_utf8(unb64(it.next().unwrap_or(""))).unwrap())
+        (it.next() == Some(key)).then(|| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(it.next().unwrap_or("")).unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
     })
 }
 
@@ -534,29 +504,33 @@ async fn protocol_errors(backend: Backend) {
     assert_eq!(res.status(), 204);
     assert_eq!(offset_of(&res), 2000);
 
-    // Past Upload-Length: 413.
+    // Past Upload-Length: 413. (On a connection of its own: the server answers before it
+    // reads the body, see `refusal_keeps_the_connection_usable`.)
     let mut past = bytes[2000..].to_vec();
     past.push(0);
-    problem(tus.patch(&key, &url, 2000, &past).send().await.unwrap(), 413, "payload_too_large").await;
+    let one_off = Tus { c: common::Client { base: c.base.clone(), http: reqwest::Client::new() } };
+    problem(one_off.patch(&key, &url, 2000, &past).send().await.unwrap(), 413, "payload_too_large").await;
     assert_eq!(tus.offset(&key, &url).await, 2000, "a PATCH past Upload-Length stored some of it");
 
-    // No Tus-Resumable; a wrong Content-Type.
-    let res = c
-        .http
-        .patch(&url)
-        .bearer_auth(&key)
-        .header("content-type", OCTETS)
-        .header("upload-offset", "2000")
-        .body(bytes[2000..3000].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert!(res.headers().contains_key("tus-version"));
-    problem(res, 412, "tus_version").await;
-    let res = tus.patch(&key, &url, 2000, &bytes[2000..3000]).header("content-type", "image/jpeg").send().await.unwrap();
-    problem(res, 415, "content_type").await;
-    let res = tus.patch(&key, &url, 2000, &bytes[2000..3000]).header("tus-resumable", "0.2.2").send().await.unwrap();
-    problem(res, 412, "tus_version").await;
+    // No Tus-Resumable, another version, a wrong Content-Type (each header sent once:
+    // reqwest's `header` adds, it does not replace).
+    let chunk = &bytes[2000..3000];
+    for (version, content_type, status, code) in [
+        (None, OCTETS, 412, "tus_version"),
+        (Some("0.2.2"), OCTETS, 412, "tus_version"),
+        (Some("1.0.0"), "image/jpeg", 415, "content_type"),
+        (Some("1.0.0"), "application/octet-stream", 415, "content_type"),
+    ] {
+        let mut req = c.http.patch(&url).bearer_auth(&key).header("content-type", content_type).header("upload-offset", "2000");
+        if let Some(v) = version {
+            req = req.header("tus-resumable", v);
+        }
+        let res = req.body(chunk.to_vec()).send().await.unwrap();
+        if status == 412 {
+            assert_eq!(header(&res, "tus-version"), "1.0.0");
+        }
+        problem(res, status, code).await;
+    }
     assert_eq!(tus.offset(&key, &url).await, 2000);
 
     // Nothing of it is an image; the upload is still there, and DELETE ends it.
@@ -586,6 +560,32 @@ async fn protocol_errors(backend: Backend) {
     assert_eq!(header(&res, "imagelake-image"), format!("/v1/images/{id}"));
     tus.processed_and_identical(&key, &id, &bytes).await;
     assert_eq!(tus.images(&key).await, vec![id]);
+}
+
+/// A PATCH refused before its body is read (413 past Upload-Length, 409 at a wrong
+/// offset) must not break the client's next request on the same keep-alive connection:
+/// the server either reads the rest of the body or says `Connection: close`.
+async fn refusal_keeps_the_connection_usable(backend: Backend) {
+    let server = Server::with(backend).await;
+    let key = server.keys.acme.clone();
+    let tus = Tus::new(&server);
+    let url = tus.create(&key, 100_000, "").await;
+    let body = vec![7u8; 2 * 1024 * 1024];
+    for round in 0..10 {
+        let (offset, status) = if round % 2 == 0 { (0, 413) } else { (5, 409) };
+        let res = tus.patch(&key, &url, offset, &body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status);
+        let closes = res.headers().get("connection").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let _ = res.bytes().await;
+        match tus.c.http.head(&url).bearer_auth(&key).header("tus-resumable", "1.0.0").send().await {
+            Ok(head) => assert_eq!(head.status(), 200),
+            Err(e) => panic!(
+                "round {round}: the request after a {status} failed on the reused connection ({e:?}); \
+                 the {status} answer {} Connection: close",
+                if closes { "had" } else { "did not have" }
+            ),
+        }
+    }
 }
 
 /// Another customer's upload URL is not found, whatever the method; the upload is untouched.
