@@ -30,9 +30,19 @@ fn big_image(size: usize) -> Vec<u8> {
     body
 }
 
-async fn setup(backend: Backend, extra: &str) -> Server {
-    // 5 MiB parts, S3's least: a few MiB exercise parts, tails and the last short part.
-    Setup::new(backend).toml(&format!("[storage]\npart_size = \"5MiB\"\n{extra}")).start().await
+/// 5 MiB parts, S3's least: a few MiB exercise parts, tails and the last short part.
+fn env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![("IMAGELAKE_STORAGE__PART_SIZE".to_string(), "5MiB".to_string())];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+async fn setup(backend: Backend, extra: &[(&str, &str)]) -> Server {
+    let mut setup = Setup::new(backend);
+    for (k, v) in env(extra) {
+        setup = setup.env(&k, &v);
+    }
+    setup.start().await
 }
 
 struct Tus {
@@ -99,7 +109,7 @@ async fn original_sha(server: &Server, key: &str, id: &str) -> String {
 /// image is the file, byte for byte, hashed by the processor; repeating the last PATCH
 /// makes no second image.
 async fn resumes_after_kill9(backend: Backend) {
-    let mut server = setup(backend, "").await;
+    let mut server = setup(backend, &[]).await;
     let key = server.keys.acme.clone();
     let body = big_image(13 * MIB + 12_345);
     let tus = Tus::new(&server, &key);
@@ -113,7 +123,7 @@ async fn resumes_after_kill9(backend: Backend) {
         assert!(!res.headers().contains_key("imagelake-image"));
     }
     server.kill9();
-    server.spawn(&[]).await;
+    server.restart().await;
     let tus = Tus::new(&server, &key);
     let head = tus.head(&url).await;
     assert_eq!(head.status(), StatusCode::OK);
@@ -153,7 +163,7 @@ async fn resumes_after_kill9(backend: Backend) {
 
 /// A body with the creation; a length given late; two writers at once.
 async fn creation_with_upload_deferred_length_and_two_writers(backend: Backend) {
-    let server = setup(backend, "").await;
+    let server = setup(backend, &[]).await;
     let key = server.keys.acme.clone();
     let http = reqwest::Client::new();
     // creation-with-upload: the whole image in the POST.
@@ -213,7 +223,8 @@ async fn creation_with_upload_deferred_length_and_two_writers(backend: Backend) 
 /// An upload left half-way expires: 410 at once, then the lifecycle removes its bytes,
 /// aborts its multipart upload and records it in the lake.
 async fn abandoned_upload_expires(backend: Backend) {
-    let server = setup(backend, "[ingest]\nupload_expiry = \"3s\"\n").await;
+    let expiry = [("IMAGELAKE_INGEST__UPLOAD_EXPIRY", "3s")];
+    let mut server = setup(backend, &expiry).await;
     let key = server.keys.acme.clone();
     let body = big_image(8 * MIB);
     let tus = Tus::new(&server, &key);
@@ -230,15 +241,20 @@ async fn abandoned_upload_expires(backend: Backend) {
     let res = tus.patch(&url, 6 * MIB, &body[6 * MIB..], false).await;
     common::checks::problem(res, 410, "upload_expired").await;
 
+    // The embedded queue takes one process at a time: the server stops for the job.
+    server.terminate(Duration::from_secs(30));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
         .args(["lifecycle", "run", "abort-multipart", "--config"])
         .arg(&server.config_file)
         .env_remove("IMAGELAKE_CONFIG")
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("abandoned_uploads"), "{report}");
+    server.restart().await;
+    let tus = Tus::new(&server, &key);
     assert_eq!(tus.head(&url).await.status(), StatusCode::NOT_FOUND);
     assert!(imagelake_core::store::list_all(store.as_ref(), "uploads/").await.unwrap().is_empty());
     assert!(!store.list_multipart("").await.unwrap().iter().any(|p| p.key == original), "the multipart upload is aborted");

@@ -77,6 +77,9 @@ pub struct Server {
     pub prefix: String,
     child: Option<Child>,
     pub stdout_lines: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The environment the server started with (the setup's, and Garage's credentials):
+    /// [`Server::restart`] and the test's own `imagelake` commands use it.
+    pub env: Vec<(String, String)>,
 }
 
 /// Builds the configuration text of a server.
@@ -184,9 +187,16 @@ impl Server {
             prefix,
             child: None,
             stdout_lines: Default::default(),
+            env: env.clone(),
         };
         server.spawn(&env).await;
         server
+    }
+
+    /// Starts the process again with the environment it first started with.
+    pub async fn restart(&mut self) {
+        let env = self.env.clone();
+        self.spawn(&env).await;
     }
 
     /// Starts (or restarts) the process on the same configuration and data.

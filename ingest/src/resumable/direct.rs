@@ -205,6 +205,6 @@ mod tests {
         assert_eq!(super::part_size(16 * mib, 100 * mib), 16 * mib);
         let huge = 5u64 << 40;
         let p = super::part_size(16 * mib, huge);
-        assert!(huge.div_ceil(p) <= 10_000 && p % mib == 0);
+        assert!(huge.div_ceil(p) <= 10_000 && p.is_multiple_of(mib));
     }
 }

@@ -7,7 +7,6 @@ use super::headers::Checksum;
 use super::lock::Held;
 use crate::body;
 use crate::error::IngestError;
-use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use imagelake_core::app::Context;
@@ -23,7 +22,7 @@ pub async fn append(
     ctx: &Context,
     mut u: ResumableUpload,
     held: &Held,
-    body: Body,
+    body: body::Lingering,
     checksum: Option<Checksum>,
 ) -> Result<ResumableUpload, IngestError> {
     let from = u.offset;
@@ -36,7 +35,7 @@ pub async fn append(
     // The body's guards, as for `POST /v1/images`: idle and total time, and the room left.
     let verdict = body::Verdict::default();
     let (idle, total) = (ctx.config.ingest.body_idle_timeout.0, ctx.config.ingest.max_upload_time.0);
-    let raw = body::timed(body::Lingering::new(body.into_data_stream()), idle, total, verdict.clone());
+    let raw = body::timed(body, idle, total, verdict.clone());
     let over = Arc::new(Mutex::new(false));
     let sum = Arc::new(Mutex::new(checksum));
     let guarded = {

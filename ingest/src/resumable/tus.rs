@@ -43,14 +43,17 @@ pub async fn options(State(ctx): State<Context>) -> Response {
 
 /// `POST /v1/uploads`: a new upload, with its first bytes if the request has a body.
 pub async fn create(State(ctx): State<Context>, who: Principal, request: Request) -> Result<Response, IngestError> {
-    let h = request.headers().clone();
+    // Whatever the answer, the body is read on (bounded) so the client gets it.
+    let (parts, body) = request.into_parts();
+    let body = crate::body::Lingering::new(body.into_data_stream());
+    let h = parts.headers;
     headers::check_version(&h)?;
     if !who.can_upload() {
         return Err(IngestError::Forbidden("this key's role cannot upload images"));
     }
     let length = headers::upload_length(&h)?;
     let deferred = headers::deferred(&h)?;
-    if length.is_none() == !deferred {
+    if length.is_none() != deferred {
         return Err(IngestError::BadRequest(
             "invalid_header",
             "send exactly one of Upload-Length and Upload-Defer-Length: 1".into(),
@@ -98,7 +101,7 @@ pub async fn create(State(ctx): State<Context>, who: Principal, request: Request
     let has_body = headers::content_length(&h)?.unwrap_or(0) > 0 || h.contains_key(header::TRANSFER_ENCODING);
     let (u, image) = if has_body {
         headers::check_body_type(&h)?;
-        write(&ctx, u, &h, request).await?
+        write(&ctx, u, &h, &parts.extensions, body).await?
     } else {
         (u, None)
     };
@@ -115,9 +118,17 @@ pub async fn head(
     h: HeaderMap,
 ) -> Result<Response, IngestError> {
     headers::check_version(&h)?;
-    let u = super::owned(&ctx, &who, &id).await?;
+    let mut u = super::owned(&ctx, &who, &id).await?;
     super::check_live(&ctx, &u)?;
-    let image = done_image(&ctx, &u).await?;
+    let mut image = done_image(&ctx, &u).await?;
+    if u.is_full() && image.is_none() {
+        // Every byte arrived but the image was not made (the last PATCH failed after its
+        // bytes were stored): clients take a full offset for done, so it is made now.
+        let held = Held::take(&ctx, &u.id).await?;
+        u = ctx.meta.resumable(&u.id).await?.ok_or_else(|| IngestError::NotFoundOf("upload", id.clone()))?;
+        let request_id = h.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        image = Some(complete(&ctx, &u, held, request_id).await?);
+    }
     let mut res = StatusCode::OK.into_response();
     let out = res.headers_mut();
     describe(out, &u, image.as_deref());
@@ -143,14 +154,16 @@ pub async fn patch(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, IngestError> {
-    let h = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let body = crate::body::Lingering::new(body.into_data_stream());
+    let h = parts.headers;
     headers::check_version(&h)?;
     headers::check_body_type(&h)?;
     let offset = headers::upload_offset(&h)?;
     let u = super::owned(&ctx, &who, &id).await?;
     super::check_live(&ctx, &u)?;
     check_offset(&u, offset)?;
-    let (u, image) = write(&ctx, u, &h, request).await?;
+    let (u, image) = write(&ctx, u, &h, &parts.extensions, body).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     describe(res.headers_mut(), &u, image.as_deref());
     Ok(res)
@@ -196,11 +209,11 @@ async fn write(
     ctx: &Context,
     u: ResumableUpload,
     h: &HeaderMap,
-    request: Request,
+    extensions: &axum::http::Extensions,
+    body: crate::body::Lingering,
 ) -> Result<(ResumableUpload, Option<String>), IngestError> {
     let checksum = Checksum::parse(h)?;
-    let slots =
-        request.extensions().get::<UploadSlots>().cloned().ok_or_else(|| IngestError::Internal("no upload slots".into()))?;
+    let slots = extensions.get::<UploadSlots>().cloned().ok_or_else(|| IngestError::Internal("no upload slots".into()))?;
     let _slot = slots.take(&ctx.config.ingest, imagelake_core::auth::key_tag(h).unwrap_or_default())?;
     let held = Held::take(ctx, &u.id).await?;
     // Under the lock, the row as it is now: another request may have moved it.
@@ -232,20 +245,25 @@ async fn write(
     let request_id = h.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let done = u.completed_at.is_some() || ctx.meta.image(&u.id).await?.is_some();
     if !done && (sent != Some(0) || !u.is_full()) {
-        u = patch::append(ctx, u, &held, request.into_body(), checksum).await?;
+        u = patch::append(ctx, u, &held, body, checksum).await?;
     }
     if !u.is_full() {
         return Ok((u, None));
     }
-    // Whole: the original is assembled and becomes an image (a repeated last PATCH finds
-    // the image made).
-    ctx.meta.begin_upload(&u.id, &u.customer, ctx.clock.now()).await?;
-    if !done {
-        patch::assemble(ctx, &u).await?;
+    let image = complete(ctx, &u, held, request_id).await?;
+    Ok((u, Some(image)))
+}
+
+/// Makes the image of a full upload: the original assembled, then committed (each step
+/// finds itself done when it is repeated). Returns the image's path.
+async fn complete(ctx: &Context, u: &ResumableUpload, held: Held, request_id: Option<String>) -> Result<String, IngestError> {
+    if u.completed_at.is_none() && ctx.meta.image(&u.id).await?.is_none() {
+        ctx.meta.begin_upload(&u.id, &u.customer, ctx.clock.now()).await?;
+        patch::assemble(ctx, u).await?;
     }
-    let rec = super::finish(ctx, &u, request_id).await?;
+    let rec = super::finish(ctx, u, request_id).await?;
     drop(held);
-    Ok((u, Some(format!("/v1/images/{}", rec.id))))
+    Ok(format!("/v1/images/{}", rec.id))
 }
 
 /// The image's path, once the upload made one.
