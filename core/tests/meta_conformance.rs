@@ -406,7 +406,10 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
     assert_eq!(made.status, imagelake_core::post::PostStatus::Published);
     // Version 5: an upload from before it has no in-flight row; its commit does not ask.
     assert!(upgraded.claim_orphan(&ids::new_id(), now()).await.unwrap(), "version 5's table exists");
-    assert_eq!(SqlMetadata::latest_version(), 5);
+    // Version 6: resumable uploads, none from before.
+    assert!(upgraded.resumable(&ids::new_id()).await.unwrap().is_none(), "version 6's table exists");
+    assert_eq!(upgraded.open_resumables("acme").await.unwrap(), 0);
+    assert_eq!(SqlMetadata::latest_version(), 6);
 }
 
 /// Reconcile's claim of an original and the upload's commit race for the in-flight row:
