@@ -8,7 +8,10 @@
 #   (d) PostgreSQL (Debian's postgresql package: server binaries and psql); servers.sh
 #       runs a throwaway cluster of its own from them;
 #   (e) HAProxy (Debian's package), the load balancer of scripts/deploy.sh's test
-#       deployment; it runs as the current user from a config file, never as a service.
+#       deployment; it runs as the current user from a config file, never as a service;
+#   (f) tus-js-client, the tus project's JavaScript client, for tests/tus_clients.rs:
+#       `npm ci` of tests/peers/tus-js/package-lock.json into $IMAGELAKE_CACHE/tus-js
+#       (Node.js and npm from Debian's packages when the machine has none).
 #
 # Idempotent and cached under $IMAGELAKE_CACHE: each step is skipped in well
 # under a second when already done, so the test entry point can call this
@@ -21,6 +24,7 @@
 #   IMAGELAKE_SKIP_CHROMIUM =1 to skip the chromium step
 #   IMAGELAKE_SKIP_POSTGRES =1 to skip the postgresql step
 #   IMAGELAKE_SKIP_HAPROXY =1 to skip the haproxy step
+#   IMAGELAKE_SKIP_TUS_JS  =1 to skip the tus-js-client step
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -28,6 +32,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 GARAGE_VERSION=2.5.0
 REQUIREMENTS=$IMAGELAKE_SCRIPTS_DIR/requirements-test.txt
+TUS_JS_SRC=$IMAGELAKE_SCRIPTS_DIR/../tests/peers/tus-js
 LOG_DIR=$IMAGELAKE_CACHE/logs
 mkdir -p "$IMAGELAKE_CACHE/tools" "$LOG_DIR"
 
@@ -106,7 +111,7 @@ install_venv() {
         die "pip install failed (full log: $LOG_DIR/venv-install.log)"
     fi
     # Fail here rather than in the middle of a test run if something is missing.
-    "$IMAGELAKE_PYTHON" -c 'import boto3, duckdb, pyarrow, polars, moto.server, schemathesis' ||
+    "$IMAGELAKE_PYTHON" -c 'import boto3, duckdb, pyarrow, polars, moto.server, schemathesis, tusclient' ||
         die "venv installed but an import failed"
     [[ -x $IMAGELAKE_VENV/bin/moto_server ]] || die "moto_server missing from the venv"
     printf '%s\n' "$want" >"$stamp"
@@ -203,6 +208,37 @@ install_haproxy() {
     log "haproxy installed [$(elapsed "$t0")]"
 }
 
+# tus-js-client for the real-client tests: `npm ci` of the pinned package-lock.json into
+# $IMAGELAKE_TUS_JS (node_modules there; the tests put it on NODE_PATH). The stamp records
+# the lock file it was installed from, so npm runs only when the lock file changed.
+install_tus_js() {
+    local t0 want stamp
+    t0=$(now)
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "installing nodejs and npm (log: $LOG_DIR/nodejs-install.log)"
+        apt_install nodejs nodejs npm ||
+            die "installing nodejs and npm failed (full log: $LOG_DIR/nodejs-install.log)"
+    fi
+    want=$(sha256_of "$TUS_JS_SRC/package-lock.json")
+    stamp=$IMAGELAKE_TUS_JS/.package-lock.sha256
+    if [[ -d $IMAGELAKE_TUS_JS/node_modules/tus-js-client && -f $stamp && $(<"$stamp") == "$want" ]]; then
+        log "tus-js-client up to date ($IMAGELAKE_TUS_JS) [$(elapsed "$t0")]"
+        return
+    fi
+    log "installing tus-js-client with npm ci (log: $LOG_DIR/tus-js-install.log)"
+    mkdir -p "$IMAGELAKE_TUS_JS"
+    rm -f "$stamp"
+    cp "$TUS_JS_SRC/package.json" "$TUS_JS_SRC/package-lock.json" "$IMAGELAKE_TUS_JS/"
+    if ! (cd "$IMAGELAKE_TUS_JS" && npm ci --no-audit --no-fund --ignore-scripts) >"$LOG_DIR/tus-js-install.log" 2>&1; then
+        tail -n 40 "$LOG_DIR/tus-js-install.log" >&2
+        die "npm ci of tus-js-client failed (full log: $LOG_DIR/tus-js-install.log)"
+    fi
+    NODE_PATH=$IMAGELAKE_TUS_JS/node_modules node -e 'require("tus-js-client")' ||
+        die "tus-js-client installed but node cannot load it"
+    printf '%s\n' "$want" >"$stamp"
+    log "tus-js-client ready ($(node --version)) [$(elapsed "$t0")]"
+}
+
 main() {
     local t0
     t0=$(now)
@@ -211,6 +247,7 @@ main() {
     [[ ${IMAGELAKE_SKIP_CHROMIUM:-0} == 1 ]] || install_chromium
     [[ ${IMAGELAKE_SKIP_POSTGRES:-0} == 1 ]] || install_postgres
     [[ ${IMAGELAKE_SKIP_HAPROXY:-0} == 1 ]] || install_haproxy
+    [[ ${IMAGELAKE_SKIP_TUS_JS:-0} == 1 ]] || install_tus_js
     [[ ${IMAGELAKE_SKIP_GARAGE:-0} == 1 ]] || install_garage
     log "install.sh done [$(elapsed "$t0")]"
 }

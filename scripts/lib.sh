@@ -19,6 +19,9 @@ IMAGELAKE_GARAGE_BIN=${IMAGELAKE_GARAGE_BIN:-$IMAGELAKE_CACHE/tools/bin/garage}
 IMAGELAKE_VENV=${IMAGELAKE_VENV:-$IMAGELAKE_CACHE/venv}
 IMAGELAKE_PYTHON=$IMAGELAKE_VENV/bin/python
 export IMAGELAKE_GARAGE_BIN IMAGELAKE_VENV IMAGELAKE_PYTHON
+# tus-js-client's node_modules (scripts/install.sh, from tests/peers/tus-js/package-lock.json).
+IMAGELAKE_TUS_JS=${IMAGELAKE_TUS_JS:-$IMAGELAKE_CACHE/tus-js}
+export IMAGELAKE_TUS_JS
 
 # pg_bindir: print the bin directory of the newest PostgreSQL server installed the
 # Debian way (/usr/lib/postgresql/VERSION/bin, from the postgresql package; the
