@@ -170,6 +170,9 @@ async fn every_route_of_the_router_is_in_the_openapi_document_and_back() {
                 "post" => http.post(&url),
                 "delete" => http.delete(&url),
                 "put" => http.put(&url),
+                "patch" => http.patch(&url),
+                "head" => http.head(&url),
+                "options" => http.request(reqwest::Method::OPTIONS, &url),
                 other => panic!("unexpected method {other} for {path}"),
             };
             let res = req.bearer_auth(&server.keys.admin).send().await.unwrap();

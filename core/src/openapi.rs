@@ -33,6 +33,7 @@ pub const BEARER: &str = "bearer";
     components(schemas(Problem)),
     tags(
         (name = "images", description = "Uploads, records, downloads"),
+        (name = "uploads", description = "Resumable uploads: tus 1.0 at `/v1/uploads`, and direct to S3 with presigned parts"),
         (name = "stats", description = "Statistics over the lake (analyst and admin keys)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     ),

@@ -37,6 +37,13 @@ use imagelake_core::app::Context;
         posts::comments::add,
         posts::comments::list,
         posts::comments::delete,
+        resumable::tus::options,
+        resumable::tus::create,
+        resumable::tus::head,
+        resumable::tus::patch,
+        resumable::tus::terminate,
+        resumable::direct::create,
+        resumable::direct::complete,
     ),
     components(schemas(
         imagelake_core::post::PostView,
@@ -56,6 +63,11 @@ use imagelake_core::app::Context;
         images::ListPage,
         upload::ImageBytes,
         upload::UploadForm,
+        resumable::direct::NewDirect,
+        resumable::direct::DirectUpload,
+        resumable::direct::PartUrl,
+        resumable::direct::Completion,
+        resumable::direct::SentPart,
     ))
 )]
 struct IngestApi;

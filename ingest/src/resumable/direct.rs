@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
-use imagelake_core::record;
+use imagelake_core::problem::Problem;
+use imagelake_core::record::{self, ImageRecord};
 use imagelake_core::resumable::{Kind, ResumableUpload};
 use imagelake_core::store::{PartTag, StoreError};
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,8 @@ use serde::{Deserialize, Serialize};
 const MAX_PARTS: u64 = 10_000;
 const MAX_PART: u64 = 5 << 30;
 
-#[derive(Debug, Deserialize)]
+/// A direct upload to be: its size, and what `POST /v1/images` takes as query parameters.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDirect {
     size: u64,
@@ -31,13 +33,15 @@ pub struct NewDirect {
     callback_url: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Where to `PUT` one part.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartUrl {
     number: u32,
     url: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A direct upload: `PUT` each part to its URL, then `POST` the ETags to `complete`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DirectUpload {
     id: String,
     part_size: u64,
@@ -46,12 +50,14 @@ pub struct DirectUpload {
     complete: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The parts sent, in order.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Completion {
     parts: Vec<SentPart>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A part and the ETag its `PUT` answered.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SentPart {
     number: u32,
     etag: String,
@@ -69,6 +75,24 @@ fn part_size(configured: u64, size: u64) -> u64 {
 }
 
 /// `POST /v1/uploads/direct`: a multipart upload in the bucket and a presigned URL per part.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/direct",
+    tag = "uploads",
+    security(("bearer" = [])),
+    request_body(content = NewDirect, description = "The declared size, and optionally `filename`, `content_type`, `variants`, `callback_url`"),
+    responses(
+        (status = 201, description = "The upload's id, its part size (within S3's 5 MiB to 5 GiB and 10,000 parts) and a presigned URL per part", body = DirectUpload),
+        (status = 400, description = "A malformed body (`invalid_json`), a size of 0 (`empty_body`), a field too long, an unknown variant, a refused callback URL", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role cannot upload (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than `ingest.max_upload_bytes` (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many incomplete uploads (`ingest.max_open_uploads`)", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "The store is not S3 (`not_implemented`): use `/v1/uploads` or `POST /v1/images`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage is at capacity (`insufficient_storage`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(ctx): State<Context>,
     who: Principal,
@@ -145,6 +169,25 @@ pub async fn create(
 
 /// `POST /v1/uploads/direct/{id}/complete`: the parts sent become the original, checked,
 /// and then an image.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/direct/{id}/complete",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The direct upload's id")),
+    request_body(content = Completion, description = "Every part, numbered from 1, with the ETag its `PUT` answered"),
+    responses(
+        (status = 202, description = "Accepted: the parts are the original, and the image is queued (repeating the call answers the same)", body = ImageRecord,
+            headers(("Location" = String, description = "`/v1/images/{id}`"))),
+        (status = 400, description = "A malformed body (`invalid_json`), parts missing or out of order (`invalid_parts`), parts that do not hold the declared size (`size_mismatch`, the upload is dropped), an ETag S3 refuses", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such direct upload for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The upload expired (`upload_expired`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The object is no image in an accepted format (`unsupported_media_type`); it is deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "Another request completes this upload (`upload_locked`); retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn complete(
     State(ctx): State<Context>,
     who: Principal,

@@ -4,11 +4,11 @@
 //! caller's upload, its write lock, and turning a whole original into an image exactly as
 //! `POST /v1/images` does.
 
-mod direct;
+pub(crate) mod direct;
 mod headers;
 mod lock;
 mod patch;
-mod tus;
+pub(crate) mod tus;
 
 use crate::error::IngestError;
 use crate::sniff;

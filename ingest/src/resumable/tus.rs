@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
 use imagelake_core::ids;
+use imagelake_core::problem::Problem;
 use imagelake_core::resumable::{Kind, ResumableUpload};
 
 /// Every answer of these routes says which protocol version it speaks.
@@ -27,6 +28,20 @@ pub async fn stamp(mut res: Response) -> Response {
 }
 
 /// `OPTIONS`: what this server supports (no key needed, as for a CORS preflight).
+#[utoipa::path(
+    options,
+    path = "/v1/uploads",
+    tag = "uploads",
+    responses(
+        (status = 204, description = "What this server supports; no key needed",
+            headers(
+                ("Tus-Version" = String, description = "`1.0.0`"),
+                ("Tus-Extension" = String, description = "creation, creation-with-upload, creation-defer-length, termination, expiration, checksum"),
+                ("Tus-Max-Size" = u64, description = "`ingest.max_upload_bytes`"),
+                ("Tus-Checksum-Algorithm" = String, description = "`sha1,sha256`"),
+            )),
+    ),
+)]
 pub async fn options(State(ctx): State<Context>) -> Response {
     let max = ctx.config.ingest.max_upload_bytes.0.to_string();
     (
@@ -42,6 +57,41 @@ pub async fn options(State(ctx): State<Context>) -> Response {
 }
 
 /// `POST /v1/uploads`: a new upload, with its first bytes if the request has a body.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`, the protocol version (412 otherwise)"),
+        ("Upload-Length" = Option<u64>, Header, description = "The upload's size in bytes; or send `Upload-Defer-Length: 1`"),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the size is sent with a later `PATCH`"),
+        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs: `filename`, `filetype`, `variants` and `callback_url` (as on `POST /v1/images`)"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256` and the base64 digest of this request's body"),
+    ),
+    request_body(description = "Optional: the upload's first bytes (creation-with-upload)", content((upload::ImageBytes = "application/offset+octet-stream"))),
+    responses(
+        (status = 201, description = "Created; resume with `HEAD` and `PATCH` on `Location`",
+            headers(
+                ("Location" = String, description = "`/v1/uploads/{id}`"),
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"),
+                ("Imagelake-Image" = String, description = "`/v1/images/{id}`, once the whole image arrived"),
+            )),
+        (status = 400, description = "A bad header (`invalid_header`, `invalid_metadata`, `bad_checksum`), an empty upload (`empty_body`), an unknown variant, a refused callback URL, a body cut short", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key's role cannot upload (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body arrived too slowly", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`Upload-Offset` is not 0 (`offset_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`Tus-Resumable` missing or not `1.0.0` (`tus_version`); the answer carries `Tus-Version`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than `ingest.max_upload_bytes` or than `Upload-Length` (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not `application/offset+octet-stream`, or a whole upload that is no image (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many incomplete uploads (`ingest.max_open_uploads`) or uploads at once for this key", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "The body does not match `Upload-Checksum` (`checksum_mismatch`); nothing of it is kept", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable, or too many uploads are in progress; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage is at capacity (`insufficient_storage`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(State(ctx): State<Context>, who: Principal, request: Request) -> Result<Response, IngestError> {
     // Whatever the answer, the body is read on (bounded) so the client gets it.
     let (parts, body) = request.into_parts();
@@ -58,6 +108,9 @@ pub async fn create(State(ctx): State<Context>, who: Principal, request: Request
             "invalid_header",
             "send exactly one of Upload-Length and Upload-Defer-Length: 1".into(),
         ));
+    }
+    if length == Some(0) {
+        return Err(IngestError::EmptyBody);
     }
     let max = ctx.config.ingest.max_upload_bytes.0;
     if length.is_some_and(|l| l > max) {
@@ -111,6 +164,36 @@ pub async fn create(State(ctx): State<Context>, who: Principal, request: Request
 }
 
 /// `HEAD /v1/uploads/{id}`: where the upload stands.
+#[utoipa::path(
+    head,
+    path = "/v1/uploads/{id}",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The upload's id"),
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`, the protocol version (412 otherwise)"),
+    ),
+    responses(
+        (status = 200, description = "Where the upload stands",
+            headers(
+                ("Upload-Offset" = u64, description = "Bytes stored so far: resume from here"),
+                ("Upload-Length" = u64, description = "The size, unless deferred"),
+                ("Upload-Defer-Length" = String, description = "`1` while the size is not known"),
+                ("Upload-Metadata" = String, description = "As sent on creation"),
+                ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"),
+                ("Imagelake-Image" = String, description = "`/v1/images/{id}`, once the whole image arrived"),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 400, description = "A whole upload of no bytes"),
+        (status = 401, description = "No key, or an unknown one"),
+        (status = 404, description = "No such upload for this key"),
+        (status = 410, description = "The upload expired (`upload_expired`)"),
+        (status = 412, description = "`Tus-Resumable` missing or not `1.0.0`"),
+        (status = 415, description = "The whole upload is no image; it is removed"),
+        (status = 423, description = "Another request holds the upload (`upload_locked`)"),
+        (status = 503, description = "A backing service is unavailable; retry"),
+    ),
+)]
 pub async fn head(
     State(ctx): State<Context>,
     who: Principal,
@@ -148,6 +231,41 @@ pub async fn head(
 }
 
 /// `PATCH /v1/uploads/{id}`: bytes at the upload's offset.
+#[utoipa::path(
+    patch,
+    path = "/v1/uploads/{id}",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The upload's id"),
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`, the protocol version (412 otherwise)"),
+        ("Upload-Offset" = u64, Header, description = "Where these bytes start: the offset `HEAD` answered"),
+        ("Upload-Length" = Option<u64>, Header, description = "The size, for an upload created with `Upload-Defer-Length: 1`"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256` and the base64 digest of this request's body"),
+    ),
+    request_body(description = "The bytes at `Upload-Offset`", content((upload::ImageBytes = "application/offset+octet-stream"))),
+    responses(
+        (status = 204, description = "Stored",
+            headers(
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"),
+                ("Imagelake-Image" = String, description = "`/v1/images/{id}`, once the whole image arrived"),
+            )),
+        (status = 400, description = "A bad header (`invalid_header`, `bad_checksum`), a body cut short, an empty whole upload", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body arrived too slowly", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`Upload-Offset` is not where the upload stands (`offset_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The upload expired (`upload_expired`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`Tus-Resumable` missing or not `1.0.0` (`tus_version`); the answer carries `Tus-Version`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Past `Upload-Length` or `ingest.max_upload_bytes` (`payload_too_large`); nothing of the body is kept", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not `application/offset+octet-stream`, or a whole upload that is no image (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "Another request writes this upload (`upload_locked`); retry", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many uploads at once for this key", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "The body does not match `Upload-Checksum` (`checksum_mismatch`); nothing of it is kept", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable, or too many uploads are in progress; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn patch(
     State(ctx): State<Context>,
     who: Principal,
@@ -171,6 +289,24 @@ pub async fn patch(
 
 /// `DELETE /v1/uploads/{id}`: the upload and what it stored are removed (its image, once
 /// made, stays).
+#[utoipa::path(
+    delete,
+    path = "/v1/uploads/{id}",
+    tag = "uploads",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The upload's id"),
+        ("Tus-Resumable" = String, Header, description = "`1.0.0`, the protocol version (412 otherwise)"),
+    ),
+    responses(
+        (status = 204, description = "The upload and its stored bytes are removed (an image it made stays)"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`Tus-Resumable` missing or not `1.0.0` (`tus_version`); the answer carries `Tus-Version`", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "Another request writes this upload (`upload_locked`); retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The object store or the metadata database is unavailable, or too many uploads are in progress; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn terminate(
     State(ctx): State<Context>,
     who: Principal,
