@@ -391,8 +391,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Standard base64 with padding (RFC 4648), as tus's Upload-Metadata wants.
 fn base64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    use ::base64::Engine as _;
+    ::base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
