@@ -272,3 +272,72 @@ async fn abandoned_upload_expires(backend: Backend) {
 }
 
 on_every_backend!(resumes_after_kill9, creation_with_upload_deferred_length_and_two_writers, abandoned_upload_expires);
+
+/// A page of a configured origin may drive tus from a browser: the preflight admits tus's
+/// headers, and the answers let it read `Location`, `Upload-Offset` and the image's path.
+/// Another origin gets no CORS headers, and neither does any origin by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_of_configured_origins_read_the_upload_headers() {
+    let app = "https://app.example.com";
+    let server = setup(Backend::Embedded, &[("IMAGELAKE_HTTP__CORS_ORIGINS", &format!("[\"{app}\"]"))]).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "PATCH")
+            .header("access-control-request-headers", "authorization,tus-resumable,upload-offset,upload-checksum,content-type")
+    };
+    let res = preflight(app).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], app);
+    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_string();
+    for name in ["authorization", "tus-resumable", "upload-offset", "upload-checksum", "upload-metadata", "upload-length"] {
+        assert!(allowed.contains(name), "{name} is not allowed: {allowed}");
+    }
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
+    assert!(!h.contains_key("access-control-allow-credentials"), "keys travel in Authorization, not cookies");
+
+    // The upload itself, as the page's fetch sends it.
+    let tus = Tus::new(&server, &server.keys.admin);
+    let body = image_bytes(64, 48, image::ImageFormat::Png);
+    let res = http
+        .post(format!("{}/v1/uploads", server.url))
+        .bearer_auth(&server.keys.admin)
+        .header("origin", app)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", body.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["access-control-allow-origin"], app);
+    let exposed = res.headers()["access-control-expose-headers"].to_str().unwrap().to_string();
+    for name in ["location", "upload-offset", "upload-expires", "imagelake-image", "tus-resumable", "request-id"] {
+        assert!(exposed.contains(name), "{name} is not exposed: {exposed}");
+    }
+    let url = format!("{}{}", server.url, res.headers()["location"].to_str().unwrap());
+    let res = tus.patch(&url, 0, &body, true).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.headers().contains_key("imagelake-image"));
+
+    // A refusal carries CORS too, so the page can read its problem+json.
+    let res = http.post(format!("{}/v1/uploads", server.url)).header("origin", app).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["access-control-allow-origin"], app);
+
+    // Another origin is not admitted.
+    let res = preflight("https://evil.example").send().await.unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+
+    // And nobody is, by default.
+    let plain = Server::embedded().await;
+    let res = http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/uploads", plain.url))
+        .header("origin", app)
+        .header("access-control-request-method", "PATCH")
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}

@@ -263,11 +263,21 @@ pub struct HttpConfig {
     pub rate_limit: u32,
     /// Requests a key may send at once above the rate before it is limited.
     pub rate_burst: u32,
+    /// Web origins (`https://app.example.com`, or `"*"` for any) whose pages may call the
+    /// API from a browser (CORS): tus clients such as Uppy and tus-js-client read the
+    /// upload headers through it. Empty (the default): same-origin pages only.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { header_timeout: Dur(Duration::from_secs(30)), max_connections: 4096, rate_limit: 1000, rate_burst: 2000 }
+        Self {
+            header_timeout: Dur(Duration::from_secs(30)),
+            max_connections: 4096,
+            rate_limit: 1000,
+            rate_burst: 2000,
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -548,6 +558,11 @@ impl Config {
                 "[lifecycle] multipart_age ({}) must be longer than [ingest] max_upload_time ({}): pending uploads would be aborted",
                 humantime::format_duration(l.multipart_age.0),
                 humantime::format_duration(self.ingest.max_upload_time.0)
+            )));
+        }
+        if let Some(bad) = self.http.cors_origins.iter().find(|o| !crate::http::valid_origin(o)) {
+            return Err(CoreError::Config(format!(
+                "[http] cors_origins: `{bad}` is not an origin (scheme://host[:port], no path) nor \"*\""
             )));
         }
         if self.http.rate_limit > 0 && self.http.rate_burst == 0 {

@@ -1,11 +1,12 @@
 //! The HTTP layers every service shares: a request id on every request (echoed in
 //! `Request-Id`, carried into logs and jobs), a trace span per request, and problem+json
 //! for every client error, including the ones axum's extractors produce in plain text,
-//! and the request count and latency by route template (`metrics.rs`).
+//! and the request count and latency by route template (`metrics.rs`); CORS for the
+//! configured web origins ([`cors`]).
 
 use crate::problem::Problem;
 use axum::body::Body;
-use axum::http::{header, HeaderName, Request, StatusCode};
+use axum::http::{header, HeaderName, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -29,6 +30,76 @@ pub fn layers(router: Router) -> Router {
         .layer(axum::middleware::map_request(drop_unusable_request_id))
         // Outermost, so that the time counted is the whole request's.
         .layer(axum::middleware::from_fn(crate::metrics::track))
+}
+
+/// Request headers a browser page may send: the API's and tus's.
+const CORS_REQUEST_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "request-id",
+    "tus-resumable",
+    "upload-length",
+    "upload-defer-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-checksum",
+];
+
+/// Answer headers a browser page may read: where things are, and tus's state.
+const CORS_EXPOSED_HEADERS: &[&str] = &[
+    "location",
+    "request-id",
+    "retry-after",
+    "content-disposition",
+    "etag",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-defer-length",
+    "upload-metadata",
+    "upload-expires",
+    "imagelake-image",
+];
+
+/// Whether `o` is `*` or an origin as browsers send it: `scheme://host[:port]`.
+pub fn valid_origin(o: &str) -> bool {
+    if o == "*" {
+        return true;
+    }
+    let Some((scheme, host)) = o.split_once("://") else { return false };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+/// CORS for the configured `origins` (outermost, so that preflights and refusals carry
+/// it too); none configured, none added. Keys travel in `Authorization`, never in
+/// cookies, so credentials are not allowed.
+pub fn cors(router: Router, origins: &[String]) -> Router {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return router;
+    }
+    let names = |list: &[&str]| list.iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>();
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()))
+    };
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+            .allow_headers(names(CORS_REQUEST_HEADERS))
+            .expose_headers(names(CORS_EXPOSED_HEADERS))
+            .max_age(std::time::Duration::from_secs(24 * 3600)),
+    )
 }
 
 /// Longest client `Request-Id` kept.
