@@ -6,7 +6,7 @@
 
 use crate::problem::Problem;
 use axum::body::Body;
-use axum::http::{header, HeaderName, Method, Request, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -86,11 +86,11 @@ pub fn cors(router: Router, origins: &[String]) -> Router {
     if origins.is_empty() {
         return router;
     }
-    let names = |list: &[&str]| list.iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>();
+    let names = |list: &[&'static str]| list.iter().copied().map(HeaderName::from_static).collect::<Vec<_>>();
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()))
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     router.layer(
         CorsLayer::new()
