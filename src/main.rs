@@ -380,10 +380,8 @@ async fn serve(config: Config, services: Services) -> anyhow::Result<()> {
             }
         });
     }
-    let app = imagelake_core::http::cors(
-        imagelake_core::http::layers(routes.with_state(ctx.clone())),
-        &ctx.config.http.cors_origins,
-    );
+    let app =
+        imagelake_core::http::cors(imagelake_core::http::layers(routes.with_state(ctx.clone())), &ctx.config.http.cors_origins);
 
     let listener = tokio::net::TcpListener::bind(&ctx.config.listen)
         .await

@@ -441,6 +441,120 @@ async fn tus_js_non_ascii_filename(backend: Backend) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+// --- in a browser, from another origin --------------------------------------------------------
+
+/// A real PNG of `w` x `h` noisy pixels: it hardly compresses, so it is about `3 w h` bytes.
+fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let img = image::RgbImage::from_fn(w, h, |px, py| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = x.to_le_bytes();
+        image::Rgb([(px * 255 / w) as u8 ^ n[0], (py * 255 / h) as u8 ^ n[1], n[2]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Runs `cmd` to its end, or SIGTERM (then SIGKILL) after `within`; stdout and stderr.
+fn run_for(mut cmd: Command, within: Duration, dir: &Path) -> (std::process::ExitStatus, String, String) {
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    cmd.stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // SIGTERM first: the script then quits the browser.
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {within:?}; stderr:\n{}", std::fs::read_to_string(&err).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(out).unwrap(), std::fs::read_to_string(err).unwrap())
+}
+
+/// tus-js-client's browser bundle in a real headless Chromium (`tests/peers/tus_browser.py`),
+/// on a page of another origin, uploads a PNG in 64 KiB chunks to a server whose
+/// `cors_origins` lists that origin: the page reads `Location`, every `Upload-Offset` and
+/// the final `Imagelake-Image` (exposed headers), and the original is byte-identical. A
+/// server that lists another origin (`localhost` instead of `127.0.0.1`, same port) is
+/// refused by the browser at the preflight: tus-js-client's onError, nothing created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_in_a_browser_from_another_origin() {
+    let bundle = PathBuf::from(node_path()).join("tus-js-client/dist/tus.min.js");
+    assert!(bundle.is_file(), "{} is missing: run scripts/install.sh", bundle.display());
+    // The page's origin: a free port now, the script's page server on it in a moment.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let listing = |o: &str| format!("[\"{o}\"]");
+    let (server, refusing) = tokio::join!(
+        Setup::new(Backend::Embedded).env("IMAGELAKE_HTTP__CORS_ORIGINS", &listing(&origin)).start(),
+        Setup::new(Backend::Embedded).env("IMAGELAKE_HTTP__CORS_ORIGINS", &listing(&format!("http://localhost:{port}"))).start(),
+    );
+    assert!(!server.url.starts_with(&origin), "the page must be of another origin than {}", server.url);
+    let (key, other_key) = (server.keys.acme.clone(), refusing.keys.acme.clone());
+
+    let dir = imagelake_core::testing::temp_dir("tus-browser");
+    let bytes = noisy_png(400, 300);
+    let chunk = 64 * 1024;
+    assert!(bytes.len() > 4 * chunk, "{} bytes: too few chunks", bytes.len());
+    let file = dir.join("upload.png");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let mut cmd = Command::new(common::lake::python());
+    cmd.arg(format!("{}/tests/peers/tus_browser.py", root()));
+    cmd.args(["--port", &port.to_string(), "--chunk", &chunk.to_string()]).arg("--bundle").arg(&bundle).arg("--file").arg(&file);
+    cmd.args(["--upload", &format!("{}/v1/uploads", server.url), &key]);
+    cmd.args(["--upload", &format!("{}/v1/uploads", refusing.url), &other_key]);
+    let run_dir = dir.clone();
+    let (status, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_for(cmd, Duration::from_secs(180), &run_dir)).await.unwrap();
+    assert!(status.success(), "tus_browser.py failed ({status}):\n{stdout}\n{stderr}");
+    let results: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let [allowed, refused] = &results[..] else { panic!("one result per upload expected:\n{stdout}\n{stderr}") };
+
+    // Listed: the upload went through, chunk by chunk, and the page read tus's headers.
+    assert_eq!(allowed["ok"], true, "the browser upload failed: {allowed:#}\nserver log:\n{}", server.log());
+    assert_eq!(allowed["origin"], origin.as_str());
+    assert_eq!(allowed["size"], bytes.len());
+    let url = allowed["url"].as_str().unwrap();
+    let id = id_of(url);
+    let responses = allowed["responses"].as_array().unwrap();
+    let (create, patches) = responses.split_first().unwrap();
+    assert_eq!(create["method"], "POST", "{allowed:#}");
+    assert_eq!(create["status"], 201, "{allowed:#}");
+    assert_eq!(create["location"], format!("/v1/uploads/{id}"), "Location, read by the page: {allowed:#}");
+    assert_eq!(url, format!("{}/v1/uploads/{id}", server.url));
+    let want: Vec<String> = (1..=bytes.len().div_ceil(chunk)).map(|i| (i * chunk).min(bytes.len()).to_string()).collect();
+    let offsets: Vec<&str> = patches.iter().map(|r| r["offset"].as_str().unwrap_or("(unreadable)")).collect();
+    assert_eq!(offsets, want, "Upload-Offset after each PATCH, read by the page: {allowed:#}");
+    assert!(patches.iter().all(|r| r["method"] == "PATCH" && r["status"] == 204), "{allowed:#}");
+    let (last, before) = patches.split_last().unwrap();
+    assert_eq!(last["image"], format!("/v1/images/{id}"), "the final PATCH's Imagelake-Image: {allowed:#}");
+    assert!(before.iter().all(|r| r["image"].is_null()), "an image before the last chunk: {allowed:#}");
+    let console = allowed["console"].as_array().unwrap();
+    assert!(console.iter().all(|m| !m.as_str().unwrap().contains("CORS")), "{console:#?}");
+    Tus::new(&server).processed_and_identical(&key, &id, &bytes).await;
+
+    // Not listed: the preflight is refused, tus-js-client reports it, and nothing was made.
+    assert_eq!(refused["ok"], false, "the browser uploaded to a server that does not list {origin}: {refused:#}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("failed to create upload"), "{refused:#}");
+    assert_eq!(refused["responses"], serde_json::json!([]), "the page read an answer: {refused:#}");
+    let console = refused["console"].as_array().unwrap();
+    assert!(console.iter().any(|m| m.as_str().unwrap().contains("blocked by CORS policy")), "not CORS: {refused:#}");
+    assert!(Tus::new(&refusing).images(&other_key).await.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // --- the protocol's errors, with reqwest -----------------------------------------------------
 
 async fn protocol_errors(backend: Backend) {
