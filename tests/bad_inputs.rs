@@ -195,7 +195,9 @@ async fn images_the_processor_refuses(backend: Backend) {
     truncated.truncate(truncated.len() / 2);
     let cases = [
         (truncated, "image/jpeg", "decode_failed"),
-        (png_claiming(100_000, 100_000), "image/png", "image_too_large"),
+        // Its size is read past the first 256 KiB, which ingest inspects: the processor
+        // refuses it from the whole file's header.
+        (jpeg_claiming_late(60_000, 60_000), "image/jpeg", "image_too_large"),
         // A wrong Content-Type: the bytes decide, this GIF is processed as a GIF.
         (image_bytes(90, 60, ImageFormat::Gif), "image/jpeg", "processed"),
     ];
@@ -214,6 +216,60 @@ async fn images_the_processor_refuses(backend: Backend) {
     }
     let store = server.store().await;
     assert!(store.list("processed/acme/", None, 100).await.unwrap().objects.len() == 4, "only the GIF's 4 variants");
+}
+
+/// Over `[processor] max_pixels`, declared in the header: refused at upload with 422,
+/// whichever way it comes (a plain body, a multipart form, the last PATCH of a tus upload),
+/// and nothing is stored. At the limit exactly, an image is taken.
+async fn images_over_max_pixels_are_refused_before_they_are_stored(backend: Backend) {
+    let server = Setup::new(backend).env("IMAGELAKE_PROCESSOR__MAX_PIXELS", "10000").start().await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    let big = image_bytes(101, 100, ImageFormat::Png);
+    let p = problem(c.upload(key, big.clone(), "image/png").await, 422, "image_too_large").await;
+    assert!(p["detail"].as_str().unwrap().contains("101x100"), "{p}");
+    problem(c.upload(key, png_claiming(100_000, 100_000), "image/png").await, 422, "image_too_large").await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(image_bytes(100, 101, ImageFormat::Jpeg)).file_name("big.jpg"));
+    let res = c.http.post(c.url("/v1/images")).bearer_auth(key).multipart(form).send().await.unwrap();
+    problem(res, 422, "image_too_large").await;
+    // tus: the upload is refused when it is whole, and removed.
+    let tus = |r: reqwest::RequestBuilder| r.bearer_auth(key).header("tus-resumable", "1.0.0");
+    let res = tus(c.http.post(c.url("/v1/uploads"))).header("upload-length", big.len().to_string()).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let url = c.url(res.headers()["location"].to_str().unwrap());
+    let res = tus(c.http.patch(&url))
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    problem(res, 422, "image_too_large").await;
+    assert_eq!(tus(c.http.head(&url)).send().await.unwrap().status(), 404, "the refused upload is removed");
+    assert_nothing_stored(&server, "acme").await;
+    // At the limit: taken and processed.
+    let res = c.upload(key, image_bytes(100, 100, ImageFormat::Png), "image/png").await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(c.wait_done(key, &id, Duration::from_secs(60)).await["status"], "processed");
+}
+
+/// A baseline JPEG whose SOF0 claims `w` x `h`, after 320 KiB of APP15 padding: its size
+/// is not within the first 256 KiB.
+fn jpeg_claiming_late(w: u16, h: u16) -> Vec<u8> {
+    let jpeg = image_bytes(64, 64, ImageFormat::Jpeg);
+    let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).expect("a baseline JPEG has SOF0");
+    let mut patched = jpeg.clone();
+    patched[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    patched[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    let mut out = patched[..2].to_vec();
+    for _ in 0..5 {
+        out.extend_from_slice(&[0xFF, 0xEF, 0xFF, 0xFF]);
+        out.extend(std::iter::repeat_n(0u8, 0xFFFF - 2));
+    }
+    out.extend_from_slice(&patched[2..]);
+    out
 }
 
 /// A PNG whose header claims `w` x `h` pixels, with one tiny IDAT: a decompression bomb's
@@ -370,5 +426,6 @@ on_every_backend!(
     bad_parameters,
     oversized_bodies,
     truncated_body,
-    images_the_processor_refuses
+    images_the_processor_refuses,
+    images_over_max_pixels_are_refused_before_they_are_stored
 );

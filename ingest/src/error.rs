@@ -39,6 +39,10 @@ pub enum IngestError {
     /// The body is over `max_upload_bytes`.
     #[error("the upload is larger than the limit of {0} bytes")]
     TooLarge(u64),
+    /// The header declares more pixels than `[processor] max_pixels`: it could not be
+    /// processed, so it is refused before it is stored.
+    #[error("the image is {width}x{height}, over the limit of {max_pixels} pixels ([processor] max_pixels)")]
+    ImageTooLarge { width: u32, height: u32, max_pixels: u64 },
     /// The client went away before the body was complete.
     #[error("the request body ended early: {0}")]
     Truncated(String),
@@ -127,6 +131,7 @@ impl IngestError {
             IngestError::EmptyBody => "empty_body",
             IngestError::NotAnImage(_) => "unsupported_media_type",
             IngestError::TooLarge(_) => "payload_too_large",
+            IngestError::ImageTooLarge { .. } => "image_too_large",
             IngestError::Truncated(_) => "body_incomplete",
             IngestError::BadRequest(code, _) => code,
             IngestError::BodyTimeout(_) => "body_timeout",
@@ -154,6 +159,7 @@ impl IngestError {
             IngestError::BodyTimeout(_) | IngestError::UploadTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::ImageTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             IngestError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             IngestError::StoreUnavailable(_) | IngestError::QueueUnavailable(_) | IngestError::DatabaseUnavailable(_) => {

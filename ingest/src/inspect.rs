@@ -1,7 +1,8 @@
 //! A body stream that measures what passes through it: size, SHA-256, the first bytes
-//! (for the format, dimensions and EXIF), and the size limit. It fails the stream the
-//! moment the body is over the limit or is not an image, so the upload is aborted before
-//! any more of it is stored.
+//! (for the format, dimensions and EXIF), and the limits. It fails the stream the moment
+//! the body is over the size limit, is not an image, or declares more pixels than
+//! `[processor] max_pixels` in its header, so the upload is aborted before any more of it
+//! is stored.
 
 use crate::error::IngestError;
 use crate::sniff::{self, Format, SNIFF_BYTES};
@@ -23,17 +24,21 @@ pub struct Inspection {
     /// Why the inspection failed the stream, when it did.
     pub failure: Option<IngestError>,
     hasher: Sha256,
+    max_pixels: u64,
+    /// The dimensions were read from the head, or will not be (the head is full without).
+    sized: bool,
 }
 
 pub type Shared = Arc<Mutex<Inspection>>;
 
-/// Wraps `body`. Errors of the inner stream are passed on as their text.
-pub fn inspect<S, E>(body: S, limit: u64) -> (impl Stream<Item = Result<Bytes, String>> + Send, Shared)
+/// Wraps `body`, at most `limit` bytes of an image of at most `max_pixels`. Errors of the
+/// inner stream are passed on as their text.
+pub fn inspect<S, E>(body: S, limit: u64, max_pixels: u64) -> (impl Stream<Item = Result<Bytes, String>> + Send, Shared)
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let shared: Shared = Arc::default();
+    let shared: Shared = Arc::new(Mutex::new(Inspection { max_pixels, ..Inspection::default() }));
     let state = shared.clone();
     let stream = futures::stream::unfold((Box::pin(body), state, false), move |(mut body, state, done)| async move {
         if done {
@@ -78,7 +83,24 @@ impl Inspection {
             self.head.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
         if self.format.is_none() && self.head.len() >= SNIFF_BYTES {
-            return self.identify();
+            self.identify()?;
+        }
+        self.check_pixels(false)
+    }
+
+    /// Once the head holds the dimensions: refuses an image of too many pixels.
+    fn check_pixels(&mut self, last: bool) -> Result<(), String> {
+        if self.sized || self.format.is_none() {
+            return Ok(());
+        }
+        if let Some((width, height)) = sniff::dimensions(&self.head) {
+            self.sized = true;
+            if let Some(e) = sniff::too_many_pixels(&self.head, self.max_pixels) {
+                tracing::debug!(width, height, "refused: too many pixels");
+                return self.fail(e);
+            }
+        } else if last || self.head.len() >= HEAD_BYTES {
+            self.sized = true;
         }
         Ok(())
     }
@@ -103,6 +125,7 @@ impl Inspection {
         if self.format.is_none() {
             self.identify()?;
         }
+        self.check_pixels(true)?;
         self.sha256 = Some(hex::encode(std::mem::take(&mut self.hasher).finalize()));
         Ok(())
     }
@@ -124,7 +147,7 @@ mod tests {
             chunks.push(Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(&body[from..to])));
             from = to;
         }
-        let (stream, shared) = inspect(futures::stream::iter(chunks), limit);
+        let (stream, shared) = inspect(futures::stream::iter(chunks), limit, u64::MAX);
         let items: Vec<Result<Bytes, String>> = futures::executor::block_on(stream.collect());
         let failed = items.iter().any(Result::is_err);
         let passed = items.into_iter().filter_map(Result::ok).flatten().collect();

@@ -1,6 +1,7 @@
 //! What the bytes are, whatever the `Content-Type` header claims: format from the magic
 //! numbers, dimensions and EXIF from the first bytes of the body.
 
+use crate::error::IngestError;
 use imagelake_core::record::ExifSummary;
 
 /// An accepted image format.
@@ -44,6 +45,14 @@ pub fn refusal(head: &[u8]) -> String {
 pub fn dimensions(head: &[u8]) -> Option<(u32, u32)> {
     let s = imagesize::blob_size(head).ok()?;
     Some((u32::try_from(s.width).ok()?, u32::try_from(s.height).ok()?))
+}
+
+/// The refusal of an image whose header, within `head`, declares more than `max_pixels`
+/// pixels; `None` when it declares fewer, or when `head` does not hold the dimensions
+/// (the processor checks them again from the whole file).
+pub fn too_many_pixels(head: &[u8], max_pixels: u64) -> Option<IngestError> {
+    let (width, height) = dimensions(head)?;
+    (u64::from(width) * u64::from(height) > max_pixels).then_some(IngestError::ImageTooLarge { width, height, max_pixels })
 }
 
 /// Camera, capture time and orientation from the EXIF block, if it is within `head`.

@@ -86,6 +86,7 @@ pub struct UploadForm {
         (status = 403, description = "The key's role cannot upload (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than `ingest.max_upload_bytes` (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image in an accepted format (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The header declares more pixels than `[processor] max_pixels` (`image_too_large`); nothing is stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The object store or the queue is unavailable; retry (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "Storage is at capacity (`insufficient_storage`)", body = Problem, content_type = "application/problem+json"),
     ),
@@ -372,7 +373,7 @@ async fn store_body(
         }
         stored.ok_or_else(|| IngestError::BadRequest("missing_file", "the multipart body has no field `file`".into()))?
     } else {
-        let (stream, shared) = inspect(raw, limit);
+        let (stream, shared) = inspect(raw, limit, ctx.config.processor.max_pixels);
         (upload_stream(&ctx.store, key, stream, opts).await.map(|_| ()), shared)
     };
     let mut inspection = std::mem::take(&mut *shared.lock().unwrap());
@@ -406,7 +407,7 @@ async fn read_form(
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" && stored.is_none() {
-            let (stream, shared) = inspect(field, limit);
+            let (stream, shared) = inspect(field, limit, ctx.config.processor.max_pixels);
             let result = upload_stream(&ctx.store, key, stream, opts).await.map(|_| ());
             let failed = result.is_err();
             *stored = Some((result, shared));

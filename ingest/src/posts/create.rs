@@ -71,6 +71,7 @@ pub struct NewPostForm {
         (status = 404, description = "JSON: no such image for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than `ingest.max_upload_bytes` (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image in an accepted format, or neither multipart nor JSON (`unsupported_media_type`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The header declares more pixels than `[processor] max_pixels` (`image_too_large`); nothing is stored", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A backing service is unavailable; retry", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "Storage is at capacity (`insufficient_storage`)", body = Problem, content_type = "application/problem+json"),
     ),

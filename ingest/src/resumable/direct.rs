@@ -184,6 +184,7 @@ pub async fn create(
         (status = 404, description = "No such direct upload for this key (`not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The upload expired (`upload_expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The object is no image in an accepted format (`unsupported_media_type`); it is deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The header declares more pixels than `[processor] max_pixels` (`image_too_large`); the object is deleted", body = Problem, content_type = "application/problem+json"),
         (status = 423, description = "Another request completes this upload (`upload_locked`); retry", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The object store or the metadata database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),

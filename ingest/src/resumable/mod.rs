@@ -67,7 +67,8 @@ fn expiry(ctx: &Context) -> chrono::Duration {
 
 /// The image of an upload whose original is whole under its key: identified from its
 /// first bytes, committed with its job like any upload, announced. A body that is no image
-/// is removed with the upload (415). Idempotent: a committed image is returned as it is.
+/// (415), or one whose header declares more than `[processor] max_pixels` (422), is
+/// removed with the upload. Idempotent: a committed image is returned as it is.
 async fn finish(ctx: &Context, u: &ResumableUpload, request_id: Option<String>) -> Result<ImageRecord, IngestError> {
     if let Some(rec) = ctx.meta.image(&u.id).await? {
         return Ok(rec);
@@ -80,10 +81,14 @@ async fn finish(ctx: &Context, u: &ResumableUpload, request_id: Option<String>) 
         Err(StoreError::InvalidRange { .. }) => bytes::Bytes::new(),
         Err(e) => return Err(e.into()),
     };
-    let format = match sniff::sniff(&head) {
-        Some(f) if length > 0 => f,
-        _ => {
-            let e = if length == 0 { IngestError::EmptyBody } else { IngestError::NotAnImage(sniff::refusal(&head)) };
+    let checked = match sniff::sniff(&head) {
+        _ if length == 0 => Err(IngestError::EmptyBody),
+        None => Err(IngestError::NotAnImage(sniff::refusal(&head))),
+        Some(f) => sniff::too_many_pixels(&head, ctx.config.processor.max_pixels).map_or(Ok(f), Err),
+    };
+    let format = match checked {
+        Ok(f) => f,
+        Err(e) => {
             imagelake_core::resumable::remove(ctx, u).await;
             let _ = ctx.store.delete_many(std::slice::from_ref(&key)).await;
             let _ = ctx.meta.end_upload(&u.id).await;
