@@ -5,11 +5,10 @@
 mod common;
 
 use common::cli::{cli, client, run, write_file, Run};
-use common::{image_bytes, sha256_hex, Backend, Server, Setup};
+use common::{image_bytes, sha256_file, sha256_hex, Backend, Server, Setup};
 use imagelake_core::lake::schema::schema;
 use imagelake_core::lake::Table;
 use imagelake_core::testing::temp_dir;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -476,22 +475,6 @@ async fn run_measuring_memory(mut c: tokio::process::Command) -> (Run, u64) {
         stderr: String::from_utf8_lossy(&err.await.unwrap()).into_owned(),
     };
     (run, peak_kb * 1024)
-}
-
-fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex::encode(h.finalize())
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ mod common;
 
 use common::cli::{client, run};
 use common::proxy::{Relay, Request};
-use common::{Backend, Server};
+use common::{sha256_file, Backend, Server};
 use imagelake_core::testing::temp_dir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -170,22 +170,6 @@ fn write_noise_png(path: &Path, w: u32, h: u32, rng: &mut Rng) -> u64 {
     chunk(&mut out, b"IEND", &[]);
     out.into_inner().unwrap().sync_all().unwrap();
     std::fs::metadata(path).unwrap().len()
-}
-
-fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex::encode(h.finalize())
 }
 
 /// The SHA-256 and length of the image's original, streamed from the server.

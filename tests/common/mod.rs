@@ -368,6 +368,23 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
+/// The SHA-256 of a file, read in 1 MiB pieces (the files are hundreds of MiB).
+pub fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
 // --- In-process platform for the lifecycle tests ----------------------------------------
 // Ingest (on a loopback port) and the processor run inside the test process on a
 // `Context` whose clock is a `ManualClock`, so that a test can move seven days ahead and
