@@ -203,7 +203,7 @@ fn process(
 ) -> anyhow::Result<()> {
     use imagelake_processor::{offline, pipeline::Limits};
     let presets = offline::select(&config.processor.variants, variants.as_deref())?;
-    let limits = Limits { max_pixels: config.processor.max_pixels, ..Limits::default() };
+    let limits = Limits { max_pixels: config.processor.max_pixels, max_alloc_bytes: config.processor.memory_budget.0 };
     let sum = offline::run(files, &presets, &limits, out, jobs.unwrap_or_else(offline::default_jobs))?;
     let secs = sum.elapsed.as_secs_f64();
     eprintln!(

@@ -188,7 +188,9 @@ async fn truncated_body(backend: Backend) {
 /// Bytes that pass the upload's sniffing but not the processor: each ends as a `failed`
 /// record with a stable code, and the server goes on processing good images.
 async fn images_the_processor_refuses(backend: Backend) {
-    let server = Server::with(backend).await;
+    // JPEG's largest, 65535 x 65535, is under the default `max_pixels` (2^32): a lower
+    // limit, for the header ingest cannot see.
+    let server = Setup::new(backend).env("IMAGELAKE_PROCESSOR__MAX_PIXELS", "1000000000").start().await;
     let c = server.client();
     let key = &server.keys.acme;
     let mut truncated = image_bytes(800, 600, ImageFormat::Jpeg);
@@ -216,6 +218,22 @@ async fn images_the_processor_refuses(backend: Backend) {
     }
     let store = server.store().await;
     assert!(store.list("processed/acme/", None, 100).await.unwrap().objects.len() == 4, "only the GIF's 4 variants");
+}
+
+/// A render whose estimated memory is over the whole `[processor] memory_budget` fails at
+/// once with `decode_limit`, on its first attempt: it never waits forever, never meets
+/// the OOM killer, and is not redelivered.
+async fn renders_over_the_memory_budget_fail_at_once(backend: Backend) {
+    let server = Setup::new(backend).env("IMAGELAKE_PROCESSOR__MEMORY_BUDGET", "20MiB").start().await;
+    let c = server.client();
+    let key = &server.keys.acme;
+    let res = c.upload(key, image_bytes(3000, 2000, ImageFormat::Jpeg), "image/jpeg").await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let done = c.wait_done(key, &id, Duration::from_secs(60)).await;
+    assert_eq!((done["status"].as_str(), done["error"]["code"].as_str()), (Some("failed"), Some("decode_limit")), "{done}");
+    assert!(done["error"]["message"].as_str().unwrap().contains("memory budget"), "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
 }
 
 /// Over `[processor] max_pixels`, declared in the header: refused at upload with 422,
@@ -427,5 +445,6 @@ on_every_backend!(
     oversized_bodies,
     truncated_body,
     images_the_processor_refuses,
+    renders_over_the_memory_budget_fail_at_once,
     images_over_max_pixels_are_refused_before_they_are_stored
 );

@@ -73,9 +73,9 @@ const QUOTED: &[u8] = b"()+_,-./:=? ";
 const PROSE: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ 0123456789 .,;!?-";
 
 /// Whether the header within `body` declares more pixels than the default
-/// `[processor] max_pixels` (250 MP), which the server refuses at upload.
+/// `[processor] max_pixels` (its default), which the server refuses at upload.
 fn too_many_pixels(body: &[u8]) -> bool {
-    imagesize::blob_size(body).is_ok_and(|s| (s.width as u64).saturating_mul(s.height as u64) > 250_000_000)
+    imagesize::blob_size(body).is_ok_and(|s| (s.width as u64).saturating_mul(s.height as u64) > imagelake_core::config::ProcessorConfig::default().max_pixels)
 }
 
 /// What a part holds, as the generator meant it.

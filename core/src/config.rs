@@ -371,8 +371,15 @@ pub struct ProcessorConfig {
     /// Jobs processed at once; 0 means one per CPU.
     pub concurrency: usize,
     pub variants: Vec<VariantPreset>,
-    /// Images with more pixels than this fail with `image_too_large`.
+    /// Images whose header declares more pixels than this are refused at upload (and
+    /// fail with `image_too_large` if they reach the processor). Default 2^32, which
+    /// admits JPEG's 65535 x 65535: the decoders stream, so memory follows the largest
+    /// preset, not the source.
     pub max_pixels: u64,
+    /// Memory the jobs in flight may hold together. Each job reserves its estimated peak
+    /// before it decodes and waits while the others hold the rest; a job whose estimate
+    /// alone is over the budget fails at once with `decode_limit`.
+    pub memory_budget: ByteSize,
 }
 
 impl Default for ProcessorConfig {
@@ -386,7 +393,8 @@ impl Default for ProcessorConfig {
                 VariantPreset::new("medium", 400, 300, Jpeg, Contain, 80),
                 VariantPreset::new("web", 2048, 2048, WebP, Contain, 80),
             ],
-            max_pixels: 250_000_000,
+            max_pixels: 1 << 32,
+            memory_budget: ByteSize(2 << 30),
         }
     }
 }

@@ -11,8 +11,9 @@
 //! deleted image stays deleted. An image deleted while its job ran is cleaned up here:
 //! the variants this run wrote are removed, and their `deletions` rows written.
 
+use crate::budget::Budget;
 use crate::error::JobError;
-use crate::pipeline::{self, Limits, Preset};
+use crate::pipeline::{Limits, PipelineError, Prepared, Preset};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use imagelake_core::app::Context;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
-pub async fn handle(ctx: &Context, m: Message) {
+pub async fn handle(ctx: &Context, budget: &Budget, m: Message) {
     let job: JobMessage = match serde_json::from_str(&m.body) {
         Ok(j) => j,
         Err(e) => {
@@ -40,13 +41,13 @@ pub async fn handle(ctx: &Context, m: Message) {
     let span = tracing::info_span!("job", job_id = %job.job_id, image_id = %job.image_id, attempt = m.receive_count,
         request_id = job.request_id.as_deref().unwrap_or(""));
     // The whole job runs in its span, so that every line it logs carries its ids.
-    run(ctx, m, job).instrument(span).await
+    run(ctx, budget, m, job).instrument(span).await
 }
 
-async fn run(ctx: &Context, m: Message, job: JobMessage) {
+async fn run(ctx: &Context, budget: &Budget, m: Message, job: JobMessage) {
     let started = ctx.clock.now();
     let heartbeat = keep_invisible(ctx, &m.receipt);
-    let result = process(ctx, &job, m.receive_count, started).await;
+    let result = process(ctx, budget, &job, m.receive_count, started).await;
     heartbeat.abort();
     let last_attempt = m.receive_count >= ctx.queue.max_receives();
     imagelake_core::metrics::job_finished(
@@ -113,7 +114,7 @@ fn presets(ctx: &Context, names: &[String]) -> Vec<Preset> {
     ctx.config.processor.variants.iter().filter(|p| names.iter().any(|n| n == &p.name)).cloned().collect()
 }
 
-async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTime<Utc>) -> Result<(), JobError> {
+async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32, started: DateTime<Utc>) -> Result<(), JobError> {
     match ctx.meta.start_processing(&job.image_id, attempt).await? {
         Transition::Applied(_) => {}
         Transition::Refused(rec) => {
@@ -134,12 +135,15 @@ async fn process(ctx: &Context, job: &JobMessage, attempt: u32, started: DateTim
         upload_row.sha256 = d;
     }
     let presets = presets(ctx, &job.variants);
-    let limits = Limits { max_pixels: ctx.config.processor.max_pixels, ..Limits::default() };
-    let path = original.path().to_path_buf();
-    let (source, rendered) = tokio::task::spawn_blocking(move || pipeline::render_file(&path, &presets, &limits))
-        .await
-        .map_err(|e| JobError::Internal(e.to_string()))??;
-    drop(original);
+    let limits = Limits { max_pixels: ctx.config.processor.max_pixels, max_alloc_bytes: budget.total() };
+    // Header first, then the memory reservation, then the decode: a job that does not
+    // fit waits here (its message kept invisible) instead of meeting the OOM killer.
+    let input = Box::new(std::io::BufReader::with_capacity(256 << 10, original));
+    let prepared = blocking(move || Prepared::new(input, &presets, &limits)).await?;
+    let reservation = budget.reserve(prepared.memory()).await.map_err(|e| PipelineError::DecodeLimit(e.to_string()))?;
+    tracing::debug!(memory = prepared.memory(), available = budget.available(), "memory reserved");
+    let (source, rendered) = blocking(move || prepared.render()).await?;
+    drop(reservation);
 
     let made = ctx.clock.now();
     let expires = made + chrono::Duration::from_std(ctx.config.retention.processed.0).unwrap_or(chrono::Duration::days(7));
@@ -205,10 +209,31 @@ async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantReco
     Ok(())
 }
 
-/// Streams the original into a temporary file under `data_dir/tmp`: decoding reads from
-/// disk, so memory does not grow with the upload's size.
-/// The original in a temporary file, and its SHA-256 when the job does not carry it.
-async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(tempfile::NamedTempFile, Option<String>), JobError> {
+/// Removes temporary originals left in `dir` by a crash of a version that named them
+/// (`.tmp*`). This version's have no name and vanish with the process.
+pub(crate) fn sweep_leftovers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let removed = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "temporary originals left by a crash removed");
+    }
+}
+
+/// Runs a pipeline step on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static) -> Result<T, JobError> {
+    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| JobError::Internal(e.to_string()))??)
+}
+
+/// Streams the original into a temporary file under `data_dir/tmp`, and returns it with
+/// its SHA-256 when the job does not carry it. Decoding reads from disk, so memory does
+/// not grow with the upload's size. The file has no name (`O_TMPFILE`, or unlinked at
+/// once where that is missing): the kernel frees it when it is closed, on every path
+/// including a crash, so no leftover can pile up.
+async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(std::fs::File, Option<String>), JobError> {
     use sha2::Digest;
     let key = record::original_key(&job.customer, &job.image_id);
     let got = match ctx.store.get(&key, None).await {
@@ -218,8 +243,8 @@ async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(tempfile:
     };
     let dir = ctx.config.data_dir.join("tmp");
     tokio::fs::create_dir_all(&dir).await.map_err(|e| JobError::Internal(e.to_string()))?;
-    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| JobError::Internal(e.to_string()))?;
-    let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| JobError::Internal(e.to_string()))?);
+    let tmp = tempfile::tempfile_in(&dir).map_err(|e| JobError::Internal(e.to_string()))?;
+    let mut file = tokio::fs::File::from_std(tmp);
     let mut body = got.body;
     let mut hasher = job.upload.sha256.is_empty().then(sha2::Sha256::new);
     while let Some(chunk) = body.try_next().await? {
@@ -229,7 +254,9 @@ async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(tempfile:
         file.write_all(&chunk).await.map_err(|e| JobError::Internal(e.to_string()))?;
     }
     file.flush().await.map_err(|e| JobError::Internal(e.to_string()))?;
-    Ok((tmp, hasher.map(|h| hex::encode(h.finalize()))))
+    let mut file = file.into_std().await;
+    std::io::Seek::rewind(&mut file).map_err(|e| JobError::Internal(e.to_string()))?;
+    Ok((file, hasher.map(|h| hex::encode(h.finalize()))))
 }
 
 fn job_event(

@@ -1,30 +1,37 @@
 //! The image pipeline: decode an uploaded image once, render every preset variant.
 //!
-//! Pure and synchronous: no I/O besides reading the source file, no async, no global
-//! state. The processor service calls [`render_file`] from `tokio::task::spawn_blocking`.
+//! Pure and synchronous: no I/O besides reading the source, no async, no global state.
+//! The processor service calls [`Prepared::new`] and [`Prepared::render`] from
+//! `tokio::task::spawn_blocking`, with its memory reservation in between.
 //!
-//! How a file is rendered:
+//! How a file is rendered, in memory that follows the largest preset, not the source:
 //!
-//! 1. The file is read into memory (refused with [`PipelineError::DecodeLimit`] if it is
-//!    larger than [`Limits::max_alloc_bytes`]) and its format is sniffed from its magic
-//!    bytes, never from its name.
-//! 2. The header is parsed and the pixel count checked against [`Limits::max_pixels`]
-//!    *before* anything is decoded ([`PipelineError::ImageTooLarge`]); the memory the decode
-//!    will need is estimated and checked against [`Limits::max_alloc_bytes`]
-//!    ([`PipelineError::DecodeLimit`]), and the decoders are given the same allocation limit.
-//! 3. The image is decoded once. When the largest preset is at least 4x smaller than a
-//!    JPEG, it is decoded with DCT-domain downscaling (`jpeg-decoder`'s 1/2, 1/4, 1/8
-//!    scaled IDCT), the "shrink-on-load" libvips does: the full-size image is never
-//!    materialised. Like libvips and Pillow, a factor of two is left for the final
-//!    filtered resize, so quality is unaffected. Other JPEGs (and CMYK, 12-bit,
-//!    arithmetic-coded ones) are decoded at full size by `image`'s zune-jpeg, which is
-//!    faster than `jpeg-decoder` at full size; PNG, WebP, GIF (first frame) and TIFF by
-//!    `image`.
-//! 4. The largest variant is resized from the decoded image (Lanczos3, `fast_image_resize`,
-//!    SIMD), then EXIF orientation is applied to it, so every variant is upright. Each
-//!    smaller variant is derived from the smallest already-rendered variant that is at
-//!    least as large, and presets of equal size share pixels.
-//! 5. Each variant is encoded: JPEG with `jpeg-encoder` (4:2:0 with box-averaged chroma
+//! 1. The format is sniffed from the first bytes, never from a name, and the header is
+//!    parsed: dimensions, orientation, layout. Over [`Limits::max_pixels`] it stops there
+//!    ([`PipelineError::ImageTooLarge`]). The render's peak memory is estimated
+//!    ([`Prepared::memory`]); over [`Limits::max_alloc_bytes`] it fails with
+//!    [`PipelineError::DecodeLimit`] before anything is decoded.
+//! 2. The source is read as a stream and reduced as it is decoded, to no less than
+//!    twice the largest variant's frame (the margin libvips and Pillow keep), by an
+//!    integer box (area) reduction (`shrink`):
+//!    - JPEG: libjpeg-turbo (`mozjpeg`) with DCT-domain scaling (1/2, 1/4, 1/8),
+//!      scanlines into the reduction below that. A progressive JPEG still needs its
+//!      coefficients (2 bytes each, full size), and the estimate counts them.
+//!    - PNG: row by row (`png`), palette and 16-bit expanded and reduced per row;
+//!      Adam7-interlaced files pass by pass, exactly (the reduction is order-free), at
+//!      the cost of keeping the whole reduction's sums.
+//!    - TIFF: strip by strip or tile by tile (`tiff`), for interleaved 8/16-bit grey,
+//!      grey + alpha, RGB and RGBA.
+//!    - WebP: libwebp's incremental decoder with its own area scaler.
+//!    - Everything else (GIF's first frame, animated WebP, CMYK or 12-bit JPEG, other
+//!      TIFF layouts, and JPEGs too small to scale, where `image`'s zune-jpeg is faster)
+//!      is decoded whole by `image`, which the estimate counts.
+//! 3. The largest variant is resized from the reduced image (Lanczos3,
+//!    `fast_image_resize`, SIMD), then EXIF orientation is applied to it, so every
+//!    variant is upright. Each smaller variant is derived from the smallest
+//!    already-rendered variant that is at least as large, and presets of equal size
+//!    share pixels.
+//! 4. Each variant is encoded: JPEG with `jpeg-encoder` (4:2:0 with box-averaged chroma
 //!    below quality 90, 4:4:4 from 90), PNG with `image`, WebP lossy with libwebp
 //!    (`webp` crate). Transparent images are flattened onto white for JPEG. No metadata
 //!    (EXIF, ICC) is copied into variants, so they cannot be rotated a second time.
@@ -35,10 +42,17 @@
 mod decode;
 mod encode;
 mod jpeg;
+mod png;
 mod resize;
+mod shrink;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;
+mod tiff;
+mod webp;
 
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
@@ -96,17 +110,18 @@ pub fn default_presets() -> Vec<Preset> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Largest accepted source, in pixels (width x height from the header). Default 250 MP.
+    /// Largest accepted source, in pixels (width x height from the header). Default
+    /// 2^32, which admits JPEG's 65535 x 65535.
     pub max_pixels: u64,
-    /// Upper bound on the memory the decode may allocate (file bytes, decoder buffers,
-    /// decoded pixels), in bytes. Default 2 GiB: a 250 MP RGB image takes 750 MB decoded,
-    /// and a JPEG shrunk on load a small fraction of that.
+    /// Upper bound on the memory one render may hold (decoder buffers, the reduced
+    /// image, variants, encoders), in bytes, as [`Prepared::memory`] estimates it before
+    /// anything is decoded. Default 2 GiB, the default `[processor] memory_budget`.
     pub max_alloc_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pixels: 250_000_000, max_alloc_bytes: 2 * 1024 * 1024 * 1024 }
+        Limits { max_pixels: 1 << 32, max_alloc_bytes: 2 * 1024 * 1024 * 1024 }
     }
 }
 
@@ -225,7 +240,78 @@ impl PipelineError {
     }
 }
 
-/// Render every preset of `presets` from the image at `path`.
+/// A readable, seekable source: a buffered file, or bytes in memory.
+pub trait Source: BufRead + Seek + Send {}
+impl<T: BufRead + Seek + Send> Source for T {}
+
+/// A source whose header has been read: what it is and what rendering it will hold in
+/// memory, known before any pixel is decoded. [`Prepared::render`] does the work.
+pub struct Prepared {
+    input: Box<dyn Source>,
+    probe: decode::Probe,
+    presets: Vec<Preset>,
+    limits: Limits,
+    memory: u64,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("info", &self.info()).field("memory", &self.memory).finish()
+    }
+}
+
+impl Prepared {
+    /// Reads the header of `input` and estimates the render's memory. Fails with
+    /// `image_too_large` over `max_pixels`, and with the format's errors.
+    pub fn new(input: Box<dyn Source>, presets: &[Preset], limits: &Limits) -> Result<Self, PipelineError> {
+        for preset in presets {
+            validate(preset)?;
+        }
+        let mut input = input;
+        let probe = catch(|| decode::probe(&mut input, limits))?;
+        let mut prepared = Prepared { input, probe, presets: presets.to_vec(), limits: *limits, memory: 0 };
+        let plan = prepared.plan();
+        prepared.memory = decode::estimate(&prepared.probe, plan.stored_target) + plan.render_memory;
+        Ok(prepared)
+    }
+
+    /// What the header says.
+    pub fn info(&self) -> SourceInfo {
+        let p = &self.probe;
+        SourceInfo { format: p.format_name(), width: p.width, height: p.height, orientation: p.orientation }
+    }
+
+    /// Estimated peak memory of [`Prepared::render`], in bytes.
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&self.info(), &self.presets)
+    }
+
+    /// Decodes once and renders every preset, in the presets' order. Fails with
+    /// `decode_limit` at once when [`Prepared::memory`] is over `max_alloc_bytes`.
+    pub fn render(mut self) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
+        if self.memory > self.limits.max_alloc_bytes {
+            return Err(PipelineError::DecodeLimit(format!(
+                "rendering needs about {} bytes, over the {} byte limit",
+                self.memory, self.limits.max_alloc_bytes
+            )));
+        }
+        catch(|| render_inner(&mut self))
+    }
+}
+
+/// Runs `f`, turning a panic inside a decoder or encoder into an error.
+fn catch<T>(f: impl FnOnce() -> Result<T, PipelineError>) -> Result<T, PipelineError> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(PipelineError::DecodeFailed(format!("decoder panicked: {}", panic_message(&payload)))),
+    }
+}
+
+/// Render every preset of `presets` from the image at `path`, read as a stream.
 ///
 /// Returns the source's facts and one variant per preset, in the presets' order.
 pub fn render_file(
@@ -233,16 +319,8 @@ pub fn render_file(
     presets: &[Preset],
     limits: &Limits,
 ) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
-    let io_err = |source| PipelineError::Io { path: path.display().to_string(), source };
-    let len = std::fs::metadata(path).map_err(io_err)?.len();
-    if len > limits.max_alloc_bytes {
-        return Err(PipelineError::DecodeLimit(format!(
-            "file is {len} bytes, over the {} byte allocation limit",
-            limits.max_alloc_bytes
-        )));
-    }
-    let data = std::fs::read(path).map_err(io_err)?;
-    render_bytes(&data, presets, limits)
+    let file = std::fs::File::open(path).map_err(|source| PipelineError::Io { path: path.display().to_string(), source })?;
+    Prepared::new(Box::new(BufReader::with_capacity(256 << 10, file)), presets, limits)?.render()
 }
 
 /// Render every preset from an encoded image held in memory; see [`render_file`].
@@ -251,20 +329,7 @@ pub fn render_bytes(
     presets: &[Preset],
     limits: &Limits,
 ) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
-    for preset in presets {
-        validate(preset)?;
-    }
-    if data.len() as u64 > limits.max_alloc_bytes {
-        return Err(PipelineError::DecodeLimit(format!(
-            "input is {} bytes, over the {} byte allocation limit",
-            data.len(),
-            limits.max_alloc_bytes
-        )));
-    }
-    match panic::catch_unwind(AssertUnwindSafe(|| render_inner(data, presets, limits))) {
-        Ok(result) => result,
-        Err(payload) => Err(PipelineError::DecodeFailed(format!("decoder panicked: {}", panic_message(&payload)))),
-    }
+    Prepared::new(Box::new(Cursor::new(data.to_vec())), presets, limits)?.render()
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
@@ -300,27 +365,45 @@ fn orientation_transposes(o: u16) -> bool {
     matches!(o, 5..=8)
 }
 
-fn render_inner(data: &[u8], presets: &[Preset], limits: &Limits) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
-    // Header first: format, dimensions, orientation. Nothing is decoded yet.
-    let probe = decode::probe(data, limits)?;
-    let info =
-        SourceInfo { format: probe.format_name(), width: probe.width, height: probe.height, orientation: probe.orientation };
-    let (up_w, up_h) = info.upright_size();
+/// The sizes a render works with, in upright coordinates unless said otherwise.
+struct Plan {
+    /// Per preset: the whole-image frame it is cut from, and its own size (the same for
+    /// `contain`; the centred crop of the frame for `cover`).
+    frames: Vec<(u32, u32)>,
+    targets: Vec<(u32, u32)>,
+    /// Presets, largest frame first.
+    order: Vec<usize>,
+    /// The largest frame in the file's stored orientation: what the decode reduces towards.
+    stored_target: (u32, u32),
+    /// Memory of the resizes and encodes after the decode.
+    render_memory: u64,
+}
 
-    // Per preset, in upright coordinates: the whole-image frame it is cut from, and its
-    // own size (the same for `contain`; the centred crop of the frame for `cover`).
+fn plan(info: &SourceInfo, presets: &[Preset]) -> Plan {
+    let (up_w, up_h) = info.upright_size();
     let frames: Vec<(u32, u32)> = presets.iter().map(|p| frame_size(p, up_w, up_h)).collect();
     let targets: Vec<(u32, u32)> = presets.iter().map(|p| target_size(p, up_w, up_h)).collect();
     let mut order: Vec<usize> = (0..presets.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(frames[i].0) * u64::from(frames[i].1)));
+    let largest = order.first().map(|&i| frames[i]).unwrap_or((1, 1));
+    let stored_target = if orientation_transposes(info.orientation) { (largest.1, largest.0) } else { largest };
+    // RGBA at worst: the largest frame, the resizer's scratch (frame width x up to four
+    // times its height), its oriented copy, every smaller frame and crop, and encoders
+    // (about 12 bytes per pixel for libwebp), plus a fixed allowance.
+    let px = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+    let frames_px: u64 = frames.iter().chain(targets.iter()).map(|&f| px(f)).sum();
+    let render_memory = px(largest) * (4 * (1 + 4 + 1) + 12) + frames_px * 4 + (24 << 20);
+    Plan { frames, targets, order, stored_target, render_memory }
+}
+
+fn render_inner(prepared: &mut Prepared) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
+    let info = prepared.info();
+    let presets = &prepared.presets;
+    let Plan { frames, targets, order, stored_target, .. } = plan(&info, presets);
     let Some(&largest) = order.first() else {
         return Ok((info, Vec::new()));
     };
-    let largest_frame = frames[largest];
-    // The same box in the file's stored orientation, for shrink-on-load.
-    let stored_target = if orientation_transposes(info.orientation) { (largest_frame.1, largest_frame.0) } else { largest_frame };
-
-    let base = decode::decode(data, &probe, stored_target, limits)?;
+    let base = decode::decode(&mut prepared.input, &prepared.probe, stored_target, &prepared.limits)?;
 
     let mut resizer = resize::Resizer::new();
     let fail = |preset: &Preset, reason: String| PipelineError::EncodeFailed { preset: preset.name.clone(), reason };

@@ -1,4 +1,5 @@
-//! The receive loop: up to `processor.concurrency` jobs at once, each holding a permit;
+//! The receive loop: up to `processor.concurrency` jobs at once, each holding a permit
+//! (and, while it renders, its share of the memory budget, see `budget`);
 //! on shutdown it stops receiving, lets the jobs in flight finish within the grace
 //! period, and leaves any that cannot to the queue (they come back after the visibility
 //! timeout: nothing is lost).
@@ -21,9 +22,11 @@ pub fn run(ctx: Context, shutdown: CancellationToken, grace: Duration) -> Proces
             n => n,
         };
         let permits = Arc::new(Semaphore::new(n));
+        let budget = crate::budget::Budget::new(ctx.config.processor.memory_budget.0);
+        crate::handle::sweep_leftovers(&ctx.config.data_dir.join("tmp"));
         let wait = ctx.config.queue.wait.0.min(Duration::from_secs(20));
         let mut backoff = Duration::from_millis(200);
-        tracing::info!(concurrency = n, queue = ctx.queue.backend(), "processor started");
+        tracing::info!(concurrency = n, memory_budget = budget.total(), queue = ctx.queue.backend(), "processor started");
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -38,9 +41,9 @@ pub fn run(ctx: Context, shutdown: CancellationToken, grace: Duration) -> Proces
                     backoff = Duration::from_millis(200);
                     // One message per receive and per permit.
                     if let Some(m) = messages.into_iter().next() {
-                        let ctx = ctx.clone();
+                        let (ctx, budget) = (ctx.clone(), budget.clone());
                         tokio::spawn(async move {
-                            crate::handle::handle(&ctx, m).await;
+                            crate::handle::handle(&ctx, &budget, m).await;
                             drop(permit);
                         });
                     }

@@ -1,11 +1,12 @@
-//! Format sniffing, header probing and decoding to 8-bit pixels.
+//! Format sniffing, header probing, the decode's memory estimate, and decoding to 8-bit
+//! pixels reduced towards the largest variant (see `shrink`).
 
-use std::io::Cursor;
+use std::io::{BufRead, Read, Seek, SeekFrom};
 
 use image::error::LimitErrorKind;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::{jpeg, Limits, PipelineError};
+use super::{jpeg, png, tiff, webp, Limits, PipelineError};
 
 /// Source formats the pipeline accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +40,34 @@ impl SourceFormat {
     }
 }
 
+/// The source: a file (buffered) or bytes in memory. Decoders read it as a stream.
+pub(super) trait Input: BufRead + Seek {}
+impl<T: BufRead + Seek> Input for T {}
+
+/// How the pixels will be decoded, from what the header says.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// libjpeg-turbo, scaled in the DCT domain, rows into the accumulator.
+    Jpeg(jpeg::Header),
+    /// Rows (or Adam7 pass rows) into the accumulator.
+    Png(png::Header),
+    /// Strips or tiles into the accumulator.
+    Tiff(tiff::Header),
+    /// libwebp's incremental decoder with its scaler.
+    WebP(webp::Features),
+    /// The whole image by `image`: GIF (first frame), animated WebP, unusual TIFF and
+    /// JPEG layouts, and JPEGs too small for DCT scaling. `bytes` is what it allocates.
+    Whole { bytes: u64 },
+}
+
 /// What the header says, before any pixel is decoded.
 pub(super) struct Probe {
     pub format: SourceFormat,
     pub width: u32,
     pub height: u32,
     pub orientation: u16,
-    /// Set when the JPEG can take the DCT-scaling fast path.
-    jpeg: Option<jpeg::Header>,
+    kind: Kind,
+    file_len: u64,
 }
 
 impl Probe {
@@ -54,6 +75,22 @@ impl Probe {
         self.format.name()
     }
 }
+
+fn io_err(source: std::io::Error) -> PipelineError {
+    PipelineError::Io { path: "source".into(), source }
+}
+
+/// The first `len` bytes of the input (fewer if it is shorter).
+fn prefix<R: Input>(input: &mut R, len: u64) -> Result<Vec<u8>, PipelineError> {
+    input.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut head = Vec::new();
+    input.by_ref().take(len).read_to_end(&mut head).map_err(io_err)?;
+    input.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    Ok(head)
+}
+
+/// How far into a JPEG its frame header is looked for (APP segments come first).
+const JPEG_HEADER_WINDOW: u64 = 16 << 20;
 
 /// Detect an image's format from its first bytes (never from a file name).
 ///
@@ -105,51 +142,101 @@ pub(super) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(
 }
 
 /// Read the header: format, dimensions, orientation; enforce `max_pixels`.
-pub(super) fn probe(data: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
-    let format = sniff(data)?;
-    if format == SourceFormat::Jpeg {
-        let header = jpeg::parse_header(data)?;
-        check_pixels(header.width, header.height, limits)?;
-        if !header.complete {
-            return Err(PipelineError::DecodeFailed("truncated JPEG: data ends before the end-of-image marker".into()));
+pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, PipelineError> {
+    let file_len = input.seek(SeekFrom::End(0)).map_err(io_err)?;
+    let head = prefix(input, 64 << 10)?;
+    let format = sniff(&head)?;
+    let probe = |width, height, orientation, kind| Probe { format, width, height, orientation, kind, file_len };
+    match format {
+        SourceFormat::Jpeg => {
+            let head = if (head.len() as u64) < file_len { prefix(input, JPEG_HEADER_WINDOW)? } else { head };
+            let header = jpeg::parse_header(&head)?;
+            check_pixels(header.width, header.height, limits)?;
+            if head.len() as u64 == file_len && !header.complete {
+                return Err(PipelineError::DecodeFailed("truncated JPEG: data ends before the end-of-image marker".into()));
+            }
+            if header.fast_path() {
+                return Ok(probe(header.width, header.height, header.orientation, Kind::Jpeg(header)));
+            }
+            // CMYK, 12-bit, lossless, arithmetic...: let `image` (zune-jpeg) try it.
         }
-        if header.fast_path() {
-            return Ok(Probe {
-                format,
-                width: header.width,
-                height: header.height,
-                orientation: header.orientation,
-                jpeg: Some(header),
-            });
+        SourceFormat::Png => {
+            let h = png::probe(&mut *input)?;
+            check_pixels(h.width, h.height, limits)?;
+            return Ok(probe(h.width, h.height, h.orientation, Kind::Png(h)));
         }
-        // CMYK, 12-bit, lossless, arithmetic...: let `image` (zune-jpeg) try it.
+        SourceFormat::Tiff => {
+            let h = tiff::probe(&mut *input)?;
+            check_pixels(h.width, h.height, limits)?;
+            if h.stream.is_some() {
+                return Ok(probe(h.width, h.height, h.orientation, Kind::Tiff(h)));
+            }
+        }
+        SourceFormat::WebP => {
+            let f = webp::features(&head)?;
+            check_pixels(f.width, f.height, limits)?;
+            if !f.animated {
+                // Orientation from an EXIF chunk, as `image` reads it (it seeks past the
+                // image data).
+                let orientation = generic_decoder(&mut *input, format, limits)
+                    .ok()
+                    .and_then(|mut d| d.orientation().ok())
+                    .map(|o| u16::from(o.to_exif()))
+                    .unwrap_or(1);
+                return Ok(probe(f.width, f.height, orientation, Kind::WebP(f)));
+            }
+        }
+        SourceFormat::Gif => {}
     }
-    let mut decoder = generic_decoder(data, format, limits)?;
+    input.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut decoder = generic_decoder(&mut *input, format, limits)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
     let orientation = decoder.orientation().map(|o| u16::from(o.to_exif())).unwrap_or(1);
-    Ok(Probe { format, width, height, orientation, jpeg: None })
+    // The decoded image, its 8-bit copy, and (zune-jpeg, image-webp) the file in memory.
+    let pixels = u64::from(width) * u64::from(height);
+    let bytes = decoder.total_bytes() + pixels * 4 + file_len;
+    Ok(probe(width, height, orientation, Kind::Whole { bytes }))
 }
 
-/// Decode the whole image once, as L8, RGB8 or RGBA8, in the file's stored orientation.
-///
-/// `stored_target` is the size of the largest variant in stored orientation: a JPEG may
-/// be decoded at 1/2, 1/4 or 1/8 scale as long as the result stays well above it.
-pub(super) fn decode(
-    data: &[u8],
+/// The memory the decode will hold, towards `stored_target`: decoder buffers, the
+/// accumulator and the reduced image it hands on.
+pub(super) fn estimate(probe: &Probe, stored_target: (u32, u32)) -> u64 {
+    match &probe.kind {
+        Kind::Jpeg(h) if jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => jpeg::estimate(h, stored_target),
+        Kind::Jpeg(h) => {
+            let pixels = u64::from(h.width) * u64::from(h.height);
+            pixels * 4 + probe.file_len
+        }
+        Kind::Png(h) => png::estimate(h, stored_target),
+        Kind::Tiff(h) => h.stream.map(|(s, b)| tiff::estimate(h, s, b, stored_target)).unwrap_or(0),
+        Kind::WebP(f) => webp::estimate(f, probe.file_len, stored_target),
+        Kind::Whole { bytes } => *bytes,
+    }
+}
+
+/// Decode once, as L8, RGB8 or RGBA8 in the file's stored orientation, box-reduced to
+/// no less than twice `stored_target` (the largest variant's frame) where the format's
+/// decoder streams.
+pub(super) fn decode<R: Input>(
+    input: &mut R,
     probe: &Probe,
     stored_target: (u32, u32),
     limits: &Limits,
 ) -> Result<DynamicImage, PipelineError> {
-    if let Some(header) = &probe.jpeg {
-        // jpeg-decoder only when its DCT-domain scaling applies: it then never holds
-        // the full-size image. For full-size decodes `image`'s zune-jpeg is faster
-        // (SIMD IDCT and colour conversion, faster Huffman decoding).
-        if jpeg::choose_shrink(header.width, header.height, stored_target) > 1 {
-            return jpeg::decode(data, header, stored_target, limits);
+    input.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    match &probe.kind {
+        // libjpeg-turbo only when its DCT-domain scaling applies: it then never holds the
+        // full-size image. For full-size decodes `image`'s zune-jpeg is faster.
+        Kind::Jpeg(h) if jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => {
+            return jpeg::decode(&mut *input, h, stored_target)
         }
+        Kind::Png(_) => return png::decode(&mut *input, stored_target),
+        Kind::Tiff(_) => return tiff::decode(&mut *input, stored_target),
+        Kind::WebP(f) => return webp::decode(&mut *input, f, stored_target),
+        Kind::Jpeg(_) | Kind::Whole { .. } => {}
     }
-    let decoder = generic_decoder(data, probe.format, limits)?;
+    let decoder = generic_decoder(&mut *input, probe.format, limits)?;
     let total = decoder.total_bytes();
     if total > limits.max_alloc_bytes {
         return Err(PipelineError::DecodeLimit(format!(
@@ -169,23 +256,23 @@ fn image_limits(limits: &Limits) -> image::Limits {
     l
 }
 
-fn generic_decoder<'a>(data: &'a [u8], format: SourceFormat, limits: &Limits) -> Result<impl ImageDecoder + 'a, PipelineError> {
-    let mut reader = ImageReader::with_format(Cursor::new(data), format.image_format());
-    reader.limits(image_limits(limits));
-    match reader.into_decoder() {
-        Ok(d) => Ok(d),
-        Err(e @ ImageError::Limits(_)) => {
-            // Was it the image's size? Read the dimensions without limits to tell
-            // `image_too_large` from `decode_limit`.
-            let mut unlimited = ImageReader::with_format(Cursor::new(data), format.image_format());
-            unlimited.no_limits();
-            if let Ok((w, h)) = unlimited.into_dimensions() {
-                check_pixels(w, h, limits)?;
-            }
-            Err(map_image_error(e))
-        }
-        Err(e) => Err(map_image_error(e)),
+fn generic_decoder<'a, R: Input>(
+    input: &'a mut R,
+    format: SourceFormat,
+    limits: &Limits,
+) -> Result<impl ImageDecoder + 'a, PipelineError> {
+    // The dimensions first, without limits, so that an image over `max_pixels` is told
+    // apart (`image_too_large`) from one whose decode is over the memory limits.
+    let start = input.stream_position().map_err(io_err)?;
+    let mut unlimited = ImageReader::with_format(&mut *input, format.image_format());
+    unlimited.no_limits();
+    if let Ok((w, h)) = unlimited.into_dimensions() {
+        check_pixels(w, h, limits)?;
     }
+    input.seek(SeekFrom::Start(start)).map_err(io_err)?;
+    let mut reader = ImageReader::with_format(input, format.image_format());
+    reader.limits(image_limits(limits));
+    reader.into_decoder().map_err(map_image_error)
 }
 
 pub(super) fn map_image_error(e: ImageError) -> PipelineError {

@@ -1,9 +1,15 @@
 //! JPEG: a structural walk of the marker stream (dimensions, sampling, EXIF orientation,
-//! completeness) and the shrink-on-load decode with libjpeg-turbo (`mozjpeg`).
+//! completeness) and the shrink-on-load decode with libjpeg-turbo (`mozjpeg`), read from
+//! the file scanline by scanline.
 
-use image::{DynamicImage, GrayImage, RgbImage};
+use std::cell::Cell;
+use std::io::{BufRead, Read};
+use std::panic::AssertUnwindSafe;
 
-use super::{Limits, PipelineError};
+use image::DynamicImage;
+
+use super::shrink::{self, Shrinker};
+use super::PipelineError;
 
 /// After DCT-domain scaling the decoded image must still be at least this many times
 /// the target in both dimensions, so the final Lanczos resize does real filtering.
@@ -183,9 +189,11 @@ pub(super) fn choose_shrink(width: u32, height: u32, target: (u32, u32)) -> u32 
     1
 }
 
-/// Bytes the decoder will allocate: the coefficient store of a progressive image
-/// (full resolution, 2 bytes per coefficient), per-component planes and the output.
-fn estimate_alloc(h: &Header, out_w: u64, out_h: u64) -> u64 {
+/// Bytes the decode holds: the coefficient store of a progressive image (full
+/// resolution, 2 bytes per coefficient: libjpeg needs every scan before the first row),
+/// libjpeg's row groups and our band of rows at the scaled width, the accumulator.
+pub(super) fn estimate(h: &Header, target: (u32, u32)) -> u64 {
+    let shrink = choose_shrink(h.width, h.height, target);
     let hmax = u64::from(h.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1));
     let vmax = u64::from(h.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1));
     let mcus_x = ceil_div(u64::from(h.width), 8 * hmax);
@@ -196,56 +204,89 @@ fn estimate_alloc(h: &Header, out_w: u64, out_h: u64) -> u64 {
     } else {
         0
     };
-    coefficients + 2 * comps * out_w * out_h
+    let out_w = ceil_div(u64::from(h.width), u64::from(shrink));
+    let out_h = ceil_div(u64::from(h.height), u64::from(shrink));
+    let k = u64::from(shrink::factor_for(out_w as u32, out_h as u32, target));
+    let rows = out_w * comps * (8 * vmax * 4 + BAND as u64) + u64::from(h.width) * comps * 8 * vmax;
+    let reduced = ceil_div(out_w, k) * ceil_div(out_h, k) * comps;
+    coefficients + rows + reduced * 2 + ceil_div(out_w, k) * comps * 4 * 2
 }
 
-/// Decode with DCT-domain downscaling towards `target` (stored orientation).
-pub(super) fn decode(data: &[u8], header: &Header, target: (u32, u32), limits: &Limits) -> Result<DynamicImage, PipelineError> {
-    let shrink = choose_shrink(header.width, header.height, target);
-    let out_w = ceil_div(u64::from(header.width), u64::from(shrink));
-    let out_h = ceil_div(u64::from(header.height), u64::from(shrink));
-    let needed = estimate_alloc(header, out_w, out_h);
-    if needed > limits.max_alloc_bytes {
-        return Err(PipelineError::DecodeLimit(format!(
-            "decoding needs about {needed} bytes, over the {} byte limit",
-            limits.max_alloc_bytes
-        )));
+/// Scanlines read from libjpeg at once.
+const BAND: usize = 16;
+
+/// A reader that notes when libjpeg asked for more data than the file has: libjpeg
+/// then fakes an end-of-image marker and only warns, so the truncation is caught here.
+struct Tap<'a, R> {
+    inner: R,
+    eof: &'a Cell<bool>,
+}
+
+impl<R: BufRead> Read for Tap<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof.set(true);
+        }
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Tap<'_, R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.inner.fill_buf()?.is_empty() {
+            self.eof.set(true);
+        }
+        self.inner.fill_buf()
     }
 
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n)
+    }
+}
+
+/// Decode with DCT-domain downscaling towards `target` (stored orientation), streaming
+/// scanlines into the shrinking accumulator (for reductions below 1/8).
+pub(super) fn decode<R: BufRead>(input: R, header: &Header, target: (u32, u32)) -> Result<DynamicImage, PipelineError> {
+    let shrink = choose_shrink(header.width, header.height, target);
     // libjpeg-turbo's decoder (as shipped in mozjpeg): its Huffman decoding is what
     // bounds this path, and it is ~25 % faster than jpeg-decoder's on the corpus (see
     // BENCHMARKS.md). `scale` is in eighths. Errors are libjpeg's `error_exit`, turned
-    // into `io::Error`s by the crate (the C code is built with unwinding).
+    // into panics or `io::Error`s by the crate (the C code is built with unwinding).
     let grey = header.sampling.len() == 1;
-    let decoded = std::panic::catch_unwind(|| -> std::io::Result<(u32, u32, Vec<u8>)> {
-        let mut d = mozjpeg::Decompress::with_markers(&[]).from_mem(data)?;
+    let eof = Cell::new(false);
+    let io = |e: std::io::Error| corrupt(&format!("JPEG: {e}"));
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<DynamicImage, PipelineError> {
+        let mut d = mozjpeg::Decompress::with_markers(&[]).from_reader(Tap { inner: input, eof: &eof }).map_err(io)?;
         d.scale((8 / shrink) as u8);
-        let (pixels, w, h) = if grey {
-            let mut started = d.grayscale()?;
-            let (w, h) = (started.width(), started.height());
-            let px: Vec<u8> = started.read_scanlines()?;
-            started.finish()?;
-            (px, w, h)
-        } else {
-            let mut started = d.rgb()?;
-            let (w, h) = (started.width(), started.height());
-            let px: Vec<[u8; 3]> = started.read_scanlines()?;
-            started.finish()?;
-            (px.into_flattened(), w, h)
-        };
-        Ok((w as u32, h as u32, pixels))
-    });
-    let (w, h, pixels) = match decoded {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return Err(corrupt(&format!("JPEG: {e}"))),
-        Err(_) => return Err(corrupt("JPEG decoder failed")),
-    };
-    let img = if grey {
-        GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
-    } else {
-        RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
-    };
-    img.ok_or_else(|| corrupt("JPEG decoder returned a short pixel buffer"))
+        let mut started = if grey { d.grayscale() } else { d.rgb() }.map_err(io)?;
+        let (w, h) = (started.width(), started.height());
+        let ch = if grey { 1 } else { 3 };
+        let k = shrink::factor_for(w as u32, h as u32, target);
+        let mut acc = Shrinker::new(w as u32, h as u32, ch, k)?;
+        let line = w * ch;
+        let mut band = vec![0u8; line * BAND];
+        let mut y = 0;
+        while y < h {
+            let n = BAND.min(h - y);
+            started.read_scanlines_into(&mut band[..n * line]).map_err(io)?;
+            for (i, row) in band[..n * line].chunks_exact(line).enumerate() {
+                acc.add_row((y + i) as u32, 0, 1, row)?;
+            }
+            y += n;
+            acc.rows_done(y as u32);
+        }
+        started.finish().map_err(io)?;
+        acc.finish()
+    }));
+    match decoded {
+        _ if eof.get() => Err(corrupt("truncated JPEG: data ends before the end-of-image marker")),
+        Ok(result) => result,
+        Err(payload) => match payload.downcast_ref::<String>() {
+            Some(msg) => Err(corrupt(msg)),
+            None => Err(corrupt("JPEG decoder failed")),
+        },
+    }
 }
 
 #[cfg(test)]

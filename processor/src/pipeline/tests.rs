@@ -403,8 +403,11 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
 #[test]
 fn oversized_headers_are_refused_before_decoding() {
     let presets = default_presets();
-    let err = render(&png_header(60000, 60000), &presets).unwrap_err();
+    let err = render(&png_header(100_000, 100_000), &presets).unwrap_err();
     assert_eq!(err.code(), "image_too_large", "{err}");
+    // No JPEG header exceeds the default (2^32 > 65535 x 65535): a lower limit.
+    let one_gp = Limits { max_pixels: 1_000_000_000, ..Limits::default() };
+    let render = |data: &[u8], presets: &[Preset]| render_bytes(data, presets, &one_gp);
 
     // A JPEG whose SOF claims 60000x60000 (and nothing else).
     let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];

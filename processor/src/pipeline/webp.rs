@@ -1,0 +1,148 @@
+//! WebP: libwebp's incremental decoder with its scaler, fed from the file.
+//!
+//! libwebp decodes a lossy WebP macroblock row by macroblock row and, with
+//! `use_scaling`, area-averages each row into the output as it goes (the same box
+//! reduction [`super::shrink`] does), so the full-size image is never in memory. The
+//! output is written straight into our buffer (`is_external_memory`). Bounds that
+//! remain, all counted in [`estimate`]: libwebp keeps the compressed data it has been
+//! given (at most the file), a lossy image with alpha keeps a full-size alpha plane (1
+//! byte per pixel), and a lossless image its full-size ARGB picture (4 bytes per pixel).
+//! Animated WebPs are not handled here (`image` decodes their first frame).
+//!
+//! This is the one module of the crate with `unsafe` code: the calls into libwebp-sys.
+#![allow(unsafe_code)]
+
+use std::io::Read;
+
+use image::{DynamicImage, RgbImage, RgbaImage};
+use libwebp_sys as ffi;
+
+use super::shrink::{factor_for, reduced_size};
+use super::PipelineError;
+
+/// What the bitstream header says.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Features {
+    pub width: u32,
+    pub height: u32,
+    pub has_alpha: bool,
+    pub animated: bool,
+    pub lossless: bool,
+}
+
+/// Reads the features from the first bytes of the file (`None` until enough is there).
+pub(super) fn features(head: &[u8]) -> Result<Features, PipelineError> {
+    // SAFETY: WebPGetFeatures reads at most `head.len()` bytes from `head` and writes
+    // only into `f`, a plain struct it fully initialises on success.
+    let mut f: ffi::WebPBitstreamFeatures = unsafe { std::mem::zeroed() };
+    let status = unsafe { ffi::WebPGetFeatures(head.as_ptr(), head.len(), &mut f) };
+    if status != ffi::VP8StatusCode::VP8_STATUS_OK {
+        return Err(PipelineError::DecodeFailed(format!("WebP header: {status:?}")));
+    }
+    Ok(Features {
+        width: f.width.max(0) as u32,
+        height: f.height.max(0) as u32,
+        has_alpha: f.has_alpha != 0,
+        animated: f.has_animation != 0,
+        lossless: f.format == 2,
+    })
+}
+
+/// Bytes libwebp and this module hold while decoding towards `target`.
+pub(super) fn estimate(f: &Features, file_len: u64, target: (u32, u32)) -> u64 {
+    let k = factor_for(f.width, f.height, target);
+    let (w, h) = reduced_size(f.width, f.height, k);
+    let ch = if f.has_alpha { 4 } else { 3 };
+    let pixels = u64::from(f.width) * u64::from(f.height);
+    let internal = if f.lossless {
+        pixels * 4
+    } else if f.has_alpha {
+        pixels
+    } else {
+        0
+    };
+    // Row caches: a few macroblock rows of Y, U, V and of the scaler, at full width.
+    let rows = u64::from(f.width) * 64 * 4;
+    file_len + internal + rows + u64::from(w) * u64::from(h) * ch
+}
+
+struct Decoder(*mut ffi::WebPIDecoder);
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from WebPIDecode and is deleted once, here.
+        unsafe { ffi::WebPIDelete(self.0) }
+    }
+}
+
+/// Decodes a still WebP from `reader`, area-reduced to at least twice `target`.
+pub(super) fn decode<R: Read>(mut reader: R, f: &Features, target: (u32, u32)) -> Result<DynamicImage, PipelineError> {
+    let k = factor_for(f.width, f.height, target);
+    let (w, h) = reduced_size(f.width, f.height, k);
+    let ch: usize = if f.has_alpha { 4 } else { 3 };
+    let stride = w as usize * ch;
+    let len = stride * h as usize;
+    let mut out: Vec<u8> = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| PipelineError::DecodeLimit(format!("could not allocate {len} bytes")))?;
+    out.resize(len, 0);
+
+    // SAFETY: WebPInitDecoderConfig fills in a zeroed, plain C struct.
+    let mut config: ffi::WebPDecoderConfig = unsafe { std::mem::zeroed() };
+    if !unsafe { ffi::WebPInitDecoderConfig(&mut config) } {
+        return Err(PipelineError::DecodeFailed("libwebp version mismatch".into()));
+    }
+    config.options.use_scaling = i32::from(k > 1);
+    config.options.scaled_width = w as i32;
+    config.options.scaled_height = h as i32;
+    config.output.colorspace = if f.has_alpha { ffi::WEBP_CSP_MODE::MODE_RGBA } else { ffi::WEBP_CSP_MODE::MODE_RGB };
+    config.output.is_external_memory = 1;
+    config.output.width = w as i32;
+    config.output.height = h as i32;
+    // The union's RGBA member is the one libwebp reads for RGB(A) modes. `out` outlives
+    // the decoder (`idec` is dropped first), is not touched by us until decoding ends,
+    // and has `stride * h` bytes.
+    config.output.u.RGBA = ffi::WebPRGBABuffer { rgba: out.as_mut_ptr(), stride: stride as i32, size: len };
+    // SAFETY: a null/0 input starts an empty incremental decoder; `config` lives until
+    // the decoder is deleted (it is declared before `idec`, so dropped after it).
+    let idec = Decoder(unsafe { ffi::WebPIDecode(std::ptr::null(), 0, &mut config) });
+    if idec.0.is_null() {
+        return Err(PipelineError::DecodeFailed("libwebp could not start decoding".into()));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = read_some(&mut reader, &mut buf)?;
+        if n == 0 {
+            return Err(PipelineError::DecodeFailed("truncated WebP: data ends before the image".into()));
+        }
+        // SAFETY: `buf[..n]` is initialised; libwebp copies what it keeps.
+        let status = unsafe { ffi::WebPIAppend(idec.0, buf.as_ptr(), n) };
+        match status {
+            ffi::VP8StatusCode::VP8_STATUS_OK => break,
+            ffi::VP8StatusCode::VP8_STATUS_SUSPENDED => continue,
+            ffi::VP8StatusCode::VP8_STATUS_OUT_OF_MEMORY => {
+                return Err(PipelineError::DecodeLimit("libwebp ran out of memory".into()))
+            }
+            ffi::VP8StatusCode::VP8_STATUS_UNSUPPORTED_FEATURE => {
+                return Err(PipelineError::UnsupportedFormat("WebP feature not supported".into()))
+            }
+            other => return Err(PipelineError::DecodeFailed(format!("WebP: {other:?}"))),
+        }
+    }
+    drop(idec);
+    let img = if f.has_alpha {
+        RgbaImage::from_raw(w, h, out).map(DynamicImage::ImageRgba8)
+    } else {
+        RgbImage::from_raw(w, h, out).map(DynamicImage::ImageRgb8)
+    };
+    img.ok_or_else(|| PipelineError::DecodeFailed("WebP decoder returned a short buffer".into()))
+}
+
+fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, PipelineError> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PipelineError::Io { path: "source".into(), source: e }),
+        }
+    }
+}
