@@ -73,9 +73,11 @@ const QUOTED: &[u8] = b"()+_,-./:=? ";
 const PROSE: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ 0123456789 .,;!?-";
 
 /// Whether the header within `body` declares more pixels than the default
-/// `[processor] max_pixels` (its default), which the server refuses at upload.
+/// `[processor] max_pixels`, which the server refuses at upload.
 fn too_many_pixels(body: &[u8]) -> bool {
-    imagesize::blob_size(body).is_ok_and(|s| (s.width as u64).saturating_mul(s.height as u64) > imagelake_core::config::ProcessorConfig::default().max_pixels)
+    imagesize::blob_size(body).is_ok_and(|s| {
+        (s.width as u64).saturating_mul(s.height as u64) > imagelake_core::config::ProcessorConfig::default().max_pixels
+    })
 }
 
 /// What a part holds, as the generator meant it.

@@ -118,15 +118,21 @@ impl Shrinker {
         let y_end = y_end.min(self.height);
         let last = if y_end == self.height { self.out_h } else { y_end / self.k };
         let row_len = self.row_len();
+        let mut done = 0usize;
         while self.first_open < last {
             let r = self.first_open;
             let out = &mut self.out[r as usize * row_len..][..row_len];
-            let sums = self.sums.get(..row_len);
+            let sums = self.sums.get(done * row_len..(done + 1) * row_len);
             let cell_h = self.k.min(self.height - r * self.k);
             finish_row(out, sums, self.channels, self.k, self.width, cell_h);
             self.first_open += 1;
-            let drop = row_len.min(self.sums.len());
-            self.sums.drain(..drop);
+            done += 1;
+        }
+        // One move of the rows still open, not one per finished row.
+        let finished = (done * row_len).min(self.sums.len());
+        self.sums.drain(..finished);
+        if self.first_open == self.out_h {
+            self.sums = Vec::new();
         }
     }
 
@@ -192,7 +198,7 @@ fn finish_row(out: &mut [u8], sums: Option<&[u32]>, channels: usize, k: u32, wid
             let a = s[3];
             o[3] = ((a + count / 2) / count) as u8;
             for c in 0..3 {
-                o[c] = if a == 0 { 0 } else { ((s[c] + a / 2) / a) as u8 };
+                o[c] = (s[c] + a / 2).checked_div(a).unwrap_or(0) as u8;
             }
         } else {
             for c in 0..channels {
@@ -271,7 +277,8 @@ mod tests {
         let mut s = Shrinker::new(w, h, ch, k).unwrap();
         for (x0, dx, y0, dy) in passes {
             for y in (y0..h).step_by(dy as usize) {
-                let row: Vec<u8> = (x0..w).step_by(dx as usize).flat_map(|x| px[(y * w + x) as usize * ch..][..ch].to_vec()).collect();
+                let row: Vec<u8> =
+                    (x0..w).step_by(dx as usize).flat_map(|x| px[(y * w + x) as usize * ch..][..ch].to_vec()).collect();
                 s.add_row(y, x0, dx, &row).unwrap();
             }
         }
