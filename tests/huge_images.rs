@@ -63,6 +63,10 @@ mod embedded {
     async fn sixteen_png_bombs_at_once_leave_the_server_serving() {
         super::png_bombs().await
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_render_killed_midway_leaves_no_temporary_file() {
+        super::killed_render().await
+    }
 }
 
 mod garage_and_sqs {
@@ -410,4 +414,46 @@ async fn png_bombs() {
     }
     check_server_memory(&server, pid, "bombs");
     println!("bombs: whole run {:.1?}", started.elapsed());
+}
+
+/// The processor's copy of the original has no name (`O_TMPFILE`): while a render runs,
+/// `data_dir/tmp` lists nothing and the process holds a deleted file there; after a
+/// SIGKILL nothing is left. A file named by an older version is swept at start-up. The
+/// job comes back after the visibility timeout and the image is processed.
+async fn killed_render() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let dir = fixtures_ready().await;
+    let mut server = Setup::new(Backend::Embedded).env("IMAGELAKE_QUEUE__VISIBILITY_TIMEOUT", "2s").start().await;
+    let (c, key) = (server.client(), server.keys.acme.clone());
+    let tmp = server.data_dir.join("tmp");
+    let named = |tmp: &Path| -> Vec<String> {
+        std::fs::read_dir(tmp)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    let res = upload_file(&c, &key, &dir.join("big-tiled.tif")).await;
+    assert_eq!(res.status(), 202);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    // Wait until the render holds its copy of the original (a deleted file under tmp/).
+    let pid = server.pid();
+    let started = Instant::now();
+    let holds_copy = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&tmp) && t.to_string_lossy().ends_with("(deleted)"))
+        })
+    };
+    while !holds_copy() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the render never opened its copy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(named(&tmp), Vec::<String>::new(), "a named temporary file during the render");
+    server.kill9();
+    assert_eq!(named(&tmp), Vec::<String>::new(), "left behind by the killed render");
+    // What an older version, which named its copies, would have left.
+    std::fs::write(tmp.join(".tmpA1b2C3"), b"an original").unwrap();
+    server.restart().await;
+    let done = c.wait_done(&key, &id, PROCESSING).await;
+    assert_eq!(done["status"], "processed", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(named(&tmp), Vec::<String>::new(), "the older version's leftover is swept");
 }

@@ -1,8 +1,9 @@
 //! WebP: libwebp's incremental decoder with its scaler, fed from the file.
 //!
 //! libwebp decodes a lossy WebP macroblock row by macroblock row and, with
-//! `use_scaling`, area-averages each row into the output as it goes (the same box
-//! reduction [`super::shrink`] does), so the full-size image is never in memory. The
+//! `use_scaling`, area-averages each row into the output as it goes, to twice the
+//! largest frame exactly (any ratio, where [`super::shrink`] takes integer factors), so
+//! the full-size image is never in memory. The
 //! output is written straight into our buffer (`is_external_memory`). Bounds that
 //! remain, all counted in [`estimate`]: libwebp keeps the compressed data it has been
 //! given (at most the file), a lossy image with alpha keeps a full-size alpha plane (1
@@ -17,7 +18,6 @@ use std::io::Read;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libwebp_sys as ffi;
 
-use super::shrink::{factor_for, reduced_size};
 use super::PipelineError;
 
 /// What the bitstream header says.
@@ -48,10 +48,26 @@ pub(super) fn features(head: &[u8]) -> Result<Features, PipelineError> {
     })
 }
 
+/// The size libwebp's scaler reduces to: twice `target` (the margin kept for the final
+/// Lanczos resize), keeping the aspect ratio; libwebp's area scaler takes any ratio, so
+/// no integer factor is needed. The full size when that is not larger.
+fn scaled_size(f: &Features, target: (u32, u32)) -> (u32, u32) {
+    let (sw, sh) = (u64::from(f.width.max(1)), u64::from(f.height.max(1)));
+    let (tw, th) = (2 * u64::from(target.0.max(1)), 2 * u64::from(target.1.max(1)));
+    if sw <= tw || sh <= th {
+        return (f.width, f.height);
+    }
+    // The side that binds is the one whose ratio to twice the target is the smaller.
+    if sw * th <= sh * tw {
+        (tw as u32, (sh * tw).div_ceil(sw).max(th) as u32)
+    } else {
+        ((sw * th).div_ceil(sh).max(tw) as u32, th as u32)
+    }
+}
+
 /// Bytes libwebp and this module hold while decoding towards `target`.
 pub(super) fn estimate(f: &Features, file_len: u64, target: (u32, u32)) -> u64 {
-    let k = factor_for(f.width, f.height, target);
-    let (w, h) = reduced_size(f.width, f.height, k);
+    let (w, h) = scaled_size(f, target);
     let ch = if f.has_alpha { 4 } else { 3 };
     let pixels = u64::from(f.width) * u64::from(f.height);
     let internal = if f.lossless {
@@ -75,10 +91,10 @@ impl Drop for Decoder {
     }
 }
 
-/// Decodes a still WebP from `reader`, area-reduced to at least twice `target`.
+/// Decodes a still WebP from `reader`, area-reduced to twice `target`.
 pub(super) fn decode<R: Read>(mut reader: R, f: &Features, target: (u32, u32)) -> Result<DynamicImage, PipelineError> {
-    let k = factor_for(f.width, f.height, target);
-    let (w, h) = reduced_size(f.width, f.height, k);
+    let (w, h) = scaled_size(f, target);
+    let scaled = (w, h) != (f.width, f.height);
     let ch: usize = if f.has_alpha { 4 } else { 3 };
     let stride = w as usize * ch;
     let len = stride * h as usize;
@@ -91,7 +107,7 @@ pub(super) fn decode<R: Read>(mut reader: R, f: &Features, target: (u32, u32)) -
     if !unsafe { ffi::WebPInitDecoderConfig(&mut config) } {
         return Err(PipelineError::DecodeFailed("libwebp version mismatch".into()));
     }
-    config.options.use_scaling = i32::from(k > 1);
+    config.options.use_scaling = i32::from(scaled);
     config.options.scaled_width = w as i32;
     config.options.scaled_height = h as i32;
     config.output.colorspace = if f.has_alpha { ffi::WEBP_CSP_MODE::MODE_RGBA } else { ffi::WEBP_CSP_MODE::MODE_RGB };
@@ -144,5 +160,22 @@ fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, PipelineE
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(PipelineError::Io { path: "source".into(), source: e }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_to_twice_the_target_keeping_the_aspect_ratio() {
+        let f = |width, height| Features { width, height, has_alpha: false, animated: false, lossless: false };
+        assert_eq!(scaled_size(&f(16383, 16383), (2048, 2048)), (4096, 4096));
+        assert_eq!(scaled_size(&f(16000, 9000), (2048, 1152)), (4096, 2304));
+        assert_eq!(scaled_size(&f(9000, 16000), (1152, 2048)), (2304, 4096));
+        // Cover frames are wider than the box on one side: both sides stay at least twice.
+        let (w, h) = scaled_size(&f(10000, 3000), (400, 120));
+        assert!(w >= 800 && h >= 240 && (w, h) == (800, 240), "{w}x{h}");
+        assert_eq!(scaled_size(&f(3000, 2000), (2048, 1365)), (3000, 2000), "no scaling below twice");
     }
 }
