@@ -289,8 +289,11 @@ pub enum OutputFormat {
     Jpeg,
     /// PNG, lossless; keeps alpha.
     Png,
-    /// Lossy WebP at the preset's quality; keeps alpha.
+    /// Lossy WebP at the preset's quality; keeps alpha. Animated sources stay animated.
     WebP,
+    /// AVIF (AV1 in HEIF, libheif with libaom) at the preset's quality and speed; keeps
+    /// alpha. Animated sources get their first frame.
+    Avif,
 }
 
 impl OutputFormat {
@@ -300,8 +303,17 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpg",
             OutputFormat::Png => "png",
             OutputFormat::WebP => "webp",
+            OutputFormat::Avif => "avif",
         }
     }
+
+    /// The format whose [`OutputFormat::extension`] is `ext` (`jpeg` is taken for `jpg`).
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        OutputFormat::ALL.into_iter().find(|f| f.extension() == ext || f.as_str() == ext)
+    }
+
+    /// Every format, in the order of this enum.
+    pub const ALL: [OutputFormat; 4] = [OutputFormat::Jpeg, OutputFormat::Png, OutputFormat::WebP, OutputFormat::Avif];
 
     /// MIME type, for `Content-Type` headers.
     pub fn content_type(&self) -> &'static str {
@@ -309,15 +321,17 @@ impl OutputFormat {
             OutputFormat::Jpeg => "image/jpeg",
             OutputFormat::Png => "image/png",
             OutputFormat::WebP => "image/webp",
+            OutputFormat::Avif => "image/avif",
         }
     }
 
-    /// Lower-case name, as in the configuration: `jpeg`, `png`, `webp`.
+    /// Lower-case name, as in the configuration: `jpeg`, `png`, `webp`, `avif`.
     pub fn as_str(&self) -> &'static str {
         match self {
             OutputFormat::Jpeg => "jpeg",
             OutputFormat::Png => "png",
             OutputFormat::WebP => "webp",
+            OutputFormat::Avif => "avif",
         }
     }
 }
@@ -340,25 +354,80 @@ pub enum Fit {
 }
 
 /// One variant the processor can make.
+///
+/// In the configuration a preset names one `format`, or several `formats` in order of
+/// preference (`formats = ["avif", "webp", "jpeg"]`). Each format is encoded from the same
+/// resized pixels and stored as its own object; a download of the variant gets the first
+/// stored format the request's `Accept` header allows.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PresetSpec")]
 pub struct VariantPreset {
     /// Variant name, e.g. `thumb`; used in URLs and storage keys.
     pub name: String,
     pub width: u32,
     pub height: u32,
-    pub format: OutputFormat,
-    #[serde(default)]
+    /// The encodings, in order of preference; never empty, no format twice.
+    pub formats: Vec<OutputFormat>,
     pub fit: Fit,
-    /// Encoder quality 1..=100 (JPEG and WebP; ignored for PNG); clamped.
-    #[serde(default = "default_quality")]
+    /// Encoder quality 1..=100 (JPEG, WebP and AVIF; ignored for PNG); clamped.
     pub quality: u8,
+    /// AVIF encoder speed, 0 (slowest, smallest files) to 9 (fastest); libaom's `cpu-used`.
+    pub speed: u8,
+}
+
+/// A preset as written in the configuration: `format` or `formats`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetSpec {
+    name: String,
+    width: u32,
+    height: u32,
+    #[serde(default)]
+    format: Option<OutputFormat>,
+    #[serde(default)]
+    formats: Vec<OutputFormat>,
+    #[serde(default)]
+    fit: Fit,
+    #[serde(default = "default_quality")]
+    quality: u8,
+    #[serde(default = "default_speed")]
+    speed: u8,
+}
+
+impl TryFrom<PresetSpec> for VariantPreset {
+    type Error = String;
+
+    fn try_from(p: PresetSpec) -> Result<Self, String> {
+        let formats = match (p.format, p.formats) {
+            (Some(f), v) if v.is_empty() => vec![f],
+            (None, v) if !v.is_empty() => v,
+            (Some(_), _) => return Err(format!("preset {:?}: give `format` or `formats`, not both", p.name)),
+            (None, _) => return Err(format!("preset {:?}: `format` (or a non-empty `formats`) is required", p.name)),
+        };
+        if let Some(dup) = formats.iter().enumerate().find(|(i, f)| formats[..*i].contains(f)) {
+            return Err(format!("preset {:?}: format {} listed twice", p.name, dup.1));
+        }
+        if p.speed > 9 {
+            return Err(format!("preset {:?}: speed must be 0-9, not {}", p.name, p.speed));
+        }
+        Ok(Self { name: p.name, width: p.width, height: p.height, formats, fit: p.fit, quality: p.quality, speed: p.speed })
+    }
 }
 
 impl VariantPreset {
+    /// A preset of one format, at the default AVIF speed.
     pub fn new(name: &str, width: u32, height: u32, format: OutputFormat, fit: Fit, quality: u8) -> Self {
-        Self { name: name.into(), width, height, format, fit, quality }
+        Self { name: name.into(), width, height, formats: vec![format], fit, quality, speed: default_speed() }
     }
+
+    /// The preferred format: the first of [`VariantPreset::formats`].
+    pub fn format(&self) -> OutputFormat {
+        self.formats[0]
+    }
+}
+
+fn default_speed() -> u8 {
+    6
 }
 
 fn default_quality() -> u8 {
@@ -713,7 +782,12 @@ mod tests {
         for bad in [
             r#"variants = [{ name = "a b", width = 1, height = 1, format = "jpeg" }]"#,
             r#"variants = [{ name = "a", width = 0, height = 1, format = "jpeg" }]"#,
-            r#"variants = [{ name = "a", width = 1, height = 1, format = "avif" }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "gif" }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1 }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, formats = [] }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "jpeg", formats = ["png"] }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, formats = ["avif", "jpeg", "avif"] }]"#,
+            r#"variants = [{ name = "a", width = 1, height = 1, format = "avif", speed = 10 }]"#,
             r#"variants = [{ name = "a", width = 1, height = 1, format = "jpeg", fit = "fill" }]"#,
             r#"variants = [{ name = "a", width = 1, height = 1, format = "jpeg" }, { name = "a", width = 2, height = 2, format = "png" }]"#,
         ] {
@@ -722,6 +796,28 @@ mod tests {
             std::fs::write(&path, format!("[processor]\n{bad}\n")).unwrap();
             assert!(Config::load(Some(&path), env(&[])).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn presets_take_one_format_or_several() {
+        let dir = crate::testing::temp_dir("config");
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[processor]\nvariants = [{ name = \"a\", width = 9, height = 9, format = \"png\" },\n\
+             { name = \"b\", width = 9, height = 9, formats = [\"avif\", \"webp\", \"jpeg\"], quality = 60, speed = 8 }]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        let [a, b] = &c.processor.variants[..] else { panic!("two presets") };
+        assert_eq!((a.formats.as_slice(), a.format(), a.speed), (&[OutputFormat::Png][..], OutputFormat::Png, 6));
+        assert_eq!(b.formats, vec![OutputFormat::Avif, OutputFormat::WebP, OutputFormat::Jpeg]);
+        assert_eq!((b.quality, b.speed), (60, 8));
+        for f in OutputFormat::ALL {
+            assert_eq!(OutputFormat::from_extension(f.extension()), Some(f));
+        }
+        assert_eq!(OutputFormat::from_extension("jpeg"), Some(OutputFormat::Jpeg));
+        assert_eq!(OutputFormat::from_extension("gif"), None);
     }
 
     #[test]
