@@ -99,3 +99,20 @@ random_hex() { od -An -vtx1 -N"$1" /dev/urandom | tr -d ' \n'; echo; }
 
 # sha256_of FILE: print only the hex digest.
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# apt_ensure PACKAGE...: install the Debian packages that are missing (dpkg -s), with
+# sudo unless root; apt-get update only when the install fails on a stale index. Quiet
+# and instant when everything is there.
+apt_ensure() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    local apt=(apt-get install -y -qq --no-install-recommends "${missing[@]}") update=(apt-get update -qq)
+    if [[ $(id -u) != 0 ]]; then apt=(sudo "${apt[@]}") update=(sudo "${update[@]}"); fi
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1 ||
+        { "${update[@]}" >/dev/null && DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null; } ||
+        die "could not install ${missing[*]}"
+}

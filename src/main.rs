@@ -203,7 +203,11 @@ fn process(
 ) -> anyhow::Result<()> {
     use imagelake_processor::{offline, pipeline::Limits};
     let presets = offline::select(&config.processor.variants, variants.as_deref())?;
-    let limits = Limits { max_pixels: config.processor.max_pixels, max_alloc_bytes: config.processor.memory_budget.0 };
+    let limits = Limits {
+        max_pixels: config.processor.max_pixels,
+        max_alloc_bytes: config.processor.memory_budget.0,
+        max_animation_pixels: config.processor.max_animation_pixels,
+    };
     let sum = offline::run(files, &presets, &limits, out, jobs.unwrap_or_else(offline::default_jobs))?;
     let secs = sum.elapsed.as_secs_f64();
     eprintln!(

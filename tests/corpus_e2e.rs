@@ -76,14 +76,14 @@ async fn every_corpus_image_is_processed(backend: Backend) {
         for (v, p) in variants.iter().zip(&presets) {
             let what = format!("{name} {}", p.name);
             assert_eq!(v["name"], p.name.as_str());
-            assert_eq!(v["format"], p.format.as_str(), "{what}");
+            assert_eq!(v["format"], p.format().as_str(), "{what}");
             let res = c.get(&key, &format!("/v1/images/{id}/variants/{}", p.name)).send().await.unwrap();
             assert_eq!(res.status(), 200, "{what}");
-            assert_eq!(res.headers()["content-type"], p.format.content_type(), "{what}");
+            assert_eq!(res.headers()["content-type"], p.format().content_type(), "{what}");
             let body = res.bytes().await.unwrap();
             assert_eq!(body.len() as u64, v["bytes"].as_u64().unwrap(), "{what}");
             let format = image::guess_format(&body).unwrap();
-            assert_eq!(format.extensions_str()[0], p.format.extension(), "{what}");
+            assert_eq!(format.extensions_str()[0], p.format().extension(), "{what}");
             let img = image::load_from_memory_with_format(&body, format).unwrap_or_else(|e| panic!("{what}: {e}"));
             let got = (img.width(), img.height());
             assert_eq!(

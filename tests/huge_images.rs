@@ -259,7 +259,7 @@ async fn huge_images(backend: Backend) {
                 problems.push(format!("{file} {}: no such variant in {done}", p.name));
                 continue;
             };
-            let format = serde_json::to_value(p.format).unwrap();
+            let format = serde_json::to_value(p.format()).unwrap();
             assert_eq!(v["format"], format, "{file} {}: {v}", p.name);
             let advertised = (v["width"].as_u64().unwrap() as u32, v["height"].as_u64().unwrap() as u32);
             let res = c.get(key, &format!("/v1/images/{id}/variants/{}", p.name)).send().await.unwrap();

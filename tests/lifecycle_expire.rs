@@ -84,7 +84,11 @@ async fn expire_after_seven_days(backend: Backend) {
     let at = made + Days::days(7) + Days::seconds(1);
     let r0 = &records[0];
     store.delete_many(&r0.variants.iter().map(|v| v.object_key(&r0.customer, &r0.id)).collect::<Vec<_>>()).await.unwrap();
-    let rows = r0.variants.iter().map(|v| deletion_event(&r0.id, &r0.customer, Some(&v.name), v.bytes, at, "expired")).collect();
+    let rows = r0
+        .variants
+        .iter()
+        .map(|v| deletion_event(&r0.id, &r0.customer, Some((&v.name, &v.format)), v.bytes, at, "expired"))
+        .collect();
     p.ctx.lake.write_durable(rows).await.unwrap();
 
     // One second late: everything due is gone.

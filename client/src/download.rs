@@ -1,6 +1,6 @@
-//! `imagelake download ID [--variant NAME] [-o FILE]`: streamed to a temporary file
-//! beside the target, fsynced, and renamed into place only once every byte arrived, so
-//! an interrupted download never leaves a truncated file under the final name.
+//! `imagelake download ID [--variant NAME [--format EXT]] [-o FILE]`: streamed to a
+//! temporary file beside the target, fsynced, and renamed into place only once every byte
+//! arrived, so an interrupted download never leaves a truncated file under the final name.
 
 use crate::api::Api;
 use crate::progress::{bytes_bar, note};
@@ -11,11 +11,24 @@ use reqwest::Method;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
-pub async fn run(api: &Api, id: &str, variant: Option<&str>, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let path = match variant {
-        Some(v) => format!("/v1/images/{id}/variants/{v}"),
-        None => format!("/v1/images/{id}/original"),
-    };
+/// The path of the original, of a variant (the server picks its format, the preset's
+/// preferred one, since the client sends no `Accept`), or of one format of a variant.
+fn path(id: &str, variant: Option<&str>, format: Option<&str>) -> String {
+    match (variant, format) {
+        (Some(v), Some(ext)) => format!("/v1/images/{id}/variants/{v}.{ext}"),
+        (Some(v), None) => format!("/v1/images/{id}/variants/{v}"),
+        (None, _) => format!("/v1/images/{id}/original"),
+    }
+}
+
+pub async fn run(
+    api: &Api,
+    id: &str,
+    variant: Option<&str>,
+    format: Option<&str>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let path = path(id, variant, format);
     let res = api.send(api.request(Method::GET, &path)).await?;
     let total = res.content_length();
     let ext = extension(res.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(""));
@@ -108,5 +121,17 @@ fn extension(content_type: &str) -> &'static str {
         "image/avif" => "avif",
         "image/bmp" => "bmp",
         _ => "bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(path("i", None, None), "/v1/images/i/original");
+        assert_eq!(path("i", Some("thumb"), None), "/v1/images/i/variants/thumb");
+        assert_eq!(path("i", Some("thumb"), Some("avif")), "/v1/images/i/variants/thumb.avif");
     }
 }

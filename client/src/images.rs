@@ -188,8 +188,11 @@ pub async fn list(api: &Api, limit: usize, page_size: usize, json: bool) -> anyh
     }
     let mut t = plain_table(&["ID", "STATUS", "FORMAT", "BYTES", "SIZE", "VARIANTS", "UPLOADED"]);
     for r in &items {
-        let variants =
-            r["variants"].as_array().map(|v| v.iter().map(|v| s(&v["name"])).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        // A variant stored in several formats has an entry per format: its name once.
+        let mut names: Vec<String> =
+            r["variants"].as_array().map(|v| v.iter().map(|v| s(&v["name"])).collect()).unwrap_or_default();
+        names.dedup();
+        let variants = names.join(",");
         t.add_row(vec![
             s(&r["id"]),
             s(&r["status"]),

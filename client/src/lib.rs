@@ -70,6 +70,10 @@ pub enum ClientCommand {
         /// A variant's name (thumb, medium...) instead of the original.
         #[arg(long)]
         variant: Option<String>,
+        /// One of the variant's stored formats (a preset may list several). Default: the
+        /// server's choice, the preset's preferred format.
+        #[arg(long, requires = "variant", value_parser = ["jpg", "jpeg", "png", "webp", "avif"])]
+        format: Option<String>,
         /// The file to write (`-` for stdout). Default: ID[-VARIANT].EXT in the current directory.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -235,7 +239,9 @@ pub async fn run(cmd: ClientCommand, conn: Connection) -> anyhow::Result<()> {
             upload::run(&api, &files, &variants, how, wait, std::time::Duration::from_secs(timeout)).await
         }
         ClientCommand::Status { id, json } => images::status(&api, &id, json).await,
-        ClientCommand::Download { id, variant, output } => download::run(&api, &id, variant.as_deref(), output).await,
+        ClientCommand::Download { id, variant, format, output } => {
+            download::run(&api, &id, variant.as_deref(), format.as_deref(), output).await
+        }
         ClientCommand::List { limit, page_size, json } => images::list(&api, limit, page_size, json).await,
         ClientCommand::Post { command } => post(&api, command).await,
         ClientCommand::Stats { report, from, to, customer, interval, by, limit, format } => {
@@ -298,7 +304,26 @@ fn parse_chunk_size(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, ClientCommand};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    #[test]
+    fn a_download_may_name_a_format_of_a_variant() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["imagelake", "download", "ID"], args].concat()).map(|c| c.command);
+        let Ok(ClientCommand::Download { variant, format, .. }) = parse(&["--variant", "web", "--format", "avif"]) else {
+            panic!("parsed")
+        };
+        assert_eq!((variant.as_deref(), format.as_deref()), (Some("web"), Some("avif")));
+        let Ok(ClientCommand::Download { format: None, .. }) = parse(&["--variant", "web"]) else { panic!("no format") };
+        assert!(parse(&["--format", "png"]).is_err(), "a format is of a variant");
+        assert!(parse(&["--variant", "web", "--format", "gif"]).is_err(), "not a format variants are made in");
+    }
 
     #[test]
     fn byte_counts() {

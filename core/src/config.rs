@@ -445,6 +445,9 @@ pub struct ProcessorConfig {
     /// admits JPEG's 65535 x 65535: the decoders stream, so memory follows the largest
     /// preset, not the source.
     pub max_pixels: u64,
+    /// Frames x pixels an animated GIF or WebP may have when a variant keeps every frame
+    /// (a WebP one); more fail with `decode_limit` before any frame is decoded.
+    pub max_animation_pixels: u64,
     /// Memory the jobs in flight may hold together. Each job reserves its estimated peak
     /// before it decodes and waits while the others hold the rest; a job whose estimate
     /// alone is over the budget fails at once with `decode_limit`.
@@ -463,6 +466,7 @@ impl Default for ProcessorConfig {
                 VariantPreset::new("web", 2048, 2048, WebP, Contain, 80),
             ],
             max_pixels: 1 << 32,
+            max_animation_pixels: 1 << 30,
             memory_budget: ByteSize(2 << 30),
         }
     }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ids;
 pub mod job;
 pub mod lake;
+pub mod media;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;

@@ -20,6 +20,7 @@ conformance!(
     a_delete_during_processing_wins,
     racing_deliveries_and_deletes_stay_consistent,
     expiry_reads_the_due_index_and_counts_bytes,
+    a_variant_in_several_formats_is_one_row_per_format,
     outbox_jobs_are_claimed_once_and_removed_when_sent,
     keys_are_added_resolved_and_revoked,
     leases_are_exclusive_until_they_expire,
@@ -244,9 +245,10 @@ async fn expiry_reads_the_due_index_and_counts_bytes(db: Arc<SqlMetadata>) {
     assert_eq!(due.len(), 6, "three images' variants are due");
     assert!(due.iter().all(|d| d.expires_at <= due_at && d.customer == "acme"));
     assert_eq!(db.due_variants(due_at, 4).await.unwrap().len(), 4, "a bounded chunk");
-    let pairs: Vec<(String, String)> = due.iter().map(|d| (d.image_id.clone(), d.name.clone())).collect();
-    assert_eq!(db.mark_expired(&pairs).await.unwrap(), 3 * 1100);
-    assert_eq!(db.mark_expired(&pairs).await.unwrap(), 0, "expired once");
+    let objects: Vec<(String, String, String)> =
+        due.iter().map(|d| (d.image_id.clone(), d.name.clone(), d.format.clone())).collect();
+    assert_eq!(db.mark_expired(&objects).await.unwrap(), 3 * 1100);
+    assert_eq!(db.mark_expired(&objects).await.unwrap(), 0, "expired once");
     assert!(db.due_variants(due_at, 100).await.unwrap().is_empty());
     let rec = db.image(&ids_[0]).await.unwrap().unwrap();
     assert!(rec.variants.iter().all(|v| v.state == VariantState::Expired));
@@ -255,6 +257,99 @@ async fn expiry_reads_the_due_index_and_counts_bytes(db: Arc<SqlMetadata>) {
     db.begin_delete(&ids_[0], now()).await.unwrap();
     db.purge_image(&ids_[0]).await.unwrap();
     assert_eq!(figures(&db, "acme").await, Figures { originals_bytes: 40, originals: 4, variants_bytes: 2200, variants: 4 });
+}
+
+/// One preset in three formats (and another in one): a row per stored format, all named
+/// alike, read back in the order written (presets, then each one's order of preference),
+/// counted per object, expired format by format (a sweep's chunk may end between two
+/// formats of a variant), and deleted together.
+async fn a_variant_in_several_formats_is_one_row_per_format(db: Arc<SqlMetadata>) {
+    let r = record("acme", 1000);
+    create(&db, &r, None).await;
+    db.start_processing(&r.id, 1).await.unwrap();
+    let (at, ttl) = (now(), Duration::days(7));
+    // `formats`: how many formats the variant is stored in (each entry's URL follows).
+    let made = |id: &str, name: &str, format: &str, bytes: u64, formats: usize| VariantRecord {
+        format: format.into(),
+        url: imagelake_core::record::entry_url(id, name, format, formats),
+        ..variant(id, name, bytes, at, ttl)
+    };
+    let vs = vec![
+        made(&r.id, "thumb", "jpeg", 10, 1),
+        made(&r.id, "web", "avif", 100, 3),
+        made(&r.id, "web", "webp", 200, 3),
+        made(&r.id, "web", "jpeg", 400, 3),
+    ];
+    let Transition::Applied(done) = db.finish_processed(&r.id, at, (640, 480), &vs).await.unwrap() else { panic!("finish") };
+    assert_eq!(done.variants, vs, "the entries in the order written");
+    let urls: Vec<&str> = done.variants.iter().map(|v| v.url.as_str()).collect();
+    let base = format!("/v1/images/{}/variants", r.id);
+    assert_eq!(
+        urls,
+        [format!("{base}/thumb"), format!("{base}/web.avif"), format!("{base}/web.webp"), format!("{base}/web.jpg")]
+    );
+    assert_eq!(db.image(&r.id).await.unwrap().unwrap().variants, vs);
+    assert_eq!(db.list_images("acme", None, 10).await.unwrap()[0].variants, vs, "the listing's join too");
+    assert_eq!(db.scan_images("acme", None, 10).await.unwrap()[0].variants, vs);
+    let counted = Figures { originals_bytes: 1000, originals: 1, variants_bytes: 710, variants: 4 };
+    assert_eq!(figures(&db, "acme").await, counted, "one object per format");
+    // A second delivery changes nothing and counts nothing.
+    assert!(matches!(db.finish_processed(&r.id, at, (640, 480), &vs).await.unwrap(), Transition::Refused(_)));
+    assert_eq!(figures(&db, "acme").await, counted);
+
+    // Due: one entry per stored format.
+    let due = db.due_variants(at + ttl, 100).await.unwrap();
+    let mut listed: Vec<(String, String, u64)> = due.iter().map(|d| (d.name.clone(), d.format.clone(), d.bytes)).collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [("thumb", "jpeg", 10), ("web", "avif", 100), ("web", "jpeg", 400), ("web", "webp", 200)].map(|(n, f, b)| (
+            n.to_string(),
+            f.to_string(),
+            b
+        ))
+    );
+    // Expiring one format leaves the others of the variant stored and counted.
+    let object = |name: &str, format: &str| (r.id.clone(), name.to_string(), format.to_string());
+    assert_eq!(db.mark_expired(&[object("web", "webp")]).await.unwrap(), 200);
+    let states: Vec<(String, VariantState)> =
+        db.image(&r.id).await.unwrap().unwrap().variants.into_iter().map(|v| (v.format, v.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("jpeg", VariantState::Ready),
+            ("avif", VariantState::Ready),
+            ("webp", VariantState::Expired),
+            ("jpeg", VariantState::Ready)
+        ]
+        .map(|(f, s)| (f.to_string(), s))
+    );
+    assert_eq!(figures(&db, "acme").await, Figures { variants_bytes: 510, variants: 3, ..counted });
+    assert_eq!(db.due_variants(at + ttl, 100).await.unwrap().len(), 3);
+    // The rest of the variant, with the format already expired: each counted once.
+    let web = [object("web", "avif"), object("web", "webp"), object("web", "jpeg")];
+    assert_eq!(db.mark_expired(&web).await.unwrap(), 500);
+    assert_eq!(db.mark_expired(&web).await.unwrap(), 0, "expired once");
+    assert_eq!(db.mark_expired(&[object("web", "png")]).await.unwrap(), 0, "a format the variant does not have");
+    assert_eq!(figures(&db, "acme").await, Figures { variants_bytes: 10, variants: 1, ..counted });
+    let due = db.due_variants(at + ttl, 100).await.unwrap();
+    assert_eq!((due.len(), due[0].name.as_str(), due[0].format.as_str()), (1, "thumb", "jpeg"));
+
+    // Deleted: the tombstone lists every format; the purge un-counts only what was stored.
+    let tomb = db.begin_delete(&r.id, now()).await.unwrap().unwrap();
+    assert_eq!(tomb.variants.len(), 4);
+    db.purge_image(&r.id).await.unwrap();
+    assert_eq!(figures(&db, "acme").await, Figures::default());
+    assert!(db.due_variants(at + ttl, 100).await.unwrap().is_empty(), "no row left");
+
+    // An imported record with several formats of one variant reads back as it was.
+    let mut imported = record("globex", 5);
+    imported.status = Status::Processed;
+    imported.processed_at = Some(at);
+    imported.variants = vec![made(&imported.id, "web", "webp", 20, 2), made(&imported.id, "web", "png", 30, 2)];
+    assert!(db.import_image(&imported).await.unwrap());
+    assert_eq!(db.image(&imported.id).await.unwrap().unwrap(), imported);
+    assert_eq!(figures(&db, "globex").await, Figures { originals_bytes: 5, originals: 1, variants_bytes: 50, variants: 2 });
 }
 
 async fn outbox_jobs_are_claimed_once_and_removed_when_sent(db: Arc<SqlMetadata>) {
@@ -409,7 +504,13 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
     // Version 6: resumable uploads, none from before.
     assert!(upgraded.resumable(&ids::new_id()).await.unwrap().is_none(), "version 6's table exists");
     assert_eq!(upgraded.open_resumables("acme").await.unwrap(), 0);
-    assert_eq!(SqlMetadata::latest_version(), 6);
+    // Version 7: variants keyed by format too; the old row came along, due and expirable.
+    assert_eq!((rec.variants[0].format.as_str(), rec.variants[0].name.as_str()), ("webp", "thumb"));
+    let due = upgraded.due_variants(DateTime::from_timestamp_micros(1700604801000000).unwrap(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the due-variant index is there again");
+    let object = (due[0].image_id.clone(), due[0].name.clone(), due[0].format.clone());
+    assert_eq!(upgraded.mark_expired(&[object]).await.unwrap(), 77);
+    assert_eq!(SqlMetadata::latest_version(), 7);
 }
 
 /// Reconcile's claim of an original and the upload's commit race for the in-flight row:

@@ -1,6 +1,13 @@
 //! Downloads of originals and variants: streamed, with `Content-Length`, `ETag`,
 //! `If-None-Match` (304), one `Range` (206), and `410 Gone` once a variant expired.
+//!
+//! A variant may be stored in several formats (a preset's `formats`, in order of
+//! preference; the record has one entry per format). `.../variants/{name}` sends the one
+//! the request's `Accept` weighs highest (`crate::accept`), with `Vary: Accept`, or `406`
+//! when it takes none of them; `.../variants/{name}.{ext}` asks for one format. Each
+//! format is its own object, with its own `ETag`.
 
+use crate::accept::Accept;
 use crate::error::IngestError;
 use crate::images::find;
 #[allow(unused_imports)]
@@ -9,14 +16,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use imagelake_core::app::Context;
 use imagelake_core::auth::Principal;
+use imagelake_core::config::OutputFormat;
 use imagelake_core::ids;
 use imagelake_core::lake::{DownloadRow, Event};
 #[allow(unused_imports)]
 use imagelake_core::problem::Problem;
-use imagelake_core::record::{self, VariantState};
+use imagelake_core::record::{self, ImageRecord, VariantRecord, VariantState};
 use imagelake_core::store::StoreError;
 use std::ops::Range;
 
@@ -61,7 +70,7 @@ pub async fn original(
     serve(&ctx, &headers, &key, &etag, &rec.content_type, rec.bytes, (&rec.id, &rec.customer, None), missing).await
 }
 
-/// A processed variant, streamed.
+/// A processed variant, streamed, in the stored format the request's `Accept` prefers.
 #[utoipa::path(
     get,
     path = "/v1/images/{id}/variants/{name}",
@@ -69,7 +78,61 @@ pub async fn original(
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "The image id (a UUIDv7)"),
+        ("name" = String, Path, description = "The variant preset's name (e.g. `thumb`). `NAME.EXT` asks for one format (the next operation)"),
+        ("Accept" = Option<String>, Header, description = "The media types the client takes, with `q` weights (RFC 9110): of the formats the \
+            variant is stored in, the one weighed highest is sent, the preset's order of preference breaking ties. None: the preset's first format"),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range; several, or another unit, get the whole object"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: `304` if unchanged"),
+        ("If-Range" = Option<String>, Header, description = "The `Range` is honoured only while the `ETag` still matches"),
+    ),
+    responses(
+        (status = 200, description = "The bytes", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("ETag" = String), ("Content-Length" = u64), ("Accept-Ranges" = String), ("Vary" = String, description = "`Accept`"))),
+        (status = 206, description = "The requested range", content((ImageBytes = "image/*"), (ImageBytes = "application/octet-stream")),
+            headers(("Content-Range" = String), ("ETag" = String), ("Vary" = String, description = "`Accept`"))),
+        (status = 304, description = "Not modified (`If-None-Match`)", headers(("ETag" = String), ("Vary" = String, description = "`Accept`"))),
+        (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image (`not_found`), or no such variant (yet) (`variant_not_found`)", body = Problem, content_type = "application/problem+json",
+            headers(("Vary" = String, description = "`Accept`"))),
+        (status = 406, description = "The variant is stored in no media type the `Accept` header allows (`not_acceptable`); the detail lists those it is stored in",
+            body = Problem, content_type = "application/problem+json", headers(("Vary" = String, description = "`Accept`"))),
+        (status = 410, description = "The variant expired and was deleted (`variant_expired`)", body = Problem, content_type = "application/problem+json",
+            headers(("Vary" = String, description = "`Accept`"))),
+        (status = 416, description = "The range starts past the end (`range_not_satisfiable`)", body = Problem, content_type = "application/problem+json",
+            headers(("Content-Range" = String, description = "`bytes */SIZE`"), ("Vary" = String, description = "`Accept`"))),
+        (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn variant(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path((id, segment)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    // One route serves both shapes of `record::variant_url` and `record::variant_format_url`
+    // (the router matches whole segments only).
+    match record::variant_segment(&segment) {
+        (name, Some(ext)) => variant_as(&ctx, &principal, &id, name, ext, &headers).await.into_response(),
+        (name, None) => {
+            // Every answer depends on `Accept`, errors too, so that no cache keeps one for all.
+            let mut res = negotiated(&ctx, &principal, &id, name, &headers).await.into_response();
+            res.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+            res
+        }
+    }
+}
+
+/// One format of a processed variant, streamed, whatever the request's `Accept` says.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/variants/{name}.{ext}",
+    tag = "images",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image id (a UUIDv7)"),
         ("name" = String, Path, description = "The variant preset's name (e.g. `thumb`)"),
+        ("ext" = String, Path, description = "The format: `jpg` (or `jpeg`), `png`, `webp` or `avif`"),
         ("Range" = Option<String>, Header, description = "One `bytes=` range; several, or another unit, get the whole object"),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: `304` if unchanged"),
         ("If-Range" = Option<String>, Header, description = "The `Range` is honoured only while the `ETag` still matches"),
@@ -82,29 +145,74 @@ pub async fn original(
         (status = 304, description = "Not modified (`If-None-Match`)", headers(("ETag" = String))),
         (status = 400, description = "A malformed path", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No key, or an unknown one (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image (`not_found`), or no such variant (yet) (`variant_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image (`not_found`); no such variant (yet), an unknown extension, or a format the variant is not stored in (`variant_not_found`)",
+            body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The variant expired and was deleted (`variant_expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 416, description = "The range starts past the end (`range_not_satisfiable`)", body = Problem, content_type = "application/problem+json",
             headers(("Content-Range" = String, description = "`bytes */SIZE`"))),
         (status = 503, description = "The object store is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-pub async fn variant(
-    State(ctx): State<Context>,
-    principal: Principal,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
+async fn variant_as(
+    ctx: &Context,
+    principal: &Principal,
+    id: &str,
+    name: &str,
+    ext: &str,
+    headers: &HeaderMap,
 ) -> Result<Response, IngestError> {
-    let rec = find(&ctx, &principal, &id).await?;
-    let v = rec
-        .variants
-        .iter()
-        .find(|v| v.name == name)
-        .ok_or_else(|| IngestError::NoVariant(id.clone(), name.chars().take(64).collect()))?;
+    let rec = find(ctx, principal, id).await?;
+    let not_found = || IngestError::NoVariant(id.into(), format!("{name}.{ext}").chars().take(64).collect());
+    let format = OutputFormat::from_extension(ext).ok_or_else(not_found)?;
+    let v = rec.variants.iter().find(|v| v.name == name && v.format == format.as_str()).ok_or_else(not_found)?;
+    send_variant(ctx, &rec, v, headers).await
+}
+
+/// The variant `name` in the stored, unexpired format the request's `Accept` weighs
+/// highest; of equal weights, the first in the record (the preset's order of preference).
+async fn negotiated(
+    ctx: &Context,
+    principal: &Principal,
+    id: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, IngestError> {
+    let rec = find(ctx, principal, id).await?;
+    let stored: Vec<&VariantRecord> = rec.variants.iter().filter(|v| v.name == name).collect();
+    let Some(first) = stored.first() else {
+        return Err(IngestError::NoVariant(id.into(), name.chars().take(64).collect()));
+    };
+    let now = ctx.clock.now();
+    let ready: Vec<&VariantRecord> = stored.iter().copied().filter(|v| !expired(v, now)).collect();
+    if ready.is_empty() {
+        return Err(IngestError::Gone(id.into(), name.into(), first.expires_at.to_rfc3339()));
+    }
+    let accept = Accept::from_headers(headers);
+    match accept.choose(ready.iter().copied(), |v| content_type(v)) {
+        Some(v) => send_variant(ctx, &rec, v, headers).await,
+        None => {
+            let types: Vec<&str> = ready.iter().map(|v| content_type(v)).collect();
+            Err(IngestError::NotAcceptable(id.into(), name.into(), types.join(", ")))
+        }
+    }
+}
+
+/// Expired by retention (the sweep may not have run yet).
+fn expired(v: &VariantRecord, now: DateTime<Utc>) -> bool {
+    v.state == VariantState::Expired || v.expires_at <= now
+}
+
+/// The media type of a stored format.
+fn content_type(v: &VariantRecord) -> &'static str {
+    OutputFormat::from_extension(&v.format).map_or("application/octet-stream", |f| f.content_type())
+}
+
+/// One stored format of a variant: `410` once it expired or its object is gone.
+async fn send_variant(ctx: &Context, rec: &ImageRecord, v: &VariantRecord, headers: &HeaderMap) -> Result<Response, IngestError> {
     // Expired by retention, or the object gone (expired, or the image deleted meanwhile)
     // before the HEAD or between the HEAD and the GET: all the same answer.
-    let gone = || IngestError::Gone(id.clone(), name.clone(), v.expires_at.to_rfc3339());
-    if v.state == VariantState::Expired || v.expires_at <= ctx.clock.now() {
+    let gone = || IngestError::Gone(rec.id.clone(), v.name.clone(), v.expires_at.to_rfc3339());
+    if expired(v, ctx.clock.now()) {
         return Err(gone());
     }
     let key = v.object_key(&rec.customer, &rec.id);
@@ -112,13 +220,7 @@ pub async fn variant(
         Some(m) => m.etag,
         None => return Err(gone()),
     };
-    let content_type = match v.format.as_str() {
-        "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "webp" => "image/webp",
-        _ => "application/octet-stream",
-    };
-    serve(&ctx, &headers, &key, &etag, content_type, v.bytes, (&rec.id, &rec.customer, Some(&v.name)), gone).await
+    serve(ctx, headers, &key, &etag, content_type(v), v.bytes, (&rec.id, &rec.customer, Some(&v.name)), gone).await
 }
 
 // One function serves originals and variants; its arguments are what differs between them.

@@ -30,6 +30,10 @@ pub enum IngestError {
     /// The variant expired and was deleted.
     #[error("variant `{1}` of image `{0}` expired at {2}")]
     Gone(String, String, String),
+    /// The variant is stored in none of the media types the request's `Accept` allows;
+    /// the last field lists those it is stored in.
+    #[error("variant `{1}` of image `{0}` is stored as {2}; the request's Accept header allows none of them")]
+    NotAcceptable(String, String, String),
     /// The body is empty.
     #[error("the request body is empty: send the image bytes, or a multipart field `file`")]
     EmptyBody,
@@ -128,6 +132,7 @@ impl IngestError {
             IngestError::Busy(_) => "busy",
             IngestError::NoVariant(..) => "variant_not_found",
             IngestError::Gone(..) => "variant_expired",
+            IngestError::NotAcceptable(..) => "not_acceptable",
             IngestError::EmptyBody => "empty_body",
             IngestError::NotAnImage(_) => "unsupported_media_type",
             IngestError::TooLarge(_) => "payload_too_large",
@@ -154,6 +159,7 @@ impl IngestError {
             IngestError::Conflict(..) => StatusCode::CONFLICT,
             IngestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Gone(..) => StatusCode::GONE,
+            IngestError::NotAcceptable(..) => StatusCode::NOT_ACCEPTABLE,
             IngestError::EmptyBody | IngestError::BadRequest(..) | IngestError::Truncated(_) => StatusCode::BAD_REQUEST,
             IngestError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout(_) | IngestError::UploadTooSlow(_) => StatusCode::REQUEST_TIMEOUT,

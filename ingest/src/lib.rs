@@ -1,5 +1,6 @@
 //! imagelake-ingest: the HTTP API for uploads, downloads and image records.
 
+mod accept;
 mod body;
 mod capacity;
 mod cursor;
@@ -30,6 +31,7 @@ use imagelake_core::app::Context;
         images::delete,
         download::original,
         download::variant,
+        download::variant_as,
         posts::create::create,
         posts::read::list,
         posts::read::show,
@@ -82,6 +84,7 @@ pub fn router() -> Router<Context> {
         .route("/v1/images", post(upload::create).get(images::list))
         .route("/v1/images/{id}", get(images::show).delete(images::delete))
         .route("/v1/images/{id}/original", get(download::original))
+        // Also `{name}.{ext}` (one format, `download::variant_as`): the router matches whole segments.
         .route("/v1/images/{id}/variants/{name}", get(download::variant))
         // Bodies are streamed and limited by `ingest.max_upload_bytes`, not buffered.
         .layer(DefaultBodyLimit::disable())

@@ -11,13 +11,26 @@ pub struct Format {
     pub content_type: &'static str,
 }
 
-/// Bytes needed to recognise every accepted format.
-pub const SNIFF_BYTES: usize = 12;
+/// Bytes needed to recognise every accepted format (HEIF's brands can sit that far in).
+pub const SNIFF_BYTES: usize = imagelake_core::media::FTYP_BYTES;
+
+/// BMP's info header sizes (BITMAPCOREHEADER, INFOHEADER, V2, V3, OS/2 2, V4, V5).
+const BMP_HEADERS: [u32; 7] = [12, 40, 52, 56, 64, 108, 124];
 
 /// `Some(format)`, or `None` when the bytes are no accepted image format.
 pub fn sniff(head: &[u8]) -> Option<Format> {
     let f = |name, content_type| Some(Format { name, content_type });
+    match imagelake_core::media::heif_brand(head) {
+        Some("avif") => return f("avif", "image/avif"),
+        Some(_) => return f("heic", "image/heic"),
+        None => {}
+    }
     match head {
+        [b'B', b'M', _, _, _, _, _, _, _, _, _, _, _, _, a, b, c, d, ..]
+            if BMP_HEADERS.contains(&u32::from_le_bytes([*a, *b, *c, *d])) =>
+        {
+            f("bmp", "image/bmp")
+        }
         [0xFF, 0xD8, 0xFF, ..] => f("jpeg", "image/jpeg"),
         [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => f("png", "image/png"),
         [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => f("gif", "image/gif"),
@@ -30,7 +43,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
 /// Explains a refusal: names what the bytes look like when we can tell.
 pub fn refusal(head: &[u8]) -> String {
     let what = if head.len() >= 12 && &head[4..8] == b"ftyp" {
-        "an AVIF/HEIF/MP4 container (not supported)"
+        "an MP4/QuickTime container (not supported)"
     } else if head.starts_with(b"%PDF") {
         "a PDF document"
     } else if head.starts_with(b"<") || head.iter().all(|b| b.is_ascii()) {
@@ -38,7 +51,7 @@ pub fn refusal(head: &[u8]) -> String {
     } else {
         "an unknown format"
     };
-    format!("the body is {what}, not an image: accepted formats are JPEG, PNG, WebP, GIF and TIFF")
+    format!("the body is {what}, not an image: accepted formats are JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC and AVIF")
 }
 
 /// Width and height, when the header bytes hold them.
@@ -91,7 +104,16 @@ mod tests {
         assert!(sniff(b"RIFF\0\0\0\0WAVEfmt ").is_none());
         assert!(sniff(b"hello world!").is_none());
         assert!(refusal(b"hello world!").contains("text"));
-        assert!(refusal(b"\0\0\0\x20ftypavif").contains("AVIF"));
+        assert!(refusal(b"\0\0\0\x18ftypisom\0\0\0\0mp41avc1").contains("MP4"));
+        let mut heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+        assert_eq!(sniff(&heic).map(|f| (f.name, f.content_type)), Some(("heic", "image/heic")));
+        heic[20..24].copy_from_slice(b"avif");
+        assert_eq!(sniff(&heic).map(|f| (f.name, f.content_type)), Some(("avif", "image/avif")));
+        let mut bmp = b"BM\0\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0".to_vec();
+        assert_eq!(sniff(&bmp).map(|f| f.name), Some("bmp"));
+        bmp[14] = 0x29;
+        assert!(sniff(&bmp).is_none(), "BM followed by no info header is not a BMP");
+        assert!(sniff(b"BM is just text").is_none());
     }
 
     use proptest::prelude::*;

@@ -5,10 +5,11 @@
 //! (`MetadataStore::due_variants`: `ready` variants with `expires_at <= at`, soonest
 //! first), never the bucket or the lake. Nothing is deleted before its `expires_at`.
 //!
-//! **One chunk** (`Options::expire_chunk` variants): delete the objects (`delete_many`,
-//! 1000 keys a call, a few calls at once), write one `deletions` row per object (reason
-//! `expired`, durably), then mark the variants `expired` in the database, which un-counts
-//! their bytes in the same transaction. An interrupted sweep finds the same variants still
+//! **One chunk** (`Options::expire_chunk` variants, each one stored format of a variant:
+//! a preset with several formats has one row and one object per format): delete the
+//! objects (`delete_many`, 1000 keys a call, a few calls at once), write one `deletions`
+//! row per object (reason `expired`, durably), then mark those very rows `expired` in the
+//! database, which un-counts their bytes in the same transaction. An interrupted sweep finds the same variants still
 //! `ready` and redoes the chunk: deleting a missing key is a no-op, and the rows carry the
 //! same deterministic `event_id` (`core::deletion::deletion_event`), which the lake's
 //! views keep once. A delete of the image racing the sweep is harmless: marking a variant
@@ -50,12 +51,14 @@ pub async fn run(
         }
     }
     let chunk = opts.expire_chunk.max(1);
-    let mut previous: HashSet<(String, String)> = HashSet::new();
+    // Keyed by object (image, name, format): a chunk may end between two formats of one
+    // variant, and the next chunk then starts with the rest of them.
+    let mut previous: HashSet<(String, String, String)> = HashSet::new();
     loop {
         lease.check()?;
         let due = ctx.meta.due_variants(at, chunk).await?;
         // Marked variants leave the index: seeing one again means the marking did not take.
-        if due.iter().any(|v| previous.contains(&(v.image_id.clone(), v.name.clone()))) {
+        if due.iter().any(|v| previous.contains(&(v.image_id.clone(), v.name.clone(), v.format.clone()))) {
             report.note("variants stayed ready after being marked expired; stopped".into());
             tracing::error!("expire: variants stayed ready after being marked expired; stopping the sweep");
             break;
@@ -64,7 +67,7 @@ pub async fn run(
         if due.len() < chunk {
             break;
         }
-        previous = due.into_iter().map(|v| (v.image_id, v.name)).collect();
+        previous = due.into_iter().map(|v| (v.image_id, v.name, v.format)).collect();
     }
     report.add("idempotency_keys_purged", ctx.meta.purge_idempotency(at).await?);
     Ok(())
@@ -95,12 +98,17 @@ pub async fn expire_variants(
         .await?;
     report.add("delete_calls", calls);
     // 2. the facts, durably, before the database says it happened
-    let events = due.iter().map(|v| deletion_event(&v.image_id, &v.customer, Some(&v.name), v.bytes, at, "expired")).collect();
+    let events = due
+        .iter()
+        .map(|v| deletion_event(&v.image_id, &v.customer, Some((&v.name, &v.format)), v.bytes, at, "expired"))
+        .collect();
     let flushed = ctx.lake.write_durable(events).await?;
     report.add("lake_files_written", flushed.files.len() as u64);
-    // 3. the database (and its byte counters)
-    let names: Vec<(String, String)> = due.iter().map(|v| (v.image_id.clone(), v.name.clone())).collect();
-    let freed = ctx.meta.mark_expired(&names).await?;
+    // 3. the database (and its byte counters): exactly the objects deleted above, format
+    // by format
+    let objects: Vec<(String, String, String)> =
+        due.iter().map(|v| (v.image_id.clone(), v.name.clone(), v.format.clone())).collect();
+    let freed = ctx.meta.mark_expired(&objects).await?;
     ctx.usage.sub(freed);
     report.add("variants_expired", due.len() as u64);
     report.add("bytes_freed", freed);

@@ -174,6 +174,37 @@ async fn expire_takes_what_is_due_from_the_database() {
     assert!(st.iter().find(|s| s.job == JobName::Compact).unwrap().last_run.is_none());
 }
 
+/// A preset in several formats: one row and one object per format. Chunks of 2 end
+/// between two formats of a variant; each chunk deletes and marks exactly its objects,
+/// and the next one goes on with the rest (it is not mistaken for rows that stayed ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expire_takes_a_variant_format_by_format() {
+    let Env { ctx, clock, t0 } = env().await;
+    let due_at = t0 + Days::days(7);
+    let mut rec = processed("acme", t0, due_at, &["web", "web", "web", "thumb"]);
+    for (v, format) in rec.variants.iter_mut().zip(["webp", "jpeg", "png", "jpeg"]) {
+        v.format = format.into();
+    }
+    plant(&ctx, &rec).await;
+    ctx.refresh_usage().await.unwrap();
+    let keys: Vec<String> = rec.variants.iter().map(|v| v.object_key("acme", &rec.id)).collect();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), 4, "an object per format: {keys:?}");
+    assert_eq!(figures(&ctx, "acme").await.variants, 4);
+
+    clock.set(due_at + Days::seconds(1));
+    let r = run(&ctx, JobName::Expire, &Options { expire_chunk: 2, ..Options::default() }).await;
+    assert_eq!((r.count("variants_expired"), r.count("chunks")), (4, 2), "{r}");
+    assert_eq!(r.count("bytes_freed"), 100 + 101 + 102 + 103, "{r}");
+    assert!(!r.to_string().contains("stayed ready"), "{r}");
+    for k in &keys {
+        assert!(!exists(&ctx, k).await, "{k} still there");
+    }
+    let now = ctx.meta.image(&rec.id).await.unwrap().unwrap();
+    assert!(now.variants.iter().all(|v| v.state == VariantState::Expired), "{now:?}");
+    assert_eq!(figures(&ctx, "acme").await, Figures { originals_bytes: 1000, originals: 1, variants_bytes: 0, variants: 0 });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_reports_the_database_counters() {
     let Env { ctx, t0, .. } = env().await;

@@ -110,6 +110,10 @@ fn keep_invisible(ctx: &Context, receipt: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
+fn presets_of<'a>(ctx: &'a Context, name: &str) -> Option<&'a Preset> {
+    ctx.config.processor.variants.iter().find(|p| p.name == name)
+}
+
 fn presets(ctx: &Context, names: &[String]) -> Vec<Preset> {
     ctx.config.processor.variants.iter().filter(|p| names.iter().any(|n| n == &p.name)).cloned().collect()
 }
@@ -135,7 +139,11 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
         upload_row.sha256 = d;
     }
     let presets = presets(ctx, &job.variants);
-    let limits = Limits { max_pixels: ctx.config.processor.max_pixels, max_alloc_bytes: budget.total() };
+    let limits = Limits {
+        max_pixels: ctx.config.processor.max_pixels,
+        max_alloc_bytes: budget.total(),
+        max_animation_pixels: ctx.config.processor.max_animation_pixels,
+    };
     // Header first, then the memory reservation, then the decode: a job that does not
     // fit waits here (its message kept invisible) instead of meeting the OOM killer.
     let input = Box::new(std::io::BufReader::with_capacity(256 << 10, original));
@@ -150,20 +158,26 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
     let mut variants = Vec::new();
     let mut events = vec![Event::Upload(upload_row)];
     for v in rendered {
+        let several = presets_of(ctx, &v.name).is_some_and(|p| p.formats.len() > 1);
         let vr = VariantRecord {
             name: v.name.clone(),
             format: v.format.as_str().into(),
             width: v.width,
             height: v.height,
             bytes: v.bytes.len() as u64,
-            url: record::variant_url(&job.image_id, &v.name),
+            // A preset of several formats: each entry's own URL; of one: the variant's.
+            url: if several {
+                record::variant_format_url(&job.image_id, &v.name, v.format.extension())
+            } else {
+                record::variant_url(&job.image_id, &v.name)
+            },
             created_at: made,
             expires_at: expires,
             state: VariantState::Ready,
         };
         ctx.store.put(&vr.object_key(&job.customer, &job.image_id), v.bytes.into()).await?;
         events.push(Event::Variant(VariantRow {
-            event_id: ids::event_id(&["variant", &job.image_id, &vr.name]),
+            event_id: ids::event_id(&["variant", &job.image_id, &vr.name, &vr.format]),
             image_id: job.image_id.clone(),
             customer_id: job.customer.clone(),
             variant: vr.name.clone(),
@@ -203,8 +217,10 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
 async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantRecord], at: DateTime<Utc>) -> Result<(), JobError> {
     let keys: Vec<String> = variants.iter().map(|v| v.object_key(&job.customer, &job.image_id)).collect();
     ctx.store.delete_many(&keys).await?;
-    let events =
-        variants.iter().map(|v| deletion_event(&job.image_id, &job.customer, Some(&v.name), v.bytes, at, "deleted")).collect();
+    let events = variants
+        .iter()
+        .map(|v| deletion_event(&job.image_id, &job.customer, Some((&v.name, &v.format)), v.bytes, at, "deleted"))
+        .collect();
     ctx.lake.write_durable(events).await?;
     Ok(())
 }

@@ -39,8 +39,13 @@
 //! Any panic inside a decoder or encoder is caught and reported as an error: the
 //! pipeline never unwinds into the caller.
 
+mod animation;
+mod colour;
 mod decode;
 mod encode;
+#[cfg(test)]
+mod format_tests;
+mod heif;
 mod jpeg;
 mod png;
 mod resize;
@@ -117,11 +122,14 @@ pub struct Limits {
     /// image, variants, encoders), in bytes, as [`Prepared::memory`] estimates it before
     /// anything is decoded. Default 2 GiB, the default `[processor] memory_budget`.
     pub max_alloc_bytes: u64,
+    /// Frames x canvas pixels an animated source may have when its frames are all
+    /// decoded (for an animated variant); more fail with `decode_limit`. Default 2^30.
+    pub max_animation_pixels: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pixels: 1 << 32, max_alloc_bytes: 2 * 1024 * 1024 * 1024 }
+        Limits { max_pixels: 1 << 32, max_alloc_bytes: 2 * 1024 * 1024 * 1024, max_animation_pixels: 1 << 30 }
     }
 }
 
@@ -135,8 +143,10 @@ pub struct SourceInfo {
     /// Height as stored in the file, before EXIF orientation is applied.
     pub height: u32,
     /// EXIF orientation tag, 1..=8 (1 when absent). For 5..=8 the upright image is
-    /// `height` x `width`.
+    /// `height` x `width`. HEIC and AVIF say 1: libheif applies their rotation.
     pub orientation: u16,
+    /// Frames: more than 1 for an animated GIF or WebP.
+    pub frames: u64,
 }
 
 impl SourceInfo {
@@ -150,12 +160,13 @@ impl SourceInfo {
     }
 }
 
-/// One encoded variant, in the order of the presets given to [`render_file`].
+/// One encoded variant: one per preset and format, in the order of the presets given to
+/// [`render_file`], each preset's formats in its order of preference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedVariant {
     /// The preset's name.
     pub name: String,
-    /// The encoding of `bytes`.
+    /// The encoding of `bytes` (one of the preset's formats).
     pub format: OutputFormat,
     /// Width of the encoded image.
     pub width: u32,
@@ -272,13 +283,20 @@ impl Prepared {
         let mut prepared = Prepared { input, probe, presets: presets.to_vec(), limits: *limits, memory: 0 };
         let plan = prepared.plan();
         prepared.memory = decode::estimate(&prepared.probe, plan.stored_target) + plan.render_memory;
+        let animated = prepared.animated();
+        if !animated.is_empty() {
+            let p = &prepared.probe;
+            animation::check_budget(p.frames, p.width, p.height, limits)?;
+            let targets: Vec<(u32, u32)> = animated.iter().map(|&i| plan.targets[i]).collect();
+            prepared.memory += animation::estimate(p.frames, p.width, p.height, &targets);
+        }
         Ok(prepared)
     }
 
     /// What the header says.
     pub fn info(&self) -> SourceInfo {
         let p = &self.probe;
-        SourceInfo { format: p.format_name(), width: p.width, height: p.height, orientation: p.orientation }
+        SourceInfo { format: p.format_name(), width: p.width, height: p.height, orientation: p.orientation, frames: p.frames }
     }
 
     /// Estimated peak memory of [`Prepared::render`], in bytes.
@@ -288,6 +306,14 @@ impl Prepared {
 
     fn plan(&self) -> Plan {
         plan(&self.info(), &self.presets)
+    }
+
+    /// The presets that get every frame: those with a WebP format, for an animated source.
+    fn animated(&self) -> Vec<usize> {
+        if self.probe.frames <= 1 {
+            return Vec::new();
+        }
+        (0..self.presets.len()).filter(|&i| self.presets[i].formats.contains(&OutputFormat::WebP)).collect()
     }
 
     /// Decodes once and renders every preset, in the presets' order. Fails with
@@ -416,6 +442,10 @@ fn render_inner(prepared: &mut Prepared) -> Result<(SourceInfo, Vec<RenderedVari
         drop(base);
         resized
     };
+    // To sRGB once, on the largest frame: every smaller variant is derived from it.
+    if let Some(icc) = &prepared.probe.icc {
+        colour::to_srgb(&mut first, icc)?;
+    }
     if let Some(o) = image::metadata::Orientation::from_exif(info.orientation as u8) {
         first.apply_orientation(o);
     }
@@ -455,21 +485,35 @@ fn render_inner(prepared: &mut Prepared) -> Result<(SourceInfo, Vec<RenderedVari
         image_of[i] = images.len() - 1;
     }
 
+    // Animated sources: every frame for the WebP of the presets that have one.
+    let animated = prepared.animated();
+    let mut moving = if animated.is_empty() {
+        vec![None; presets.len()]
+    } else {
+        let p = &prepared.probe;
+        animation::render_webp(&mut prepared.input, p.is_gif(), presets, &targets, &animated, p.icc.as_deref(), &prepared.limits)?
+    };
     let mut variants = Vec::with_capacity(presets.len());
     for (i, preset) in presets.iter().enumerate() {
         let img = &images[image_of[i]];
-        let bytes =
-            match panic::catch_unwind(AssertUnwindSafe(|| encode::encode(img, preset.format, preset.quality.clamp(1, 100)))) {
-                Ok(r) => r.map_err(|e| fail(preset, e))?,
-                Err(payload) => return Err(fail(preset, format!("encoder panicked: {}", panic_message(&payload)))),
+        // Every format from the same pixels.
+        for &format in &preset.formats {
+            let still = || match panic::catch_unwind(AssertUnwindSafe(|| encode::encode(img, format, preset))) {
+                Ok(r) => r.map_err(|e| fail(preset, e)),
+                Err(payload) => Err(fail(preset, format!("encoder panicked: {}", panic_message(&payload)))),
             };
-        variants.push(RenderedVariant {
-            name: preset.name.clone(),
-            format: preset.format,
-            width: img.width(),
-            height: img.height(),
-            bytes,
-        });
+            let bytes = match (format, moving[i].take()) {
+                (OutputFormat::WebP, Some(bytes)) => bytes,
+                _ => still()?,
+            };
+            variants.push(RenderedVariant {
+                name: preset.name.clone(),
+                format,
+                width: img.width(),
+                height: img.height(),
+                bytes,
+            });
+        }
     }
     Ok((info, variants))
 }

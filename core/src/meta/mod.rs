@@ -309,8 +309,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// `ready` variants with `expires_at <= at`, soonest first.
     async fn due_variants(&self, at: DateTime<Utc>, limit: usize) -> Result<Vec<DueVariant>, MetaError>;
     /// Marks these variants `expired` (those still `ready`) and un-counts their bytes.
-    /// Returns the bytes freed.
-    async fn mark_expired(&self, variants: &[(String, String)]) -> Result<u64, MetaError>;
+    /// Each is `(image_id, name, format)`: one stored object, so a variant made in several
+    /// formats is marked format by format, as its objects are deleted. Returns the bytes
+    /// freed.
+    async fn mark_expired(&self, variants: &[(String, String, String)]) -> Result<u64, MetaError>;
 
     // --- usage ----------------------------------------------------------------------
     /// The byte counters, per customer.

@@ -6,7 +6,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom};
 use image::error::LimitErrorKind;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::{jpeg, png, tiff, webp, Limits, PipelineError};
+use super::{animation, colour, heif, jpeg, png, tiff, webp, Limits, PipelineError};
 
 /// Source formats the pipeline accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,11 @@ pub(super) enum SourceFormat {
     WebP,
     Gif,
     Tiff,
+    Bmp,
+    /// HEIF with HEVC: HEIC, what iPhones take.
+    Heic,
+    /// HEIF with AV1.
+    Avif,
 }
 
 impl SourceFormat {
@@ -26,6 +31,9 @@ impl SourceFormat {
             SourceFormat::WebP => "webp",
             SourceFormat::Gif => "gif",
             SourceFormat::Tiff => "tiff",
+            SourceFormat::Bmp => "bmp",
+            SourceFormat::Heic => "heic",
+            SourceFormat::Avif => "avif",
         }
     }
 
@@ -36,7 +44,17 @@ impl SourceFormat {
             SourceFormat::WebP => ImageFormat::WebP,
             SourceFormat::Gif => ImageFormat::Gif,
             SourceFormat::Tiff => ImageFormat::Tiff,
+            SourceFormat::Bmp => ImageFormat::Bmp,
+            SourceFormat::Heic | SourceFormat::Avif => ImageFormat::Avif, // never asked: libheif decodes them
         }
+    }
+}
+
+/// HEIC or AVIF from the `ftyp` box's brands (`core::media::heif_brand`).
+fn heif_brand(head: &[u8]) -> Option<SourceFormat> {
+    match imagelake_core::media::heif_brand(head)? {
+        "avif" => Some(SourceFormat::Avif),
+        _ => Some(SourceFormat::Heic),
     }
 }
 
@@ -55,6 +73,8 @@ enum Kind {
     Tiff(tiff::Header),
     /// libwebp's incremental decoder with its scaler.
     WebP(webp::Features),
+    /// libheif, whole (HEIC, AVIF).
+    Heif(heif::Header),
     /// The whole image by `image`: GIF (first frame), animated WebP, unusual TIFF and
     /// JPEG layouts, and JPEGs too small for DCT scaling. `bytes` is what it allocates.
     Whole { bytes: u64 },
@@ -66,6 +86,11 @@ pub(super) struct Probe {
     pub width: u32,
     pub height: u32,
     pub orientation: u16,
+    /// The source's ICC profile (RGB; a CMYK JPEG's is applied by its decoder).
+    pub icc: Option<Vec<u8>>,
+    /// Frames of an animated GIF or WebP (counted up to just past the animation limit);
+    /// 1 for every other source.
+    pub frames: u64,
     kind: Kind,
     file_len: u64,
 }
@@ -73,6 +98,11 @@ pub(super) struct Probe {
 impl Probe {
     pub fn format_name(&self) -> &'static str {
         self.format.name()
+    }
+
+    /// An animated GIF (otherwise an animated WebP) when [`Probe::frames`] > 1.
+    pub fn is_gif(&self) -> bool {
+        self.format == SourceFormat::Gif
     }
 }
 
@@ -95,7 +125,7 @@ const JPEG_HEADER_WINDOW: u64 = 16 << 20;
 /// Detect an image's format from its first bytes (never from a file name).
 ///
 /// Returns the name used in [`super::SourceInfo::format`] (`jpeg`, `png`, `webp`, `gif`,
-/// `tiff`), [`PipelineError::UnsupportedFormat`] for a recognised format the pipeline does
+/// `tiff`, `bmp`, `heic`, `avif`), [`PipelineError::UnsupportedFormat`] for a recognised format the pipeline does
 /// not accept, or [`PipelineError::DecodeFailed`] for empty or unrecognisable data.
 pub fn sniff_format(data: &[u8]) -> Result<&'static str, PipelineError> {
     sniff(data).map(SourceFormat::name)
@@ -105,12 +135,16 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
     if data.is_empty() {
         return Err(PipelineError::DecodeFailed("empty file".into()));
     }
+    if let Some(f) = heif_brand(data) {
+        return Ok(f);
+    }
     match image::guess_format(data) {
         Ok(ImageFormat::Jpeg) => Ok(SourceFormat::Jpeg),
         Ok(ImageFormat::Png) => Ok(SourceFormat::Png),
         Ok(ImageFormat::WebP) => Ok(SourceFormat::WebP),
         Ok(ImageFormat::Gif) => Ok(SourceFormat::Gif),
         Ok(ImageFormat::Tiff) => Ok(SourceFormat::Tiff),
+        Ok(ImageFormat::Bmp) => Ok(SourceFormat::Bmp),
         Ok(other) => {
             Err(PipelineError::UnsupportedFormat(other.extensions_str().first().copied().unwrap_or("unknown").to_string()))
         }
@@ -123,7 +157,7 @@ fn sniff(data: &[u8]) -> Result<SourceFormat, PipelineError> {
             } else if text.contains("<svg") || text.trim_start().starts_with("<?xml") {
                 Err(PipelineError::UnsupportedFormat("svg".into()))
             } else if head.len() >= 12 && &head[4..8] == b"ftyp" {
-                Err(PipelineError::UnsupportedFormat("heif/isobmff".into()))
+                Err(PipelineError::UnsupportedFormat("isobmff (not HEIF or AVIF)".into()))
             } else {
                 Err(PipelineError::DecodeFailed("content is not a recognised image format".into()))
             }
@@ -146,30 +180,37 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
     let file_len = input.seek(SeekFrom::End(0)).map_err(io_err)?;
     let head = prefix(input, 64 << 10)?;
     let format = sniff(&head)?;
-    let probe = |width, height, orientation, kind| Probe { format, width, height, orientation, kind, file_len };
+    let probe = |width, height, orientation, icc, kind| Probe { format, width, height, orientation, icc, frames: 1, kind, file_len };
     match format {
+        SourceFormat::Heic | SourceFormat::Avif => {
+            let h = heif::probe(&mut *input, file_len, limits.max_alloc_bytes)?;
+            check_pixels(h.width, h.height, limits)?;
+            // libheif applies irot/imir: the pixels come out upright.
+            return Ok(probe(h.width, h.height, 1, h.icc.clone(), Kind::Heif(h)));
+        }
         SourceFormat::Jpeg => {
-            let head = if (head.len() as u64) < file_len { prefix(input, JPEG_HEADER_WINDOW)? } else { head };
+            let head = if (head.len() as u64) < file_len { prefix(input, JPEG_HEADER_WINDOW)? } else { head.clone() };
             let header = jpeg::parse_header(&head)?;
             check_pixels(header.width, header.height, limits)?;
             if head.len() as u64 == file_len && !header.complete {
                 return Err(PipelineError::DecodeFailed("truncated JPEG: data ends before the end-of-image marker".into()));
             }
             if header.fast_path() {
-                return Ok(probe(header.width, header.height, header.orientation, Kind::Jpeg(header)));
+                let icc = if header.cmyk() { None } else { header.icc.clone() };
+                return Ok(probe(header.width, header.height, header.orientation, icc, Kind::Jpeg(header)));
             }
             // CMYK, 12-bit, lossless, arithmetic...: let `image` (zune-jpeg) try it.
         }
         SourceFormat::Png => {
             let h = png::probe(&mut *input)?;
             check_pixels(h.width, h.height, limits)?;
-            return Ok(probe(h.width, h.height, h.orientation, Kind::Png(h)));
+            return Ok(probe(h.width, h.height, h.orientation, h.icc.clone(), Kind::Png(h)));
         }
         SourceFormat::Tiff => {
             let h = tiff::probe(&mut *input)?;
             check_pixels(h.width, h.height, limits)?;
             if h.stream.is_some() {
-                return Ok(probe(h.width, h.height, h.orientation, Kind::Tiff(h)));
+                return Ok(probe(h.width, h.height, h.orientation, h.icc.clone(), Kind::Tiff(h)));
             }
         }
         SourceFormat::WebP => {
@@ -183,10 +224,10 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
                     .and_then(|mut d| d.orientation().ok())
                     .map(|o| u16::from(o.to_exif()))
                     .unwrap_or(1);
-                return Ok(probe(f.width, f.height, orientation, Kind::WebP(f)));
+                return Ok(probe(f.width, f.height, orientation, colour::webp_icc(&head), Kind::WebP(f)));
             }
         }
-        SourceFormat::Gif => {}
+        SourceFormat::Gif | SourceFormat::Bmp => {}
     }
     input.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut decoder = generic_decoder(&mut *input, format, limits)?;
@@ -196,14 +237,28 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
     // The decoded image, its 8-bit copy, and (zune-jpeg, image-webp) the file in memory.
     let pixels = u64::from(width) * u64::from(height);
     let bytes = decoder.total_bytes() + pixels * 4 + file_len;
-    Ok(probe(width, height, orientation, Kind::Whole { bytes }))
+    drop(decoder);
+    let icc = match format {
+        SourceFormat::WebP => colour::webp_icc(&head),
+        _ => None,
+    };
+    // Frames, from the structure alone; counting stops just past what the limit admits.
+    let stop_at = limits.max_animation_pixels / pixels.max(1) + 1;
+    let frames = match format {
+        SourceFormat::Gif => animation::gif_frames(&mut *input, stop_at)?.max(1),
+        SourceFormat::WebP => animation::webp_frames(&mut *input, stop_at)?.max(1),
+        _ => 1,
+    };
+    Ok(Probe { frames, ..probe(width, height, orientation, icc, Kind::Whole { bytes }) })
 }
 
 /// The memory the decode will hold, towards `stored_target`: decoder buffers, the
 /// accumulator and the reduced image it hands on.
 pub(super) fn estimate(probe: &Probe, stored_target: (u32, u32)) -> u64 {
     match &probe.kind {
-        Kind::Jpeg(h) if jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => jpeg::estimate(h, stored_target),
+        Kind::Jpeg(h) if h.cmyk() || jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => {
+            jpeg::estimate(h, stored_target)
+        }
         Kind::Jpeg(h) => {
             let pixels = u64::from(h.width) * u64::from(h.height);
             pixels * 4 + probe.file_len
@@ -211,6 +266,7 @@ pub(super) fn estimate(probe: &Probe, stored_target: (u32, u32)) -> u64 {
         Kind::Png(h) => png::estimate(h, stored_target),
         Kind::Tiff(h) => h.stream.map(|(s, b)| tiff::estimate(h, s, b, stored_target)).unwrap_or(0),
         Kind::WebP(f) => webp::estimate(f, probe.file_len, stored_target),
+        Kind::Heif(h) => heif::estimate(h, probe.file_len),
         Kind::Whole { bytes } => *bytes,
     }
 }
@@ -228,9 +284,11 @@ pub(super) fn decode<R: Input>(
     match &probe.kind {
         // libjpeg-turbo only when its DCT-domain scaling applies: it then never holds the
         // full-size image. For full-size decodes `image`'s zune-jpeg is faster.
-        Kind::Jpeg(h) if jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => {
+        // CMYK always: its conversion to RGB happens in that decoder.
+        Kind::Jpeg(h) if h.cmyk() || jpeg::choose_shrink(h.width, h.height, stored_target) > 1 => {
             return jpeg::decode(&mut *input, h, stored_target)
         }
+        Kind::Heif(_) => return heif::decode(&mut *input, probe.file_len, limits.max_alloc_bytes),
         Kind::Png(_) => return png::decode(&mut *input, stored_target),
         Kind::Tiff(_) => return tiff::decode(&mut *input, stored_target),
         Kind::WebP(f) => return webp::decode(&mut *input, f, stored_target),
@@ -248,7 +306,7 @@ pub(super) fn decode<R: Input>(
     Ok(normalize(img))
 }
 
-fn image_limits(limits: &Limits) -> image::Limits {
+pub(super) fn image_limits(limits: &Limits) -> image::Limits {
     let mut l = image::Limits::default();
     l.max_image_width = None;
     l.max_image_height = None;

@@ -5,14 +5,18 @@ use std::borrow::Cow;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, ExtendedColorType, ImageEncoder};
 
-use super::OutputFormat;
+use super::{OutputFormat, Preset};
 
-/// Encode `img` (L8, RGB8 or RGBA8) as `format` at `quality` (1..=100).
-pub(super) fn encode(img: &DynamicImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, String> {
+/// Encode `img` (L8, RGB8 or RGBA8) as `format` with the preset's quality (clamped to
+/// 1..=100) and AVIF speed. The pixels are sRGB; JPEG, PNG and WebP files carry no
+/// profile (untagged means sRGB to every decoder), AVIF says so in its nclx box.
+pub(super) fn encode(img: &DynamicImage, format: OutputFormat, preset: &Preset) -> Result<Vec<u8>, String> {
+    let quality = preset.quality.clamp(1, 100);
     match format {
         OutputFormat::Jpeg => encode_jpeg(img, quality),
         OutputFormat::Png => encode_png(img),
         OutputFormat::WebP => encode_webp(img, quality),
+        OutputFormat::Avif => super::heif::encode_avif(img, quality, preset.speed),
     }
 }
 

@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 
 use image::DynamicImage;
 
+use super::colour::CmykToRgb;
 use super::shrink::{self, Shrinker};
 use super::PipelineError;
 
@@ -30,6 +31,10 @@ pub(super) struct Header {
     precision: u8,
     /// (horizontal, vertical) sampling factor of each component.
     sampling: Vec<(u8, u8)>,
+    /// The ICC profile from the `APP2 ICC_PROFILE` segments.
+    pub icc: Option<Vec<u8>>,
+    /// An Adobe `APP14` segment: Photoshop's CMYK is stored inverted.
+    adobe: bool,
 }
 
 impl Header {
@@ -37,12 +42,17 @@ impl Header {
         self.sof == 0xC2
     }
 
-    /// 8-bit Huffman-coded baseline/extended/progressive, grey or three components: what
-    /// the scaled decode handles. Everything else (CMYK, 12-bit, arithmetic) goes to `image`.
+    /// Four components: CMYK (or YCCK, which libjpeg turns into CMYK).
+    pub fn cmyk(&self) -> bool {
+        self.sampling.len() == 4
+    }
+
+    /// 8-bit Huffman-coded baseline/extended/progressive, grey, three or four components:
+    /// what libjpeg decodes here. Everything else (12-bit, arithmetic) goes to `image`.
     pub fn fast_path(&self) -> bool {
         matches!(self.sof, 0xC0..=0xC2)
             && self.precision == 8
-            && matches!(self.sampling.len(), 1 | 3)
+            && matches!(self.sampling.len(), 1 | 3 | 4)
             && self.sampling.iter().all(|&(h, v)| (1..=4).contains(&h) && (1..=4).contains(&v))
     }
 }
@@ -61,6 +71,8 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, PipelineError> {
     }
     let mut header: Option<Header> = None;
     let mut orientation: u16 = 1;
+    let mut icc_chunks: Vec<(u8, u8, Vec<u8>)> = Vec::new();
+    let mut adobe = false;
     let mut pos = 2usize;
     let complete = loop {
         // Find the next marker, skipping any stray bytes and 0xFF fill bytes.
@@ -108,6 +120,10 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, PipelineError> {
                 orientation =
                     image::metadata::Orientation::from_exif_chunk(&payload[6..]).map(|o| u16::from(o.to_exif())).unwrap_or(1);
             }
+            0xE2 if payload.len() > 14 && payload.starts_with(b"ICC_PROFILE\0") && icc_chunks.len() < 256 => {
+                icc_chunks.push((payload[12], payload[13], payload[14..].to_vec()));
+            }
+            0xEE if payload.starts_with(b"Adobe") => adobe = true,
             0xDA => {
                 if header.is_none() {
                     return Err(corrupt("scan before frame header"));
@@ -144,6 +160,8 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, PipelineError> {
     })?;
     header.orientation = orientation;
     header.complete = complete;
+    header.icc = super::colour::join_jpeg_chunks(icc_chunks);
+    header.adobe = adobe;
     Ok(header)
 }
 
@@ -170,7 +188,7 @@ fn parse_sof(marker: u8, p: &[u8]) -> Result<Header, PipelineError> {
             (s >> 4, s & 0x0F)
         })
         .collect();
-    Ok(Header { width, height, orientation: 1, complete: false, sof: marker, precision, sampling })
+    Ok(Header { width, height, orientation: 1, complete: false, sof: marker, precision, sampling, icc: None, adobe: false })
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
@@ -254,23 +272,39 @@ pub(super) fn decode<R: BufRead>(input: R, header: &Header, target: (u32, u32)) 
     // BENCHMARKS.md). `scale` is in eighths. Errors are libjpeg's `error_exit`, turned
     // into panics or `io::Error`s by the crate (the C code is built with unwinding).
     let grey = header.sampling.len() == 1;
+    let cmyk = if header.cmyk() { Some(CmykToRgb::new(header.icc.as_deref(), header.adobe)?) } else { None };
     let eof = Cell::new(false);
     let io = |e: std::io::Error| corrupt(&format!("JPEG: {e}"));
     let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<DynamicImage, PipelineError> {
         let mut d = mozjpeg::Decompress::with_markers(&[]).from_reader(Tap { inner: input, eof: &eof }).map_err(io)?;
         d.scale((8 / shrink) as u8);
-        let mut started = if grey { d.grayscale() } else { d.rgb() }.map_err(io)?;
+        let mut started = match (grey, cmyk.is_some()) {
+            (true, _) => d.grayscale(),
+            (false, true) => d.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK),
+            (false, false) => d.rgb(),
+        }
+        .map_err(io)?;
         let (w, h) = (started.width(), started.height());
         let ch = if grey { 1 } else { 3 };
         let k = shrink::factor_for(w as u32, h as u32, target);
         let mut acc = Shrinker::new(w as u32, h as u32, ch, k)?;
+        // CMYK arrives at 4 bytes per pixel and is converted to RGB row by row.
+        let line_in = w * if cmyk.is_some() { 4 } else { ch };
         let line = w * ch;
-        let mut band = vec![0u8; line * BAND];
+        let mut band = vec![0u8; line_in * BAND];
+        let mut rgb_row = vec![0u8; if cmyk.is_some() { line } else { 0 }];
         let mut y = 0;
         while y < h {
             let n = BAND.min(h - y);
-            started.read_scanlines_into(&mut band[..n * line]).map_err(io)?;
-            for (i, row) in band[..n * line].chunks_exact(line).enumerate() {
+            started.read_scanlines_into(&mut band[..n * line_in]).map_err(io)?;
+            for (i, row) in band[..n * line_in].chunks_exact(line_in).enumerate() {
+                let row = match &cmyk {
+                    Some(c) => {
+                        c.row(row, &mut rgb_row);
+                        &rgb_row[..]
+                    }
+                    None => row,
+                };
                 acc.add_row((y + i) as u32, 0, 1, row)?;
             }
             y += n;

@@ -12,7 +12,7 @@ use std::io::{BufRead, Seek};
 use image::DynamicImage;
 use png::{ColorType, Transformations};
 
-use super::shrink::{factor_for, reduced_size, Shrinker};
+use super::shrink::{self, factor_for, reduced_size, Shrinker};
 use super::PipelineError;
 
 /// The Adam7 passes: (first column, column step, first row, row step).
@@ -20,7 +20,7 @@ const ADAM7: [(u32, u32, u32, u32); 7] =
     [(0, 8, 0, 8), (4, 8, 0, 8), (0, 4, 4, 8), (2, 4, 0, 4), (0, 2, 2, 4), (1, 2, 0, 2), (0, 1, 1, 2)];
 
 /// What the header says.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Header {
     pub width: u32,
     pub height: u32,
@@ -28,6 +28,8 @@ pub(super) struct Header {
     /// Channels after expansion: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
     pub channels: usize,
     pub orientation: u16,
+    /// The `iCCP` profile (decompressed by the decoder).
+    pub icc: Option<Vec<u8>>,
 }
 
 fn map_err(e: png::DecodingError) -> PipelineError {
@@ -66,23 +68,15 @@ fn header_of<R: BufRead + Seek>(r: &png::Reader<R>) -> Result<Header, PipelineEr
         .and_then(image::metadata::Orientation::from_exif_chunk)
         .map(|o| u16::from(o.to_exif()))
         .unwrap_or(1);
-    Ok(Header { width: info.width, height: info.height, interlaced: info.interlaced, channels, orientation })
-}
-
-/// Channels of the accumulator for `channels` decoded ones (grey + alpha becomes RGBA).
-fn out_channels(channels: usize) -> usize {
-    if channels == 2 {
-        4
-    } else {
-        channels
-    }
+    let icc = info.icc_profile.as_deref().map(<[u8]>::to_vec);
+    Ok(Header { width: info.width, height: info.height, interlaced: info.interlaced, channels, orientation, icc })
 }
 
 /// Bytes the decode holds: rows of the decoder, the accumulator's sums, the reduced image.
 pub(super) fn estimate(h: &Header, target: (u32, u32)) -> u64 {
     let k = factor_for(h.width, h.height, target);
     let (w, hh) = reduced_size(h.width, h.height, k);
-    let ch = out_channels(h.channels) as u64;
+    let ch = shrink::out_channels(h.channels) as u64;
     let reduced = u64::from(w) * u64::from(hh) * ch;
     let sums = if h.interlaced && k > 1 { reduced * 4 } else { u64::from(w) * ch * 4 * 2 };
     // Current and previous row at 16 bits per sample, the expanded row, zlib's window.
@@ -95,7 +89,7 @@ pub(super) fn decode<R: BufRead + Seek>(input: R, target: (u32, u32)) -> Result<
     let mut r = reader(input)?;
     let h = header_of(&r)?;
     let k = factor_for(h.width, h.height, target);
-    let out_ch = out_channels(h.channels);
+    let out_ch = shrink::out_channels(h.channels);
     let mut shrinker = Shrinker::new(h.width, h.height, out_ch, k)?;
     let line = r.output_line_size(h.width).ok_or_else(|| PipelineError::DecodeLimit("PNG row too long".into()))?;
     let mut row = vec![0u8; line];
@@ -103,7 +97,7 @@ pub(super) fn decode<R: BufRead + Seek>(input: R, target: (u32, u32)) -> Result<
     if !h.interlaced {
         for y in 0..h.height {
             next_row(&mut r, &mut row)?;
-            let px = to_layout(&row[..h.width as usize * h.channels], h.channels, &mut expanded);
+            let px = shrink::to_layout(&row[..h.width as usize * h.channels], h.channels, &mut expanded);
             shrinker.add_row(y, 0, 1, px)?;
             if y % 16 == 15 {
                 shrinker.rows_done(y + 1);
@@ -118,7 +112,7 @@ pub(super) fn decode<R: BufRead + Seek>(input: R, target: (u32, u32)) -> Result<
             }
             for line in 0..lines {
                 next_row(&mut r, &mut row)?;
-                let px = to_layout(&row[..samples as usize * h.channels], h.channels, &mut expanded);
+                let px = shrink::to_layout(&row[..samples as usize * h.channels], h.channels, &mut expanded);
                 shrinker.add_row(y0 + line * dy, x0, dx, px)?;
             }
         }
@@ -133,16 +127,4 @@ fn next_row<R: BufRead + Seek>(r: &mut png::Reader<R>, row: &mut [u8]) -> Result
         Some(_) => Ok(()),
         None => Err(PipelineError::DecodeFailed("truncated PNG: fewer rows than the header says".into())),
     }
-}
-
-/// Grey + alpha rows become RGBA; the other layouts pass through.
-fn to_layout<'a>(row: &'a [u8], channels: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-    if channels != 2 {
-        return row;
-    }
-    scratch.clear();
-    for px in row.chunks_exact(2) {
-        scratch.extend_from_slice(&[px[0], px[0], px[0], px[1]]);
-    }
-    scratch
 }

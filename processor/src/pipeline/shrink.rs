@@ -19,6 +19,26 @@ use super::PipelineError;
 /// The largest factor: 255 x 255 x 256 x 256 still fits the premultiplied sums in a u32.
 pub(super) const MAX_FACTOR: u32 = 256;
 
+/// Channels of the accumulator for `channels` decoded ones (grey + alpha becomes RGBA,
+/// the layouts the resizer and encoders take).
+pub(super) fn out_channels(channels: usize) -> usize {
+    if channels == 2 {
+        4
+    } else {
+        channels
+    }
+}
+
+/// Grey + alpha rows become RGBA (in `scratch`); the other layouts pass through.
+pub(super) fn to_layout<'a>(row: &'a [u8], channels: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if channels != 2 {
+        return row;
+    }
+    scratch.clear();
+    scratch.extend(row.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]));
+    scratch
+}
+
 /// The box factor that leaves the image at least twice `target` on both sides (the
 /// margin libvips and Pillow keep for the final filtered resize), at most [`MAX_FACTOR`].
 pub(super) fn factor_for(width: u32, height: u32, target: (u32, u32)) -> u32 {

@@ -16,14 +16,14 @@ use tiff::decoder::{ChunkType, Decoder, DecodingResult};
 use tiff::tags::Tag;
 use tiff::ColorType;
 
-use super::shrink::{factor_for, reduced_size, Shrinker};
+use super::shrink::{self, factor_for, reduced_size, Shrinker};
 use super::PipelineError;
 
 /// The largest strip or tile the streaming decoder reads at once.
 const MAX_CHUNK: usize = 256 << 20;
 
 /// What the header says.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Header {
     pub width: u32,
     pub height: u32,
@@ -32,6 +32,8 @@ pub(super) struct Header {
     pub stream: Option<(usize, u8)>,
     /// Size of one strip or tile.
     pub chunk: (u32, u32),
+    /// The ICC profile (tag 34675).
+    pub icc: Option<Vec<u8>>,
 }
 
 pub(super) fn map_err(e: tiff::TiffError) -> PipelineError {
@@ -71,15 +73,8 @@ fn header_of<R: Read + Seek>(d: &mut Decoder<R>) -> Result<Header, PipelineError
         ColorType::RGBA(b @ (8 | 16)) if photometric == Some(2) => Some((4, b)),
         _ => None,
     };
-    Ok(Header { width, height, orientation, stream, chunk: d.chunk_dimensions() })
-}
-
-fn out_channels(samples: usize) -> usize {
-    if samples == 2 {
-        4
-    } else {
-        samples
-    }
+    let icc = d.get_tag_u8_vec(Tag::IccProfile).ok().filter(|v| !v.is_empty());
+    Ok(Header { width, height, orientation, stream, chunk: d.chunk_dimensions(), icc })
 }
 
 /// Bytes the streamed decode holds: one chunk (compressed and decoded), a band of sums,
@@ -87,7 +82,7 @@ fn out_channels(samples: usize) -> usize {
 pub(super) fn estimate(h: &Header, samples: usize, bits: u8, target: (u32, u32)) -> u64 {
     let k = factor_for(h.width, h.height, target);
     let (w, hh) = reduced_size(h.width, h.height, k);
-    let ch = out_channels(samples) as u64;
+    let ch = shrink::out_channels(samples) as u64;
     let chunk = u64::from(h.chunk.0) * u64::from(h.chunk.1) * samples as u64 * u64::from(bits / 8);
     let band_rows = u64::from(h.chunk.1.div_ceil(k)) + 1;
     let sums = u64::from(w) * ch * 4 * band_rows;
@@ -102,7 +97,7 @@ pub(super) fn decode<R: Read + Seek>(input: R, target: (u32, u32)) -> Result<Dyn
         return Err(PipelineError::UnsupportedFormat("TIFF layout not streamable".into()));
     };
     let k = factor_for(h.width, h.height, target);
-    let out_ch = out_channels(samples);
+    let out_ch = shrink::out_channels(samples);
     let mut shrinker = Shrinker::new(h.width, h.height, out_ch, k)?;
     let (cw, chh) = h.chunk;
     let (count, across) = match d.get_chunk_type() {
@@ -131,13 +126,7 @@ pub(super) fn decode<R: Read + Seek>(input: R, target: (u32, u32)) -> Result<Dyn
                 }
                 _ => return Err(PipelineError::UnsupportedFormat("TIFF sample type".into())),
             };
-            let px = if samples == 2 {
-                expanded.clear();
-                expanded.extend(px.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]));
-                &expanded
-            } else {
-                px
-            };
+            let px = shrink::to_layout(px, samples, &mut expanded);
             shrinker.add_row(y0 + r as u32, x0, 1, px)?;
         }
         if i % across == across - 1 {

@@ -5,7 +5,7 @@ use super::posts::{delete_posts_of_image, insert_event, insert_post, settle_post
 use super::{err, exec, in_tx, on_pool, SqlMetadata};
 use crate::meta::{from_micros, micros, Created, DueVariant, MetaError, NewImage, Transition};
 use crate::post::Post;
-use crate::record::{self, ExifSummary, ImageRecord, RecordError, Status, VariantRecord, VariantState};
+use crate::record::{ExifSummary, ImageRecord, RecordError, Status, VariantRecord, VariantState};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -169,7 +169,7 @@ fn fold(rows: Vec<Row>) -> Result<Vec<(ImageRecord, bool)>, MetaError> {
         if let Some(name) = r.v_name {
             let (rec, _) = out.last_mut().expect("pushed above");
             rec.variants.push(VariantRecord {
-                url: record::variant_url(&rec.id, &name),
+                url: String::new(),
                 name,
                 format: r.v_format.unwrap_or_default(),
                 width: r.v_width.unwrap_or(0) as u32,
@@ -180,6 +180,9 @@ fn fold(rows: Vec<Row>) -> Result<Vec<(ImageRecord, bool)>, MetaError> {
                 state: if r.v_state.as_deref() == Some("expired") { VariantState::Expired } else { VariantState::Ready },
             });
         }
+    }
+    for (rec, _) in &mut out {
+        rec.fill_variant_urls();
     }
     Ok(out)
 }
@@ -522,13 +525,16 @@ pub(super) async fn due_variants(db: &SqlMetadata, at: DateTime<Utc>, limit: usi
         .collect())
 }
 
-pub(super) async fn mark_expired(db: &SqlMetadata, variants: &[(String, String)]) -> Result<u64, MetaError> {
+/// Each `(image_id, name, format)` names one row, one stored object: the sweep marks
+/// exactly the objects it deleted, even when a chunk ends between two formats of a variant.
+pub(super) async fn mark_expired(db: &SqlMetadata, variants: &[(String, String, String)]) -> Result<u64, MetaError> {
     in_tx!(db, tx => {
         let mut freed: HashMap<String, (i64, i64)> = HashMap::new();
-        for (image_id, name) in variants {
+        for (image_id, name, format) in variants {
             let row: Option<(String, i64)> = sqlx::query_as(
-                "UPDATE variants SET state = 'expired' WHERE image_id = $1 AND name = $2 AND state = 'ready' RETURNING customer, bytes")
-                .bind(image_id.as_str()).bind(name.as_str()).fetch_optional(&mut *tx).await.map_err(err)?;
+                "UPDATE variants SET state = 'expired' WHERE image_id = $1 AND name = $2 AND format = $3 AND state = 'ready' \
+                 RETURNING customer, bytes")
+                .bind(image_id.as_str()).bind(name.as_str()).bind(format.as_str()).fetch_optional(&mut *tx).await.map_err(err)?;
             if let Some((customer, bytes)) = row {
                 let e = freed.entry(customer).or_default();
                 e.0 += bytes;

@@ -312,7 +312,7 @@ impl MetadataStore for SqlMetadata {
     async fn due_variants(&self, at: DateTime<Utc>, limit: usize) -> Result<Vec<DueVariant>, MetaError> {
         images::due_variants(self, at, limit).await
     }
-    async fn mark_expired(&self, variants: &[(String, String)]) -> Result<u64, MetaError> {
+    async fn mark_expired(&self, variants: &[(String, String, String)]) -> Result<u64, MetaError> {
         images::mark_expired(self, variants).await
     }
     async fn usage(&self) -> Result<Vec<(String, Figures)>, MetaError> {
