@@ -33,9 +33,9 @@ variants = [
 fn fixtures() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::var_os("IMAGELAKE_TEST_FORMAT_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/imagelake/format-fixtures")
-        });
+        let dir = std::env::var_os("IMAGELAKE_TEST_FORMAT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/imagelake/format-fixtures"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/format-fixtures.sh");
         let status = Command::new(&script).arg(&dir).stdout(Stdio::null()).status().expect("format-fixtures.sh");
         assert!(status.success(), "{} {}: {status}", script.display(), dir.display());
@@ -89,14 +89,7 @@ fn variant<'a>(rec: &'a serde_json::Value, name: &str, format: &str) -> &'a serd
 /// converted to sRGB by LittleCMS (Pillow's ImageCms) and resized to the variant's size.
 fn colour_check(source: &Path, variant: &Path, extra: &[&str]) -> (f64, f64) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/colour_check.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(source)
-        .arg(variant)
-        .arg("--json")
-        .args(extra)
-        .output()
-        .expect("python");
+    let out = Command::new(python()).arg(&script).arg(source).arg(variant).arg("--json").args(extra).output().expect("python");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "colour_check: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -143,8 +136,13 @@ async fn new_sources(backend: Backend) {
     let (mean, p99) = colour_check(&heic_path, &png_path, &["--reference", reference.to_str().unwrap()]);
     assert!(mean < MAX_MEAN_DE && p99 < MAX_P99_DE, "HEIC: mean ΔE {mean:.2}, p99 {p99:.2}");
     // Three formats of `modern`, the same size, AVIF first.
-    let formats: Vec<&str> =
-        rec["variants"].as_array().unwrap().iter().filter(|v| v["name"] == "modern").map(|v| v["format"].as_str().unwrap()).collect();
+    let formats: Vec<&str> = rec["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["name"] == "modern")
+        .map(|v| v["format"].as_str().unwrap())
+        .collect();
     assert_eq!(formats, ["avif", "webp", "jpeg"]);
     let (_, avif) = download(&c, key, &rec, "modern", "avif").await;
     assert_eq!(&avif[4..12], b"ftypavif", "an AVIF file");

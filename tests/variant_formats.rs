@@ -14,10 +14,10 @@ use imagelake_core::record;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Every second an expire sweep; variants live 15 s, long enough for the downloads below.
+/// Every second an expire sweep; variants live 20 s, long enough for the downloads below.
 const SETUP: &str = r#"
 [retention]
-processed = "15s"
+processed = "20s"
 
 [lifecycle]
 expire = "*/1 * * * * *"
@@ -135,6 +135,24 @@ async fn a_variant_in_three_formats_is_negotiated_downloaded_and_expired() {
         let res = get(&c, key, &path, &[]).await;
         assert_eq!(res.status(), 404, "{why}: {path}");
         assert_eq!(res.json::<serde_json::Value>().await.unwrap()["code"], "variant_not_found", "{why}");
+    }
+
+    // The command-line client: the preset's preferred format by default, one by --format.
+    let (home, dl) = (imagelake_core::testing::temp_dir("formats-home"), imagelake_core::testing::temp_dir("formats-dl"));
+    for (args, file, body) in [
+        (&["--variant", "modern"][..], format!("{id}-modern.webp"), Some(&bodies[0])),
+        (&["--variant", "modern", "--format", "png"][..], format!("{id}-modern.png"), Some(&bodies[2])),
+        (&["--variant", "modern", "--format", "avif"][..], String::new(), None),
+    ] {
+        let r = common::cli::cli(&server, key, &home, &dl, &[&["download", id.as_str()][..], args].concat()).await;
+        match body {
+            Some(body) => {
+                assert!(r.ok, "{args:?}: {r:?}");
+                assert_eq!(r.stdout.trim(), file, "{r:?}");
+                assert_eq!(&std::fs::read(dl.join(&file)).unwrap(), body, "{args:?}");
+            }
+            None => assert!(!r.ok && r.stderr.contains("variant_not_found"), "{args:?}: {r:?}"),
+        }
     }
 
     // Negotiated: the format Accept weighs highest, the preset's order for ties.

@@ -506,13 +506,7 @@ fn render_inner(prepared: &mut Prepared) -> Result<(SourceInfo, Vec<RenderedVari
                 (OutputFormat::WebP, Some(bytes)) => bytes,
                 _ => still()?,
             };
-            variants.push(RenderedVariant {
-                name: preset.name.clone(),
-                format,
-                width: img.width(),
-                height: img.height(),
-                bytes,
-            });
+            variants.push(RenderedVariant { name: preset.name.clone(), format, width: img.width(), height: img.height(), bytes });
         }
     }
     Ok((info, variants))

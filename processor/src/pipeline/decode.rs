@@ -180,7 +180,8 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
     let file_len = input.seek(SeekFrom::End(0)).map_err(io_err)?;
     let head = prefix(input, 64 << 10)?;
     let format = sniff(&head)?;
-    let probe = |width, height, orientation, icc, kind| Probe { format, width, height, orientation, icc, frames: 1, kind, file_len };
+    let probe =
+        |width, height, orientation, icc, kind| Probe { format, width, height, orientation, icc, frames: 1, kind, file_len };
     match format {
         SourceFormat::Heic | SourceFormat::Avif => {
             let h = heif::probe(&mut *input, file_len, limits.max_alloc_bytes)?;

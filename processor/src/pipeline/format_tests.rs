@@ -162,7 +162,9 @@ fn tagged_rgb_is_converted_to_srgb() {
     let mut plain = Vec::new();
     jpeg_encoder::Encoder::new(&mut plain, 95).encode(img.as_raw(), 64, 64, jpeg_encoder::ColorType::Rgb).unwrap();
     let p = [preset("p", 32, 32, &[OutputFormat::Png])];
-    let render = |b: &[u8]| avg(&image::load_from_memory(&render_bytes(b, &p, &Limits::default()).unwrap().1[0].bytes).unwrap(), 4, 4, 28, 28);
+    let render = |b: &[u8]| {
+        avg(&image::load_from_memory(&render_bytes(b, &p, &Limits::default()).unwrap().1[0].bytes).unwrap(), 4, 4, 28, 28)
+    };
     let (t, u) = (render(&tagged), render(&plain));
     // P3 (200, 60, 60) is a more saturated red than sRGB (200, 60, 60).
     assert!(t[0] > u[0] + 10.0 && t[1] < u[1], "tagged {t:?} vs untagged {u:?}");

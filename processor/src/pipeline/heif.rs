@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libheif_rs::{
-    color_profile_types, ColorProfile, Channel, ColorPrimaries, ColorProfileNCLX, ColorSpace, CompressionFormat, EncoderParameterValue,
-    EncoderQuality, HeifContext, Image, LibHeif, RgbChroma,
+    color_profile_types, Channel, ColorPrimaries, ColorProfile, ColorProfileNCLX, ColorSpace, CompressionFormat,
+    EncoderParameterValue, EncoderQuality, HeifContext, Image, LibHeif, RgbChroma,
 };
 
 use super::PipelineError;

@@ -92,8 +92,8 @@ fn decode_variant(v: &RenderedVariant) -> DynamicImage {
         OutputFormat::Png => ImageFormat::Png,
         OutputFormat::WebP => ImageFormat::WebP,
         OutputFormat::Avif => {
-            let img = heif::decode(&mut std::io::Cursor::new(&v.bytes), v.bytes.len() as u64, u64::MAX)
-                .expect("AVIF variant decodes");
+            let img =
+                heif::decode(&mut std::io::Cursor::new(&v.bytes), v.bytes.len() as u64, u64::MAX).expect("AVIF variant decodes");
             assert_eq!((img.width(), img.height()), (v.width, v.height), "{}", v.name);
             return img;
         }
