@@ -42,12 +42,14 @@ async fn bodies_that_are_not_images(backend: Backend) {
     problem(c.upload(key, Vec::new(), "image/jpeg").await, 400, "empty_body").await;
     let p =
         problem(c.upload(key, b"hello, I am text pretending".to_vec(), "image/jpeg").await, 415, "unsupported_media_type").await;
-    assert!(p["detail"].as_str().unwrap().contains("JPEG, PNG, WebP, GIF and TIFF"));
+    assert!(p["detail"].as_str().unwrap().contains("JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC and AVIF"));
     problem(c.upload(key, b"GIF".to_vec(), "image/gif").await, 415, "unsupported_media_type").await;
-    let mut avif = vec![0, 0, 0, 0x20];
-    avif.extend_from_slice(b"ftypavif");
-    avif.extend(vec![0u8; 100]);
-    problem(c.upload(key, avif, "image/avif").await, 415, "unsupported_media_type").await;
+    // An ISO BMFF file that is no HEIF (an MP4 video): its brands say so.
+    let mut mp4 = vec![0, 0, 0, 0x18];
+    mp4.extend_from_slice(b"ftypisom\0\0\x02\0isommp41");
+    mp4.extend(vec![0u8; 100]);
+    let p = problem(c.upload(key, mp4, "image/avif").await, 415, "unsupported_media_type").await;
+    assert!(p["detail"].as_str().unwrap().contains("MP4"), "{p}");
     let form = reqwest::multipart::Form::new().text("other", "x");
     let res = c.http.post(c.url("/v1/images")).bearer_auth(key).multipart(form).send().await.unwrap();
     problem(res, 400, "missing_file").await;
@@ -202,6 +204,9 @@ async fn images_the_processor_refuses(backend: Backend) {
         (jpeg_claiming_late(60_000, 60_000), "image/jpeg", "image_too_large"),
         // A wrong Content-Type: the bytes decide, this GIF is processed as a GIF.
         (image_bytes(90, 60, ImageFormat::Gif), "image/jpeg", "processed"),
+        // HEIF brands and nothing behind them: libheif refuses it.
+        ([&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], &[0u8; 200][..]].concat(), "image/heic", "decode_failed"),
+        ([&b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"[..], &[0xAB; 200][..]].concat(), "image/avif", "decode_failed"),
     ];
     for (body, content_type, outcome) in cases {
         let res = c.upload(key, body, content_type).await;
