@@ -67,15 +67,7 @@ want() { [[ " ${TOOL_LIST[*]} " == *" $1 "* ]]; }
 
 "$IMAGELAKE_SCRIPTS_DIR/corpus.sh" "$CORPUS" >/dev/null
 
-need_pkgs=()
-command -v vipsthumbnail >/dev/null || need_pkgs+=(libvips-tools)
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-command -v taskset >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})); then
-    log "installing ${need_pkgs[*]}"
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
-fi
+apt_ensure libvips-tools time util-linux # vipsthumbnail, /usr/bin/time, taskset
 
 # The scorer needs numpy, scipy and Pillow from the project venv (requirements-test.txt).
 if ((QUALITY)) && ! "$IMAGELAKE_PYTHON" -c 'import numpy, scipy, PIL' 2>/dev/null; then

@@ -66,15 +66,7 @@ DIR=${DIR:-$IMAGELAKE_CACHE/huge-fixtures}
 TIMEOUT=${TIMEOUT:-1800}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 
-need_pkgs=()
-command -v vipsthumbnail >/dev/null && command -v vipsheader >/dev/null || need_pkgs+=(libvips-tools)
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-command -v taskset >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})); then
-    log "installing ${need_pkgs[*]}"
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
-fi
+apt_ensure libvips-tools time util-linux # vipsthumbnail and vipsheader, /usr/bin/time, taskset
 
 # The presets benchmarked are the defaults; check they have not drifted.
 # name width height fit ext (the output file's extension; its loader is checked too).

@@ -37,17 +37,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
 
 "$IMAGELAKE_SCRIPTS_DIR/corpus.sh" "$CORPUS" >/dev/null
 
-need_pkgs=()
-command -v vipsthumbnail >/dev/null || need_pkgs+=(libvips-tools)
-# /usr/local/bin/convert may be a stand-in: require the real ImageMagick.
-if ! dpkg -s imagemagick >/dev/null 2>&1; then need_pkgs+=(imagemagick); fi
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-command -v taskset >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})); then
-    log "installing ${need_pkgs[*]}"
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
-fi
+# vipsthumbnail, the real ImageMagick (/usr/local/bin/convert may be a stand-in),
+# /usr/bin/time and taskset.
+apt_ensure libvips-tools imagemagick time util-linux
 CONVERT=/usr/bin/convert
 [[ -x $CONVERT ]] || CONVERT=$(command -v convert)
 
