@@ -143,6 +143,8 @@ enum LakeCommand {
         #[arg(long)]
         before: Option<chrono::NaiveDate>,
     },
+    /// Make the daily aggregates (lake/agg_*) of every closed day whose facts changed.
+    Aggregate,
 }
 
 /// Errors end as one line on stderr, `error: ` and the chain of causes (`{:#}`), and exit
@@ -467,10 +469,29 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
             }
             println!("{} files, {} bytes, {:.1} s", r.files, r.bytes, r.seconds);
         }
+        LakeCommand::Aggregate => {
+            let started = std::time::Instant::now();
+            let r = imagelake_core::lake::aggregate::aggregate_closed_days(
+                &ctx.store,
+                ctx.clock.now(),
+                &ctx.config.data_dir.join("tmp"),
+            )
+            .await?;
+            println!(
+                "{} days with facts, {} already current, {} aggregated ({} input files, {} bytes, {} rows) in {:.1} s",
+                r.days,
+                r.current,
+                r.built.len(),
+                r.input_files,
+                r.input_bytes,
+                r.rows_in,
+                started.elapsed().as_secs_f64()
+            );
+        }
         LakeCommand::Compact { before } => {
             let before = before.unwrap_or_else(|| ctx.clock.now().date_naive());
             let target = ctx.config.lake.compact_target.0;
-            let reports = compact::compact_closed_days(&ctx.store, before, &[], target, ctx.lake.writer_id()).await?;
+            let reports = compact::compact_days(&ctx.store, before, false, &[], target, ctx.lake.writer_id()).await?;
             for r in reports.iter().filter(|r| !r.skipped) {
                 println!(
                     "{} {}: {} files ({} bytes) -> {} files ({} bytes)",

@@ -354,8 +354,16 @@ async fn bi_files_match_the_lake_schema() {
     assert!(out.status.success(), "bi_files.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
 
-    let tds = got["tableau"].as_array().unwrap();
-    let ddl = got["athena"].as_array().unwrap();
+    // The aggregates' files are checked against the tables DuckDB makes
+    // (core/src/lake/agg_bi_tests.rs).
+    let tds: Vec<&serde_json::Value> = got["tableau"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| !d["file"].as_str().unwrap_or_default().starts_with("imagelake_agg_"))
+        .collect();
+    let ddl: Vec<&serde_json::Value> =
+        got["athena"].as_array().unwrap().iter().filter(|d| d["file"] != "aggregates.sql").collect();
     assert_eq!(tds.len(), Table::ALL.len(), "one .tds per lake table");
     assert_eq!(ddl.len(), Table::ALL.len(), "one DDL per lake table");
     for table in Table::ALL {

@@ -7,7 +7,7 @@
 //!                                     and reports the sizes again.
 
 use chrono::{Duration, TimeZone, Utc};
-use imagelake_core::lake::compact::{compact_closed_days, parse_table, DEFAULT_TARGET_BYTES};
+use imagelake_core::lake::compact::{compact_days, parse_table, DEFAULT_TARGET_BYTES};
 use imagelake_core::lake::generate::{generate, GenerateOptions};
 use imagelake_core::lake::{encode, Event, Table, UploadRow};
 use imagelake_core::store::{list_all, LocalStore, SharedStore};
@@ -107,7 +107,7 @@ async fn main() {
             }
             let start = Instant::now();
             let reports =
-                compact_closed_days(&store, opts.end.date_naive() + Duration::days(1), &[], DEFAULT_TARGET_BYTES, "bench")
+                compact_days(&store, opts.end.date_naive() + Duration::days(1), false, &[], DEFAULT_TARGET_BYTES, "bench")
                     .await
                     .unwrap();
             let done: Vec<_> = reports.iter().filter(|r| !r.skipped).collect();

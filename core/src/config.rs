@@ -526,14 +526,16 @@ pub struct ReportingConfig {
     pub query_timeout: Dur,
     /// How stale a cached answer may be.
     pub cache_ttl: Dur,
-    /// Pre-aggregate the facts before the last midnight in rollup tables (sql/rollups.sql),
-    /// rebuilt in the background; false: every report reads the views alone.
-    pub rollups: bool,
+    /// Read the closed days from the lake's daily aggregates (`lake/agg_*`, made by the
+    /// lifecycle's `aggregate` job; sql/facts.sql); false: every report reads the raw facts.
+    /// (`rollups`, its name before version 0.18, is still accepted.)
+    #[serde(alias = "rollups")]
+    pub aggregates: bool,
 }
 
 impl Default for ReportingConfig {
     fn default() -> Self {
-        Self { query_timeout: Dur(Duration::from_secs(30)), cache_ttl: Dur(Duration::from_secs(2)), rollups: true }
+        Self { query_timeout: Dur(Duration::from_secs(30)), cache_ttl: Dur(Duration::from_secs(2)), aggregates: true }
     }
 }
 
@@ -543,6 +545,7 @@ pub struct LifecycleConfig {
     pub expire: String,
     pub usage: String,
     pub compact: String,
+    pub aggregate: String,
     pub abort_multipart: String,
     pub reconcile: String,
     /// A job's lease lasts this long without renewal (renewed every third of it).
@@ -561,7 +564,10 @@ impl Default for LifecycleConfig {
         Self {
             expire: "0 0 * * * *".into(),
             usage: "0 */15 * * * *".into(),
-            compact: "0 30 0 * * *".into(),
+            // Hourly: the current day's small files too (closed days merged whole).
+            compact: "0 5 * * * *".into(),
+            // Closed days whose facts changed since their aggregates were made.
+            aggregate: "0 */10 * * * *".into(),
             abort_multipart: "0 17 * * * *".into(),
             reconcile: "0 0 4 * * *".into(),
             lease_ttl: Dur(Duration::from_secs(300)),

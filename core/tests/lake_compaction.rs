@@ -7,7 +7,8 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use imagelake_core::lake::compact::{compact_closed_days, compact_day, partition_prefix};
+use imagelake_core::lake::compact::{compact_day, compact_days, Scope};
+use imagelake_core::lake::layout;
 use imagelake_core::lake::{encode, Event, Table, UploadRow};
 use imagelake_core::store::{
     list_all, GetResult, ListPage, LocalStore, ObjectMeta, ObjectStore, PartTag, PendingUpload, S3Options, S3Store, SharedStore,
@@ -72,7 +73,7 @@ fn rows_of(batch: &RecordBatch) -> Vec<(String, String)> {
 
 /// Every row of the partition, raw (duplicates included), and the number of files.
 async fn read_partition(store: &SharedStore) -> (Vec<(String, String)>, usize) {
-    let files = list_all(store.as_ref(), &partition_prefix(Table::Uploads, day())).await.unwrap();
+    let files = list_all(store.as_ref(), &layout::partition_prefix("uploads", day())).await.unwrap();
     let mut rows = Vec::new();
     for f in &files {
         let body = store.get(&f.key, None).await.unwrap().bytes().await.unwrap();
@@ -107,7 +108,7 @@ fn checksum(m: &BTreeMap<String, String>) -> String {
 
 /// Writes `files` files of 1..=10 rows; about a fifth of the rows repeat an earlier event.
 async fn write_small_files(store: &SharedStore, files: usize) -> BTreeMap<String, String> {
-    let prefix = partition_prefix(Table::Uploads, day());
+    let prefix = layout::partition_prefix("uploads", day());
     let mut next = 0u64;
     let mut futs = Vec::new();
     for f in 0..files {
@@ -144,7 +145,7 @@ async fn many_small_files_become_few(store: SharedStore) {
     assert!(before.len() > expected.len(), "the input has duplicates");
     assert_eq!(distinct(&before), expected);
 
-    let report = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test").await.unwrap();
+    let report = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test", Scope::All).await.unwrap();
     assert!(!report.skipped);
     assert_eq!(report.inputs, 1000);
     assert_eq!(report.rows_in, before.len() as u64);
@@ -160,26 +161,26 @@ async fn many_small_files_become_few(store: SharedStore) {
     assert_eq!(checksum(&after_m), checksum(&expected));
 
     // Compacting a compact partition does nothing.
-    let again = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test").await.unwrap();
+    let again = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test", Scope::All).await.unwrap();
     assert!(again.skipped);
     assert_eq!(read_partition(&store).await.1, 1);
 
     // A straggler arrives; the next compaction folds it in.
     let late = encode(Table::Uploads, &[upload(999_999), upload(3)]).unwrap();
-    store.put(&format!("{}late-1.parquet", partition_prefix(Table::Uploads, day())), late).await.unwrap();
-    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test").await.unwrap();
+    store.put(&format!("{}late-1.parquet", layout::partition_prefix("uploads", day())), late).await.unwrap();
+    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "compactor-test", Scope::All).await.unwrap();
     assert_eq!((r.inputs, r.duplicates_dropped, r.outputs.len()), (2, 1, 1));
     let (rows, files) = read_partition(&store).await;
     assert_eq!((rows.len(), files), (expected.len() + 1, 1));
 }
 
 async fn target_size_splits_output(store: SharedStore) {
-    let prefix = partition_prefix(Table::Uploads, day());
+    let prefix = layout::partition_prefix("uploads", day());
     for f in 0..20u64 {
         let events: Vec<Event> = (f * 2000..(f + 1) * 2000).map(upload).collect();
         store.put(&format!("{prefix}w-{f:03}.parquet"), encode(Table::Uploads, &events).unwrap()).await.unwrap();
     }
-    let r = compact_day(&store, Table::Uploads, day(), 200_000, "c").await.unwrap();
+    let r = compact_day(&store, Table::Uploads, day(), 200_000, "c", Scope::All).await.unwrap();
     assert!(r.outputs.len() > 1, "a small target gives several files: {r:?}");
     assert!(r.outputs.len() < 40, "{r:?}");
     for k in &r.outputs {
@@ -246,7 +247,7 @@ impl ObjectStore for CrashingDeletes {
 async fn interrupted_compaction_converges(store: SharedStore, deleted_before_crash: usize) {
     let expected = write_small_files(&store, 200).await;
     let crashing: SharedStore = Arc::new(CrashingDeletes { inner: store.clone(), allow: AtomicUsize::new(deleted_before_crash) });
-    let err = compact_day(&crashing, Table::Uploads, day(), 64 << 20, "c1").await;
+    let err = compact_day(&crashing, Table::Uploads, day(), 64 << 20, "c1", Scope::All).await;
     assert!(err.is_err(), "the simulated crash surfaces");
 
     // Between the crash and the rerun: every event is there (some twice), none is lost.
@@ -255,13 +256,13 @@ async fn interrupted_compaction_converges(store: SharedStore, deleted_before_cra
     assert_eq!(distinct(&mid), expected, "nothing lost while interrupted");
 
     // The rerun converges: one copy of each event.
-    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "c2").await.unwrap();
+    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "c2", Scope::All).await.unwrap();
     assert!(!r.skipped);
     let (after, files) = read_partition(&store).await;
     assert_eq!(files, 1);
     assert_eq!(after.len(), expected.len(), "nothing doubled");
     assert_eq!(distinct(&after), expected);
-    assert!(compact_day(&store, Table::Uploads, day(), 64 << 20, "c3").await.unwrap().skipped);
+    assert!(compact_day(&store, Table::Uploads, day(), 64 << 20, "c3", Scope::All).await.unwrap().skipped);
 }
 
 async fn crash_before_delete_then_rerun(store: SharedStore) {
@@ -282,22 +283,62 @@ async fn closed_days_only(store: SharedStore) {
             if let Event::Upload(u) = &mut e {
                 u.uploaded_at = Utc.from_utc_datetime(&d.and_hms_opt(1, 0, 0).unwrap());
             }
-            let key = format!("{}f{f}.parquet", partition_prefix(Table::Uploads, d));
+            let key = format!("{}f{f}.parquet", layout::partition_prefix("uploads", d));
             store.put(&key, encode(Table::Uploads, &[e]).unwrap()).await.unwrap();
         }
         t.push(d);
     }
-    let reports = compact_closed_days(&store, today, &[], 64 << 20, "c").await.unwrap();
+    let reports = compact_days(&store, today, false, &[], 64 << 20, "c").await.unwrap();
     assert_eq!(reports.len(), 2);
     let count = |d| {
         let store = store.clone();
-        async move { list_all(store.as_ref(), &partition_prefix(Table::Uploads, d)).await.unwrap().len() }
+        async move { list_all(store.as_ref(), &layout::partition_prefix("uploads", d)).await.unwrap().len() }
     };
     assert_eq!(count(t[0]).await, 1);
     assert_eq!(count(t[1]).await, 1);
     assert_eq!(count(t[2]).await, 5);
     // No other table has files: nothing to do for them, no error.
     assert!(list_all(store.as_ref(), "lake/jobs/").await.unwrap().is_empty());
+}
+
+/// The current day, hourly: only the writers' files merge, into a new generation; the
+/// merged files of earlier hours stay as they are (each run costs the new facts); a day
+/// with one writer file is left alone; every row is kept.
+async fn open_day_merges_writer_files_only(store: SharedStore) {
+    let today = day();
+    let put = |name: String, events: Vec<Event>| {
+        let store = store.clone();
+        async move {
+            store
+                .put(&format!("{}{name}", layout::partition_prefix("uploads", today)), encode(Table::Uploads, &events).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    put("compact-aaaa-0000-c.parquet".into(), (0..10).map(upload).collect()).await;
+    for f in 0..3 {
+        put(format!("w-{f}.parquet"), vec![upload(100 + f)]).await;
+    }
+    let (before, _) = read_partition(&store).await;
+    let reports = compact_days(&store, today, true, &[Table::Uploads], 64 << 20, "c").await.unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!((reports[0].inputs, reports[0].outputs.len(), reports[0].rows_out), (3, 1, 3), "{reports:?}");
+    let (after, files) = read_partition(&store).await;
+    assert_eq!(files, 2, "the earlier merged file and the new one");
+    assert_eq!(distinct(&after), distinct(&before));
+    let keys: Vec<String> =
+        list_all(store.as_ref(), &layout::partition_prefix("uploads", today)).await.unwrap().into_iter().map(|m| m.key).collect();
+    assert!(keys.iter().any(|k| k.ends_with("compact-aaaa-0000-c.parquet")), "{keys:?}");
+    // An hour later: one new writer file alone is not worth a rewrite.
+    put("w-9.parquet".into(), vec![upload(200)]).await;
+    let again = compact_days(&store, today, true, &[Table::Uploads], 64 << 20, "c").await.unwrap();
+    assert!(again[0].skipped, "{again:?}");
+    // At midnight the day closes: everything merges into one generation.
+    let closed = compact_days(&store, today + Duration::days(1), false, &[Table::Uploads], 64 << 20, "c").await.unwrap();
+    assert_eq!(closed[0].inputs, 3);
+    let (all, files) = read_partition(&store).await;
+    assert_eq!(files, 1);
+    assert_eq!(distinct(&all).len(), 14);
 }
 
 /// Files written by an older version (without a nullable column that was added later)
@@ -313,10 +354,10 @@ async fn older_schema_merges(store: SharedStore) {
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, old.schema(), None).unwrap();
     w.write(&old).unwrap();
     w.close().unwrap();
-    let prefix = partition_prefix(Table::Uploads, day());
+    let prefix = layout::partition_prefix("uploads", day());
     store.put(&format!("{prefix}old.parquet"), Bytes::from(buf)).await.unwrap();
     store.put(&format!("{prefix}new.parquet"), encode(Table::Uploads, &[upload(2)]).unwrap()).await.unwrap();
-    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "c").await.unwrap();
+    let r = compact_day(&store, Table::Uploads, day(), 64 << 20, "c", Scope::All).await.unwrap();
     assert_eq!(r.rows_out, 2);
     let (rows, _) = read_partition(&store).await;
     let m = distinct(&rows);
@@ -343,5 +384,6 @@ both!(
     crash_before_delete_then_rerun,
     crash_halfway_through_deletes_then_rerun,
     closed_days_only,
+    open_day_merges_writer_files_only,
     older_schema_merges,
 );

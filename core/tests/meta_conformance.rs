@@ -510,7 +510,12 @@ async fn old_schema_upgrades_without_loss(fresh: Arc<SqlMetadata>) {
     assert_eq!(due.len(), 1, "the due-variant index is there again");
     let object = (due[0].image_id.clone(), due[0].name.clone(), due[0].format.clone());
     assert_eq!(upgraded.mark_expired(&[object]).await.unwrap(), 77);
-    assert_eq!(SqlMetadata::latest_version(), 7);
+    // Version 8: the first attempt's time is set once, then kept.
+    let (first, later) = (now(), now() + Duration::days(1));
+    assert_eq!(upgraded.first_attempt_at(&rec.id, first).await.unwrap(), Some(first));
+    assert_eq!(upgraded.first_attempt_at(&rec.id, later).await.unwrap(), Some(first), "a later attempt keeps the first's time");
+    assert_eq!(upgraded.first_attempt_at(&ids::new_id(), later).await.unwrap(), None);
+    assert_eq!(SqlMetadata::latest_version(), 8);
 }
 
 /// Reconcile's claim of an original and the upload's commit race for the in-flight row:

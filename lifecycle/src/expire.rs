@@ -97,10 +97,13 @@ pub async fn expire_variants(
         .try_collect::<Vec<()>>()
         .await?;
     report.add("delete_calls", calls);
-    // 2. the facts, durably, before the database says it happened
+    // 2. the facts, durably, before the database says it happened. Each is stamped with
+    // the variant's expiry time, not the run's: a chunk redone later (a crash between this
+    // write and the database's, perhaps across midnight) writes the same fact into the same
+    // day, where the views and the aggregates count it once.
     let events = due
         .iter()
-        .map(|v| deletion_event(&v.image_id, &v.customer, Some((&v.name, &v.format)), v.bytes, at, "expired"))
+        .map(|v| deletion_event(&v.image_id, &v.customer, Some((&v.name, &v.format)), v.bytes, v.expires_at, "expired"))
         .collect();
     let flushed = ctx.lake.write_durable(events).await?;
     report.add("lake_files_written", flushed.files.len() as u64);

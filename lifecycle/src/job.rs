@@ -15,8 +15,10 @@ pub enum JobName {
     Expire,
     /// Writes the byte counters to the lake (a `usage` snapshot), against capacity.
     Usage,
-    /// Merges the lake's small files of closed days.
+    /// Merges the lake's small files: closed days whole, the current day's writer files.
     Compact,
+    /// Makes the daily aggregates of closed days whose facts changed.
+    Aggregate,
     /// Aborts multipart uploads left incomplete for longer than `multipart_age`.
     AbortMultipart,
     /// Compares the database with the object store, and repairs what it can.
@@ -24,14 +26,15 @@ pub enum JobName {
 }
 
 impl JobName {
-    pub const ALL: [JobName; 5] =
-        [JobName::Expire, JobName::Usage, JobName::Compact, JobName::AbortMultipart, JobName::Reconcile];
+    pub const ALL: [JobName; 6] =
+        [JobName::Expire, JobName::Usage, JobName::Compact, JobName::Aggregate, JobName::AbortMultipart, JobName::Reconcile];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobName::Expire => "expire",
             JobName::Usage => "usage",
             JobName::Compact => "compact",
+            JobName::Aggregate => "aggregate",
             JobName::AbortMultipart => "abort-multipart",
             JobName::Reconcile => "reconcile",
         }
@@ -43,6 +46,7 @@ impl JobName {
             JobName::Expire => &c.expire,
             JobName::Usage => &c.usage,
             JobName::Compact => &c.compact,
+            JobName::Aggregate => &c.aggregate,
             JobName::AbortMultipart => &c.abort_multipart,
             JobName::Reconcile => &c.reconcile,
         }

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `expire` | hourly | deletes variants past `expires_at`, found from the database's due-variant index; purges expired idempotency keys ([`expire`]) |
 //! | `usage` | every 15 min | writes the database's byte counters to the lake as `usage` rows, warns at 80/90/100 % of capacity ([`usage`]) |
-//! | `compact` | daily 00:30 | merges small lake files of closed days ([`compact`]) |
+//! | `compact` | hourly, :05 | merges small lake files: closed days into one generation, the current day's writer files into one more ([`compact`]) |
+//! | `aggregate` | every 10 min | makes the daily aggregates (`lake/agg_*`) of closed days whose facts changed ([`aggregate`]) |
 //! | `abort-multipart` | hourly | removes expired resumable uploads, aborts multipart uploads older than `multipart_age` ([`multipart`]) |
 //! | `reconcile` | daily 04:00 | database against bucket: unfinished deletes, orphan originals, missing originals, overdue variants, byte-counter drift ([`reconcile`]) |
 //!
@@ -16,6 +17,7 @@
 //! "as of" comes from the injectable clock (`Context.clock`) or an explicit `at`, so tests
 //! run days in ms; the cron schedule itself fires on the real clock.
 
+pub mod aggregate;
 pub mod compact;
 mod counting;
 mod error;
@@ -76,6 +78,7 @@ pub async fn run_job_with(
         JobName::Expire => expire::run(&jctx, at, opts, &lease, &mut report).await,
         JobName::Usage => usage::run(&jctx, at, &mut report).await.map(|_| ()),
         JobName::Compact => compact::run(&jctx, at, &mut report).await,
+        JobName::Aggregate => aggregate::run(&jctx, at, &mut report).await,
         JobName::AbortMultipart => multipart::run(&jctx, at, opts, &mut report).await,
         JobName::Reconcile => reconcile::run(&jctx, at, opts, &lease, &mut report).await,
     };

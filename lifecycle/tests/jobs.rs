@@ -416,3 +416,47 @@ async fn two_processes_never_run_a_job_at_once() {
     let st = status(&other).await;
     assert_eq!(st.iter().find(|s| s.job == JobName::Usage).unwrap().last_run.as_ref().unwrap().outcome, "ok");
 }
+
+/// An expiry chunk redone the next day (its run died between writing the deletion facts
+/// and marking the variants expired) writes the same facts into the same day's partition,
+/// so the lake counts them once; and the daily aggregates of that day count them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_redone_the_next_day_is_counted_once() {
+    let env = env().await;
+    let ctx = &env.ctx;
+    let day = (env.t0 - Days::days(3)).date_naive();
+    let due_at = day.and_hms_opt(23, 30, 0).unwrap().and_utc();
+    let rec = processed("acme", due_at - Days::days(7), due_at, &PRESETS[..2]);
+    plant(ctx, &rec).await;
+    let due = ctx.meta.due_variants(due_at + Days::minutes(20), 100).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let mut report = JobReport::new(JobName::Expire, due_at);
+    // The first run, at 23:50, and the same chunk redone at 00:10 the next day.
+    imagelake_lifecycle::expire::expire_variants(ctx, &due, due_at + Days::minutes(20), &mut report).await.unwrap();
+    imagelake_lifecycle::expire::expire_variants(ctx, &due, due_at + Days::minutes(40), &mut report).await.unwrap();
+    let listing = imagelake_core::lake::aggregate::listing(&ctx.store).await.unwrap();
+    let days: std::collections::BTreeSet<_> = listing
+        .keys()
+        .filter_map(|k| imagelake_core::lake::layout::parse(k))
+        .filter(|p| p.dir == "deletions")
+        .map(|p| p.day)
+        .collect();
+    assert_eq!(days.into_iter().collect::<Vec<_>>(), vec![day], "both runs' facts are in the day they expired");
+    // The day's aggregate counts two deletions, not four.
+    let scratch = ctx.config.data_dir.join("tmp");
+    let r = imagelake_core::lake::aggregate::aggregate_closed_days(&ctx.store, env.t0, &scratch).await.unwrap();
+    assert_eq!(r.built, vec![day]);
+    let d = &imagelake_core::lake::agg::days(&imagelake_core::lake::aggregate::listing(&ctx.store).await.unwrap())[&day];
+    assert!(d.current);
+    let key = imagelake_core::lake::agg::Agg::Deletions.key(day, &d.fingerprint);
+    let body = ctx.store.get(&key, None).await.unwrap().bytes().await.unwrap();
+    let path = ctx.config.data_dir.join("agg_deletions.parquet");
+    std::fs::write(&path, &body).unwrap();
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let (n, bytes): (i64, i64) = conn
+        .query_row(&format!("SELECT sum(deletions), sum(bytes) FROM read_parquet('{}')", path.display()), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, bytes), (2, 100 + 101));
+}

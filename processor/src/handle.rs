@@ -153,7 +153,9 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
     let (source, rendered) = blocking(move || prepared.render()).await?;
     drop(reservation);
 
-    let made = ctx.clock.now();
+    // The first attempt's time, whichever attempt this is: a job redone after a crash
+    // (perhaps the next day) writes the same variant facts into the same day.
+    let made = ctx.meta.first_attempt_at(&job.image_id, started).await?.unwrap_or(started);
     let expires = made + chrono::Duration::from_std(ctx.config.retention.processed.0).unwrap_or(chrono::Duration::days(7));
     let mut variants = Vec::new();
     let mut events = vec![Event::Upload(upload_row)];
@@ -333,5 +335,88 @@ async fn fail(
             tracing::warn!(error = %err, "could not mark the record failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagelake_core::config::Config;
+    use imagelake_core::lake::{layout, UploadRow};
+    use imagelake_core::record::ImageRecord;
+    use imagelake_core::store::list_all;
+
+    /// A job whose first attempt started before midnight and died after writing its facts
+    /// is redone after midnight: the redone variants' facts carry the first attempt's time,
+    /// so they land in the same day's partition and the lake counts them once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_redone_after_midnight_writes_into_the_first_attempts_day() {
+        let config = Config { data_dir: imagelake_core::testing::temp_dir("redone-job"), ..Config::default() };
+        let ctx = Context::connect(config).await.unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let (uploaded, first) = (day.and_hms_opt(23, 58, 0).unwrap().and_utc(), day.and_hms_opt(23, 59, 30).unwrap().and_utc());
+        let redone = first + chrono::Duration::minutes(15);
+        let mut png = Vec::new();
+        image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([x as u8, y as u8, 90]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let id = ids::new_id();
+        let rec = ImageRecord {
+            id: id.clone(),
+            customer: "acme".into(),
+            status: Status::Processing,
+            content_type: "image/png".into(),
+            format: "png".into(),
+            bytes: png.len() as u64,
+            width: Some(640),
+            height: Some(480),
+            sha256: "x".into(),
+            uploaded_at: uploaded,
+            processed_at: None,
+            error: None,
+            exif: None,
+            requested_variants: vec!["thumb".into()],
+            variants: vec![],
+            attempts: 1,
+            callback_url: None,
+        };
+        assert!(ctx.meta.import_image(&rec).await.unwrap());
+        ctx.store.put(&record::original_key("acme", &id), png.clone().into()).await.unwrap();
+        let job = JobMessage {
+            job_id: ids::new_id(),
+            image_id: id.clone(),
+            customer: "acme".into(),
+            variants: vec!["thumb".into()],
+            enqueued_at: uploaded,
+            request_id: None,
+            callback_url: None,
+            upload: UploadRow {
+                event_id: ids::event_id(&["upload", &id]),
+                image_id: id.clone(),
+                customer_id: "acme".into(),
+                uploaded_at: uploaded,
+                content_type: "image/png".into(),
+                format: "png".into(),
+                bytes: png.len() as u64,
+                width: Some(640),
+                height: Some(480),
+                sha256: "x".into(),
+            },
+        };
+        // The first attempt stamped its time, then died.
+        assert_eq!(ctx.meta.first_attempt_at(&id, first).await.unwrap(), Some(first));
+        // The redelivery, after midnight.
+        process(&ctx, &Budget::new(1 << 30), &job, 2, redone).await.unwrap();
+        let keys: Vec<String> =
+            list_all(ctx.store.as_ref(), "lake/variants/").await.unwrap().into_iter().map(|m| m.key).collect();
+        assert!(!keys.is_empty());
+        for k in &keys {
+            assert_eq!(layout::parse(k).unwrap().day, day, "{k}: the first attempt's day");
+        }
+        let done = ctx.meta.image(&id).await.unwrap().unwrap();
+        assert_eq!(done.variants[0].created_at, first, "the record says the same");
+        // The job's attempt lands in the day it was enqueued, too.
+        let jobs: Vec<String> = list_all(ctx.store.as_ref(), "lake/jobs/").await.unwrap().into_iter().map(|m| m.key).collect();
+        assert!(jobs.iter().all(|k| layout::parse(k).unwrap().day == day), "{jobs:?}");
     }
 }

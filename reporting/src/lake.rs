@@ -10,13 +10,10 @@
 use crate::error::ReportingError;
 use futures::StreamExt;
 use imagelake_core::app::Context;
-use imagelake_core::lake::Table;
+use imagelake_core::lake::agg::Listing;
+use imagelake_core::lake::layout;
 use imagelake_core::store::SharedStore;
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-/// One table's Parquet files: relative path (`dt=.../x.parquet`) to size.
-pub type FileSet = BTreeMap<String, u64>;
 
 pub enum Source {
     /// DuckDB reads the store's directory directly.
@@ -24,8 +21,6 @@ pub enum Source {
     /// DuckDB reads a mirror of the bucket's `lake/`.
     Mirror { root: PathBuf, store: SharedStore, synced_once: bool },
 }
-
-const LAKE_PREFIX: &str = "lake/";
 
 impl Source {
     pub fn from_context(ctx: &Context) -> Self {
@@ -36,7 +31,7 @@ impl Source {
         }
     }
 
-    /// The directory that holds `{table}/dt=YYYY-MM-DD/*.parquet`.
+    /// The directory that holds `{table}/dt=YYYY-MM-DD/*.parquet` (and `agg_*/...`).
     pub fn root(&self) -> &Path {
         match self {
             Source::Local { root } | Source::Mirror { root, .. } => root,
@@ -65,57 +60,30 @@ impl Source {
     }
 }
 
-/// The Parquet files of every table under `root`.
-pub fn scan(root: &Path) -> HashMap<Table, FileSet> {
-    let mut out = HashMap::new();
-    for table in Table::ALL {
-        let mut files = FileSet::new();
-        let dir = root.join(table.name());
-        for part in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let Ok(name) = part.file_name().into_string() else { continue };
-            if !part.path().is_dir() {
-                continue;
-            }
+/// Every Parquet file under `root` (fact tables and aggregates): relative key to size.
+pub fn scan(root: &Path) -> Listing {
+    let mut out = Listing::new();
+    for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let Ok(dname) = dir.file_name().into_string() else { continue };
+        for part in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            let Ok(pname) = part.file_name().into_string() else { continue };
             for f in std::fs::read_dir(part.path()).into_iter().flatten().flatten() {
                 let Ok(fname) = f.file_name().into_string() else { continue };
-                if fname.ends_with(".parquet") {
-                    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    files.insert(format!("{name}/{fname}"), size);
+                let rel = format!("{dname}/{pname}/{fname}");
+                if layout::parse(&rel).is_some() {
+                    out.insert(rel, f.metadata().map(|m| m.len()).unwrap_or(0));
                 }
             }
         }
-        out.insert(table, files);
     }
     out
 }
 
 /// Lists `lake/` and makes `root` hold exactly its Parquet files. Returns (fetched, removed).
 async fn sync_mirror(store: &SharedStore, root: &Path) -> Result<(usize, usize), String> {
-    let mut remote: BTreeMap<String, u64> = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list(LAKE_PREFIX, after.as_deref(), 1000).await.map_err(|e| e.to_string())?;
-        for o in page.objects {
-            if o.key.ends_with(".parquet") {
-                if let Some(rel) = o.key.strip_prefix(LAKE_PREFIX) {
-                    remote.insert(rel.to_string(), o.size);
-                }
-            }
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    let remote: Listing = imagelake_core::lake::aggregate::listing(store).await.map_err(|e| e.to_string())?;
     let root_owned = root.to_path_buf();
-    let local: BTreeMap<String, u64> = tokio::task::spawn_blocking(move || {
-        scan(&root_owned)
-            .into_iter()
-            .flat_map(|(t, files)| files.into_iter().map(move |(rel, size)| (format!("{}/{rel}", t.name()), size)))
-            .collect()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let local: Listing = tokio::task::spawn_blocking(move || scan(&root_owned)).await.map_err(|e| e.to_string())?;
 
     // Files are written before their inputs are deleted, so fetch first, then remove.
     let missing: Vec<(String, u64)> =
@@ -143,7 +111,7 @@ async fn sync_mirror(store: &SharedStore, root: &Path) -> Result<(usize, usize),
 }
 
 async fn fetch(store: &SharedStore, root: &Path, tmp: &Path, rel: String) -> Result<(), String> {
-    let key = format!("{LAKE_PREFIX}{rel}");
+    let key = format!("{}{rel}", layout::PREFIX);
     let body = match store.get(&key, None).await {
         Ok(got) => got.bytes().await.map_err(|e| e.to_string())?,
         Err(imagelake_core::store::StoreError::NotFound(_)) => return Err(format!("gone:{key}")),

@@ -10,11 +10,10 @@ mod dashboard;
 mod engine;
 mod error;
 mod lake;
+mod objects;
 mod output;
 mod params;
 mod reports;
-mod rollup;
-mod views;
 
 pub use engine::{Answer, Engine};
 pub use error::ReportingError;
@@ -42,7 +41,7 @@ impl Reporting {
     pub async fn open(ctx: Context) -> Result<Arc<Self>, ReportingError> {
         let source = lake::Source::from_context(&ctx);
         let r = &ctx.config.reporting;
-        let engine = Engine::open(source, r.cache_ttl.0, r.query_timeout.0, r.rollups).await?;
+        let engine = Engine::open(source, r.cache_ttl.0, r.query_timeout.0, r.aggregates).await?;
         Ok(Arc::new(Self { engine, ctx }))
     }
 
@@ -285,7 +284,7 @@ async fn answer(
         .unwrap_or_else(|| Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")));
     let started = std::time::Instant::now();
     let answer = reporting.run(report, &params).await?;
-    let watermark = answer.rollup_watermark;
+    let aggregated_days = answer.aggregated_days;
     let body = tokio::task::spawn_blocking(move || output::encode(&answer, format))
         .await
         .map_err(|e| ReportingError::Encode(e.to_string()))??;
@@ -294,10 +293,8 @@ async fn answer(
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Facts before it came from the rollups when the range allowed (sql/rollups.sql).
-    if let Some(v) = watermark.and_then(|w| HeaderValue::from_str(&w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).ok()) {
-        h.insert("rollup-watermark", v);
-    }
+    // How many days the answer could read from the lake's daily aggregates (sql/facts.sql).
+    h.insert("lake-aggregated-days", HeaderValue::from(aggregated_days));
     if format != Format::Json {
         let disposition = format!("inline; filename=\"{}.{}\"", report.name(), format.extension());
         if let Ok(v) = HeaderValue::from_str(&disposition) {

@@ -1,8 +1,9 @@
 //! The reporting benchmark's service side (run by scripts/bench-reporting.sh, ignored in
 //! normal test runs): every report through the router, on a lake under
-//! `$IMAGELAKE_BENCH_DATA_DIR/store/objects/lake`, with the full JSON encoding, once the
-//! rollups are built. Prints the start-up and rollup build times, then one JSON line per
-//! report: median and all run times in milliseconds.
+//! `$IMAGELAKE_BENCH_DATA_DIR/store/objects/lake` (aggregated beforehand by `imagelake lake
+//! aggregate`), with the full JSON encoding. Prints the cold start (open, then the first
+//! request), then one JSON line per report and range: median, p95 and all run times in
+//! milliseconds.
 
 use axum::body::Body;
 use axum::http::{header, Request};
@@ -29,45 +30,55 @@ async fn bench_reports() {
     cfg.keys =
         vec![KeyConfig { sha256: hash_key("ilk_bench"), customer: "bench".into(), role: Role::Analyst, all_customers: true }];
     let ctx = Context::connect(cfg).await.unwrap();
+    // A range whose edges cut hours, over 60 days ending yesterday (IMAGELAKE_BENCH_RANGE
+    // overrides: `FROM,TO`).
+    let range = std::env::var("IMAGELAKE_BENCH_RANGE").unwrap_or_else(|_| {
+        let to = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+        format!("{}T09:17:00Z,{}T16:43:00Z", to - chrono::Duration::days(60), to)
+    });
+    let (from, to) = range.split_once(',').expect("FROM,TO");
+    // The cold start: the service opens (lists the lake, makes its views) and answers its
+    // first request; nothing is built.
     let started = Instant::now();
     let reporting = imagelake_reporting::Reporting::open(ctx.clone()).await.unwrap();
-    println!("{{\"startup_ms\": {:.1}}}", started.elapsed().as_secs_f64() * 1000.0);
-    // The rollups are built in the background; reports run on them once they are published.
-    // (Until then every report reads the views alone.)
-    let started = Instant::now();
-    let watermark = loop {
-        if let Some(w) = reporting.engine().rollup_watermark() {
-            break w.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        }
-        assert!(started.elapsed().as_secs() < 3600, "no rollups after an hour");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let open_ms = started.elapsed().as_secs_f64() * 1000.0;
     let app = imagelake_reporting::routes(reporting).with_state(ctx);
-    println!("{{\"rollups_ms\": {:.1}, \"watermark\": \"{watermark}\"}}", started.elapsed().as_secs_f64() * 1000.0);
-    for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
-        let mut times = Vec::new();
-        let mut rows = 0;
-        for _ in 0..runs {
-            let req = Request::get(format!("/v1/stats/{report}"))
-                .header(header::AUTHORIZATION, "Bearer ilk_bench")
-                .body(Body::empty())
-                .unwrap();
-            let t = Instant::now();
-            let res = app.clone().oneshot(req).await.unwrap();
-            assert!(res.headers().contains_key("rollup-watermark"), "{report} ran without the rollups");
-            let status = res.status();
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(status, 200, "{report}: {}", String::from_utf8_lossy(&body));
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            rows = serde_json::from_slice::<serde_json::Value>(&body).unwrap().as_array().unwrap().len();
+    let (first_ms, days, _) = request(&app, "/v1/stats/customers").await;
+    println!("{{\"startup_ms\": {open_ms:.1}, \"first_customers_ms\": {first_ms:.1}, \"aggregated_days\": {days}}}");
+    assert!(days > 0, "no aggregated day: run `imagelake lake aggregate` first");
+    for (label, query) in [("all", String::new()), ("edges", format!("?from={from}&to={to}"))] {
+        for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
+            let mut times = Vec::new();
+            let mut rows = 0;
+            for _ in 0..runs {
+                let (ms, _, n) = request(&app, &format!("/v1/stats/{report}{query}")).await;
+                times.push(ms);
+                rows = n;
+            }
+            let mut sorted = times.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = if runs % 2 == 1 { sorted[runs / 2] } else { (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2.0 };
+            // Nearest rank.
+            let p95 = sorted[((runs * 95).div_ceil(100)).clamp(1, runs) - 1];
+            let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+            println!(
+                "{{\"report\": \"{report}\", \"range\": \"{label}\", \"median_ms\": {median:.1}, \"p95_ms\": {p95:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}",
+                list.join(", ")
+            );
         }
-        let mut sorted = times.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = if runs % 2 == 1 { sorted[runs / 2] } else { (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2.0 };
-        let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
-        println!(
-            "{{\"report\": \"{report}\", \"median_ms\": {median:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}",
-            list.join(", ")
-        );
     }
+}
+
+/// One request through the router: its time in ms, the aggregated days it could read, and
+/// the rows of its answer.
+async fn request(app: &axum::Router, uri: &str) -> (f64, u64, usize) {
+    let req = Request::get(uri).header(header::AUTHORIZATION, "Bearer ilk_bench").body(Body::empty()).unwrap();
+    let t = Instant::now();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let days: u64 = res.headers().get("lake-aggregated-days").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{uri}: {}", String::from_utf8_lossy(&body));
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    (ms, days, serde_json::from_slice::<serde_json::Value>(&body).unwrap().as_array().unwrap().len())
 }

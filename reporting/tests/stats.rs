@@ -122,17 +122,19 @@ async fn lake_with_data(tag: &str) -> (Context, PathBuf) {
     (ctx, lake)
 }
 
-/// Waits for the rollups' first build: report answers then carry `Rollup-Watermark`.
-async fn rollups_published(app: &Router) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = app.clone().oneshot(stats_request("/v1/stats/types")).await.unwrap();
-        if let Some(w) = res.headers().get("rollup-watermark") {
-            return w.to_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no rollups after 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The days the answers read from the lake's aggregates (`Lake-Aggregated-Days`), once the
+/// service has seen the lake as it is now.
+async fn aggregated_days(app: &Router) -> u64 {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let res = app.clone().oneshot(stats_request("/v1/stats/types")).await.unwrap();
+    let days = res.headers().get("lake-aggregated-days").expect("the header").to_str().unwrap().parse().unwrap();
+    days
+}
+
+/// Runs the lifecycle's aggregation (as of now: every day of the test lake is closed).
+async fn aggregate(ctx: &Context) -> imagelake_core::lake::aggregate::AggregateReport {
+    let scratch = ctx.config.data_dir.join("tmp");
+    imagelake_core::lake::aggregate::aggregate_closed_days(&ctx.store, Utc::now(), &scratch).await.unwrap()
 }
 
 fn stats_request(uri: &str) -> Request<Body> {
@@ -144,22 +146,28 @@ fn stats_request(uri: &str) -> Request<Body> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_matches_an_independent_computation() {
     let mut cfg = config("reports-views");
-    cfg.reporting.rollups = false;
+    cfg.reporting.aggregates = false;
     let ctx = Context::connect(cfg).await.unwrap();
     for batch in lake_events() {
         ctx.lake.write_durable(batch).await.unwrap();
     }
     let lake = ctx.config.storage_dir().join("objects/lake");
     let views_only = app(&ctx).await;
-    let res = views_only.clone().oneshot(stats_request("/v1/stats/summary")).await.unwrap();
-    assert!(res.headers().get("rollup-watermark").is_none());
+    // Aggregates exist, but this service is told to read the raw facts alone.
+    aggregate(&ctx).await;
+    assert_eq!(aggregated_days(&views_only).await, 0);
     every_report(&ctx, &views_only, &lake, Expect::Exact).await;
 
     let (ctx, lake) = lake_with_data("reports").await;
     let app = app(&ctx).await;
-    let w = rollups_published(&app).await;
-    assert!(w.ends_with("T00:00:00Z") && w.as_str() > "2026-11-10", "{w}");
+    assert_eq!(aggregated_days(&app).await, 0, "nothing aggregated yet: every day raw");
+    let r = aggregate(&ctx).await;
+    assert!(r.built.len() >= 10 && r.current == 0, "{r:?}");
+    assert_eq!(aggregated_days(&app).await, r.built.len() as u64);
     every_report(&ctx, &app, &lake, Expect::Rollups).await;
+    // A second run finds every day current and does nothing.
+    let again = aggregate(&ctx).await;
+    assert!(again.built.is_empty() && again.current == r.built.len(), "{again:?}");
 }
 
 async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
@@ -185,10 +193,14 @@ async fn every_report(ctx: &Context, app: &Router, lake: &Path, path: Expect) {
     for (report, args) in cases {
         matches_independent(&app, &lake, capacity, report, &args, path).await;
     }
-    // A range not on whole hours reads the views alone: percentiles are exact.
+    // Ranges whose edges cut an hour (a day): the cut buckets come from the raw facts.
     let odd = [("from", "2026-11-03T00:30:00Z"), ("to", "2026-11-07T00:00:00Z")];
-    for report in ["customers", "processing", "engagement"] {
-        matches_independent(&app, &lake, capacity, report, &odd, Expect::Exact).await;
+    let odder = [("from", "2026-11-02T09:17:00Z"), ("to", "2026-11-08T16:43:00Z")];
+    let within = [("from", "2026-11-04T09:17:00Z"), ("to", "2026-11-04T09:43:00Z")];
+    for report in ["summary", "customers", "types", "volume", "processing", "engagement"] {
+        for range in [&odd, &odder, &within] {
+            matches_independent(&app, &lake, capacity, report, range.as_slice(), path).await;
+        }
     }
     // Dates as dates: `to` is the whole day.
     let got = get(&app, Some(ADMIN), "/v1/stats/summary?from=2026-11-03&to=2026-11-06", None).await;
@@ -268,15 +280,16 @@ async fn matches_independent(app: &Router, lake: &Path, capacity: u64, report: &
     assert_same_as(&uri, &got.json(), &independent(lake, report, args, capacity), path);
 }
 
-/// Facts of today (after the watermark) add to the rollups' facts; a late attempt of an old
-/// job (a fact before the watermark) withdraws the rollups, the answers stay right, and the
-/// rollups are built again.
+/// Facts of today add to the aggregates' facts; a late attempt of an old job (enqueued on
+/// an aggregated day) makes that day raw, the answers stay right, and the next aggregation
+/// makes that one day again, and only it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollups_meet_recent_and_late_facts() {
-    let (ctx, lake) = lake_with_data("rollups-late").await;
+async fn aggregates_meet_recent_and_late_facts() {
+    let (ctx, lake) = lake_with_data("aggregates-late").await;
     let app = app(&ctx).await;
     let capacity = ctx.config.capacity.bytes.0;
-    let w = rollups_published(&app).await;
+    let days = aggregate(&ctx).await.built.len() as u64;
+    assert_eq!(aggregated_days(&app).await, days);
     let now = Utc::now();
     ctx.lake
         .write_durable(vec![
@@ -296,24 +309,30 @@ async fn rollups_meet_recent_and_late_facts() {
         ])
         .await
         .unwrap();
+    // Past the test configuration's cache_ttl (50 ms): the next request lists the lake.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await;
-    assert_eq!(s.json()[0]["images"], 61, "today's upload is counted beside the rolled-up ones");
+    assert_eq!(s.json()[0]["images"], 61, "today's upload is counted beside the aggregated ones");
     defaults_match(&app, &lake, capacity, Expect::Rollups).await;
-    assert_eq!(rollups_published(&app).await, w, "facts after the watermark keep the rollups");
+    assert_eq!(aggregated_days(&app).await, days, "today's facts leave the closed days aggregated");
 
     // img-009 was never attempted (support::lake_events); its job, enqueued on the 9th,
-    // finishes only now: the rollups' figures for that job are wrong from here on.
+    // finishes only now: its attempt lands in the 9th's partition.
     let enqueued = support::at(9, 9, 0);
     ctx.lake
         .write_durable(vec![job("job-late", "img-009", "globex", 1, enqueued, now - ChronoDuration::seconds(5))])
         .await
         .unwrap();
+    // Past the test configuration's cache_ttl (50 ms): the next request lists the lake.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await;
     assert_eq!(s.json()[0]["processed"], 50, "the late job and today's are counted");
+    assert_eq!(aggregated_days(&app).await, days - 1, "the 9th is read raw");
     defaults_match(&app, &lake, capacity, Expect::Rollups).await;
-    assert_eq!(rollups_published(&app).await, w, "built again at the same watermark");
+    let r = aggregate(&ctx).await;
+    assert_eq!(r.built, vec![chrono::NaiveDate::from_ymd_opt(2026, 11, 9).unwrap()], "only the changed day: {r:?}");
+    assert_eq!(r.removed, 14, "the 9th's old aggregate files go");
+    assert_eq!(aggregated_days(&app).await, days);
     defaults_match(&app, &lake, capacity, Expect::Rollups).await;
 }
 

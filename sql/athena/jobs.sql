@@ -1,5 +1,5 @@
 -- imagelake lake table `jobs`: one row per finished processing attempt.
--- Partitioned by dt (the UTC day of finished_at); partitions are projected, never crawled.
+-- Partitioned by dt (the UTC day of enqueued_at: a job's attempts share it); partitions are projected, never crawled.
 -- ${BUCKET} and ${PREFIX} are placeholders: see README.md. The raw files may hold a fact
 -- twice (at-least-once delivery): count distinct event_id, or use the views of views.sql.
 CREATE EXTERNAL TABLE IF NOT EXISTS jobs (

@@ -4,23 +4,22 @@
 -- uploads/bytes_uploaded: uploads accepted in the range. processed/failed: jobs whose last
 -- attempt finished in the range, by outcome; failure_rate = failed / (processed + failed).
 -- p50/p95_processing_ms: duration of the succeeded attempts of those jobs (exact from the
--- views, within 1 % from the rollups' histograms; see sql/rollups.sql).
+-- views, within 1 % from the daily aggregates' histograms; see sql/facts.sql).
 -- bytes_stored: stored now (originals + variants - deletions, all time).
 -- posts: posts published in the range (their `published` events). comments: comments made
 -- in the range (their `created` events). Both count what happened in the range: a post or
 -- comment deleted later still counts (deletions are not netted out).
--- The range must start and end on a UTC day to use the rollups (their histograms are daily).
 WITH up AS (
     SELECT customer_id,
            coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS uploads,
            coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes_uploaded,
            sum(bytes)::BIGINT AS stored
-    FROM upload_facts(day_watermark($1, $2))
+    FROM upload_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 ), jb AS (
     SELECT customer_id, sum(processed)::BIGINT AS processed, sum(failed)::BIGINT AS failed
-    FROM job_facts(day_watermark($1, $2))
+    FROM job_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
@@ -30,7 +29,7 @@ WITH up AS (
            sum(n) OVER (PARTITION BY customer_id) AS total
     FROM (
         SELECT customer_id, value, sum(n) AS n
-        FROM job_ms_facts(day_watermark($1, $2))
+        FROM job_ms_facts($1, $2)
         WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
           AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
         GROUP BY ALL
@@ -43,24 +42,24 @@ WITH up AS (
     GROUP BY customer_id
 ), va AS (
     SELECT customer_id, sum(bytes)::BIGINT AS stored
-    FROM variant_facts(day_watermark($1, $2))
+    FROM variant_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 ), po AS (
     SELECT customer_id, sum(n)::BIGINT AS posts
-    FROM post_facts(day_watermark($1, $2))
+    FROM post_facts($1, $2)
     WHERE event = 'published' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 ), co AS (
     SELECT customer_id, sum(n)::BIGINT AS comments
-    FROM comment_facts(day_watermark($1, $2))
+    FROM comment_facts($1, $2)
     WHERE event = 'created' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 ), de AS (
     SELECT customer_id, sum(bytes)::BIGINT AS removed
-    FROM deletion_facts(day_watermark($1, $2))
+    FROM deletion_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 )

@@ -7,17 +7,16 @@
 -- Only posts with a comment made in the range, published, and not deleted (as the lake
 -- knows now: a deleted post's comments are gone with it) are listed. author: the post's
 -- (NULL when it has none); published_at: when it was published (UTC, like every report's times).
--- The range must start and end on a UTC day to use the rollups (per post and day).
 WITH counts AS (
     SELECT post_id, sum(created)::BIGINT AS comments, sum(deleted)::BIGINT AS comments_deleted
-    FROM post_comment_facts(day_watermark($1, $2))
+    FROM post_comment_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY post_id
     HAVING sum(created) > 0
 ), state AS (
     SELECT post_id, customer_id, author, published_at, deleted_at
-    FROM post_states(day_watermark($1, $2))
+    FROM post_states($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 )
 SELECT

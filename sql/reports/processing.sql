@@ -4,8 +4,7 @@
 -- attempts: every attempt; succeeded/failed/dead_lettered: attempts by status; retries:
 -- attempts after the first (attempt > 1). queue_wait = started_at - enqueued_at and
 -- processing = duration_ms, both in milliseconds, over every attempt of the day (exact
--- from the views, within 1 % from the rollups' histograms; see sql/rollups.sql).
--- The range must start and end on a UTC day to use the rollups.
+-- from the views, within 1 % from the daily aggregates' histograms; see sql/facts.sql).
 WITH counts AS (
     SELECT ts::TIMESTAMP::DATE AS day,
            sum(attempts)::BIGINT AS attempts,
@@ -13,7 +12,7 @@ WITH counts AS (
            coalesce(sum(attempts) FILTER (WHERE status = 'failed'), 0)::BIGINT AS failed,
            coalesce(sum(attempts) FILTER (WHERE status = 'dead_lettered'), 0)::BIGINT AS dead_lettered,
            sum(retries)::BIGINT AS retries
-    FROM attempt_facts(day_watermark($1, $2))
+    FROM attempt_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
@@ -23,7 +22,7 @@ WITH counts AS (
            sum(n) OVER (PARTITION BY day, metric) AS total
     FROM (
         SELECT ts::TIMESTAMP::DATE AS day, metric, value, sum(n) AS n
-        FROM attempt_ms_facts(day_watermark($1, $2), $3::VARCHAR)
+        FROM attempt_ms_facts($1, $2, $3::VARCHAR)
         WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
         GROUP BY ALL
     )

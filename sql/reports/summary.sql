@@ -6,29 +6,29 @@
 -- last attempt finished in the range, by outcome (failed = no attempt succeeded).
 -- expired: variants deleted by retention in the range. used_bytes: stored now, from the
 -- lake (originals + variants - deletions, all time).
--- Facts come through the macros of sql/rollups.sql; range and all-time figures come from
+-- Facts come through the macros of sql/facts.sql; range and all-time figures come from
 -- the same scan.
 WITH up AS (
     SELECT coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS images,
            coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes,
            coalesce(sum(bytes), 0)::BIGINT AS stored
-    FROM upload_facts(hour_watermark($1, $2))
+    FROM upload_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 ), jb AS (
     SELECT coalesce(sum(processed), 0)::BIGINT AS processed,
            coalesce(sum(failed), 0)::BIGINT AS failed
-    FROM job_facts(hour_watermark($1, $2))
+    FROM job_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 ), va AS (
     SELECT coalesce(sum(bytes), 0)::BIGINT AS stored
-    FROM variant_facts(hour_watermark($1, $2))
+    FROM variant_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 ), de AS (
     SELECT coalesce(sum(deletions) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired,
            coalesce(sum(bytes) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired_bytes,
            coalesce(sum(bytes), 0)::BIGINT AS removed
-    FROM deletion_facts(hour_watermark($1, $2))
+    FROM deletion_facts($1, $2)
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 )
 SELECT

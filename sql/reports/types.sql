@@ -5,32 +5,31 @@
 -- images/bytes/mean_width/mean_height: uploads accepted in the range. processed/failed:
 -- outcome of those images' processing so far (failed = attempts, none succeeded; images
 -- not yet attempted count in neither); failure_rate = failed / (processed + failed).
--- Uploads before the rollups' watermark carry the outcome of their jobs enqueued before
--- it; the outcome of a job enqueued since is added from the views.
-WITH recent AS (
-    SELECT image_id, bool_or(status = 'succeeded') AS succeeded
-    FROM jobs
-    WHERE dt >= hour_watermark($1, $2)::TIMESTAMP::DATE AND enqueued_at >= hour_watermark($1, $2)
-      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
-    GROUP BY image_id
+-- Aggregated uploads carry the outcome of their jobs enqueued the same day; the outcome of
+-- the others (agg_unattempted, raw uploads) comes from image_outcomes (sql/facts.sql).
+WITH o AS (
+    SELECT * FROM image_outcomes($1, $2)
 ), up AS (
     SELECT format, content_type, images, bytes, sum_width, n_width, sum_height, n_height, processed, failed
-    FROM rollup_uploads
-    WHERE hour_watermark($1, $2) > '-infinity'::TIMESTAMPTZ
+    FROM agg_uploads
+    WHERE (whole(hour, 'hour', $1, $2) OR NOT reread(dt, $1, $2, 'hour', 0))
       AND hour >= $1::TIMESTAMP AND hour < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     UNION ALL
     SELECT r.format, r.content_type, 0, 0, 0, 0, 0, 0, o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
-    FROM rollup_unattempted r JOIN recent o USING (image_id)
-    WHERE hour_watermark($1, $2) > '-infinity'::TIMESTAMPTZ
+    FROM agg_unattempted r JOIN o USING (image_id)
+    WHERE (whole(date_trunc('hour', r.uploaded_at::TIMESTAMP), 'hour', $1, $2) OR NOT reread(r.dt, $1, $2, 'hour', 0))
       AND r.uploaded_at >= $1::TIMESTAMPTZ AND r.uploaded_at < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR r.customer_id = $3::VARCHAR)
     UNION ALL
     SELECT u.format, u.content_type, 1, u.bytes, u.width, (u.width IS NOT NULL)::BIGINT, u.height, (u.height IS NOT NULL)::BIGINT,
            o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
-    FROM uploads u LEFT JOIN recent o USING (image_id)
-    WHERE u.dt >= hour_watermark($1, $2)::TIMESTAMP::DATE AND u.uploaded_at >= hour_watermark($1, $2)
-      AND u.uploaded_at >= $1::TIMESTAMPTZ AND u.uploaded_at < $2::TIMESTAMPTZ
+    FROM (SELECT * FROM recent_uploads
+          UNION ALL BY NAME
+          SELECT * FROM uploads WHERE reread(dt, $1, $2, 'hour', 0)
+            AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', $1, $2)) u
+    LEFT JOIN o USING (image_id)
+    WHERE u.uploaded_at >= $1::TIMESTAMPTZ AND u.uploaded_at < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR u.customer_id = $3::VARCHAR)
 ), per_type AS (
     SELECT CASE WHEN $4::VARCHAR = 'content_type' THEN content_type ELSE format END AS type,

@@ -9,13 +9,13 @@
 -- bytes at the end of each day with uploads, variants or deletions ('uploads').
 -- days_until_full (whole lake only): (capacity - used) / growth, when growth > 0.
 WITH net AS (
-    SELECT customer_id, ts, bytes AS delta FROM upload_facts(hour_watermark($1, $2))
+    SELECT customer_id, ts, bytes AS delta FROM upload_facts($1, $2)
     UNION ALL
-    SELECT customer_id, ts, bytes FROM variant_facts(hour_watermark($1, $2))
+    SELECT customer_id, ts, bytes FROM variant_facts($1, $2)
     UNION ALL
-    SELECT customer_id, ts, -bytes FROM deletion_facts(hour_watermark($1, $2))
+    SELECT customer_id, ts, -bytes FROM deletion_facts($1, $2)
 ), per_day AS MATERIALIZED (
-    -- Facts read once (through the macros of sql/rollups.sql); everything below works on
+    -- Facts read once (through the macros of sql/facts.sql); everything below works on
     -- these (customer, day) sums.
     SELECT customer_id, ts::TIMESTAMP::DATE AS day, ts < $2::TIMESTAMPTZ AS before_to, sum(delta) AS delta
     FROM net

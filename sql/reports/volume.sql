@@ -7,24 +7,24 @@
 -- whose attempts succeeded, in the interval of their last attempt (as in summary, whose
 -- `failed` is the sum of these). expired/expired_bytes: variants deleted by retention.
 -- posts: posts published; comments: comments made (`created`; later deletions not netted out).
--- Facts come through the macros of sql/rollups.sql.
+-- Facts come through the macros of sql/facts.sql.
 WITH up AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
            sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes
-    FROM upload_facts(hour_watermark($1, $2))
+    FROM upload_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), pr AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(attempts)::BIGINT AS processed
-    FROM attempt_facts(hour_watermark($1, $2))
+    FROM attempt_facts($1, $2)
     WHERE status = 'succeeded'
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), fa AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(failed)::BIGINT AS failed
-    FROM job_facts(hour_watermark($1, $2))
+    FROM job_facts($1, $2)
     WHERE failed > 0
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
@@ -32,21 +32,21 @@ WITH up AS (
 ), ex AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
            sum(deletions)::BIGINT AS expired, sum(bytes)::BIGINT AS expired_bytes
-    FROM deletion_facts(hour_watermark($1, $2))
+    FROM deletion_facts($1, $2)
     WHERE reason = 'expired'
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), po AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS posts
-    FROM post_facts(hour_watermark($1, $2))
+    FROM post_facts($1, $2)
     WHERE event = 'published'
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), co AS (
     SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS comments
-    FROM comment_facts(hour_watermark($1, $2))
+    FROM comment_facts($1, $2)
     WHERE event = 'created'
       AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)

@@ -1,11 +1,13 @@
 """Runs the named reports (sql/reports/*.sql) with Python's duckdb over a lake directory,
-through the same views and rollups the service uses (the rollups built at the service's
-watermark, unless --watermark says otherwise): the bare-query side of the reporting
-benchmark, and a quick way to try a report from the command line.
+through the same objects the service makes (sql/views.sql; the daily aggregates of every
+day that has all of them, the raw facts of the others; sql/facts.sql): the bare-query
+side of the reporting benchmark, and a quick way to try a report from the command line.
 
-    python reports_bench.py LAKE_DIR [--runs 5] [--report customers] [--show] [--watermark none]
+    python reports_bench.py LAKE_DIR [--runs 5] [--report customers] [--show] [--raw]
+                                     [--from 2026-09-01T09:17:00 --to 2026-10-31T16:43:00]
 
-Prints the set-up time (views and the rollups' build), then one JSON object per report: median and all run times in milliseconds, row count.
+Prints the set-up time, then one JSON object per report: median, p95 and all run times in
+milliseconds, row count. (`--raw`: no aggregates, every day from the views.)
 Parameters are those of a request with no `from`, `to` or `customer` (the whole lake),
 `interval=day`, `by=format`, `limit=10`; capacity 100 TB.
 """
@@ -33,11 +35,24 @@ def statements(script):
             yield body
 
 
-def default_watermark():
-    """The reporting service's: the last UTC midnight at least an hour ago."""
-    import datetime as dt
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    return now.strftime("%Y-%m-%d 00:00:00+00")
+AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_attempts", "agg_attempt_ms",
+        "agg_attempt_ms_all", "agg_variants", "agg_deletions", "agg_posts", "agg_comments", "agg_post_comments",
+        "agg_post_state"]
+INPUTS = ["uploads", "jobs", "variants", "deletions", "posts", "comments"]
+
+
+def files_by_day(lake, d):
+    out = {}
+    for part in sorted(os.listdir(os.path.join(lake, d))) if os.path.isdir(os.path.join(lake, d)) else []:
+        if part.startswith("dt="):
+            fs = sorted(f for f in os.listdir(os.path.join(lake, d, part)) if f.endswith(".parquet"))
+            if fs:
+                out[part[3:]] = [os.path.join(lake, d, part, f) for f in fs]
+    return out
+
+
+def lit(paths):
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 # Stand-ins for tables without files, as the service makes them (core/src/lake/schema.rs).
@@ -61,26 +76,55 @@ EMPTY = {
 }
 
 
-def connect(lake, watermark=None):
-    """The views over `lake`, and the rollups built at `watermark` (None: empty rollups,
-    every report reads the views)."""
+def connect(lake, aggregates=True):
+    """The views over `lake`, the aggregates of every day that has all of them (the
+    benchmark aggregates every closed day first), the raw facts of the other days, and
+    the reports' macros."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
     for table, cols in EMPTY.items():
         if not any(f.endswith(".parquet") for _, _, fs in os.walk(os.path.join(lake, table)) for f in fs):
             con.execute(f"CREATE TABLE {table} ({cols}, dt DATE)")
+    view_of = {}
     for body in statements(views_sql().replace("${LAKE}", lake.replace("'", "''"))):
+        for t in EMPTY:
+            if f"VIEW {t} AS" in body:
+                view_of[t] = body
         try:
             con.execute(body)
         except duckdb.Error as e:
             if "No files found" not in str(e):
                 raise
-    if watermark:
-        con.execute(f"SET VARIABLE rollup_watermark = TIMESTAMPTZ '{watermark}'")
-    for body in statements(open(os.path.join(ROOT, "sql", "rollups.sql")).read()):
+    agg = {a: files_by_day(lake, a) for a in AGGS}
+    days = set.intersection(*(set(v) for v in agg.values())) if aggregates else set()
+    days = sorted(d for d in days if all(len(agg[a][d]) == 1 for a in AGGS))
+    con.execute("CREATE TABLE agg_days (day DATE)")
+    if days:
+        con.execute("INSERT INTO agg_days VALUES " + ", ".join(f"(DATE '{d}')" for d in days))
+    for t in INPUTS:
+        raw = [f for d, fs in files_by_day(lake, t).items() if d not in days for f in fs]
+        if raw:
+            glob = "'" + lake.replace("'", "''") + f"/{t}/*/*.parquet'"
+            con.execute(view_of[t].replace(f"VIEW {t} AS", f"VIEW recent_{t} AS", 1).replace(glob, lit(raw)))
+        else:
+            con.execute(f"CREATE TABLE recent_{t} ({EMPTY[t]}, dt DATE)")
+    # The aggregates' columns, from sql/aggregates.sql over empty inputs.
+    con.execute("CREATE SCHEMA agg_empty; SET schema = 'agg_empty'; SET search_path = 'agg_empty'")
+    for t, cols in EMPTY.items():
+        con.execute(f"CREATE TABLE {t} ({cols}, dt DATE)")
+    for body in statements(open(os.path.join(ROOT, "sql", "aggregates.sql")).read()):
         con.execute(body)
-    return con
+    con.execute("RESET schema; RESET search_path")
+    for a in AGGS:
+        if days:
+            con.execute(f"CREATE VIEW {a} AS SELECT * FROM read_parquet({lit([agg[a][d][0] for d in days])}, "
+                        "hive_partitioning = true, hive_types = {'dt': DATE})")
+        else:
+            con.execute(f"CREATE VIEW {a} AS SELECT *, NULL::DATE AS dt FROM agg_empty.{a}")
+    for body in statements(open(os.path.join(ROOT, "sql", "facts.sql")).read()):
+        con.execute(body)
+    return con, len(days)
 
 
 def params(report, frm="1970-01-01 00:00:00", to="3000-01-01 00:00:00", customer=None, interval="day", by="format",
@@ -106,22 +150,26 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--report", action="append")
     ap.add_argument("--show", action="store_true")
-    ap.add_argument("--watermark", default=default_watermark(),
-                    help="build the rollups at this time (default: the service's); 'none': no rollups")
+    ap.add_argument("--raw", action="store_true", help="no aggregates: every day from the views")
+    ap.add_argument("--from", dest="frm", default="1970-01-01 00:00:00")
+    ap.add_argument("--to", default="3000-01-01 00:00:00")
+    ap.add_argument("--label", default="")
     a = ap.parse_args()
     t = time.perf_counter()
-    con = connect(os.path.abspath(a.lake), None if a.watermark == "none" else a.watermark)
-    print(json.dumps({"setup_ms": round((time.perf_counter() - t) * 1000, 1), "watermark": a.watermark}), flush=True)
+    con, days = connect(os.path.abspath(a.lake), not a.raw)
+    print(json.dumps({"setup_ms": round((time.perf_counter() - t) * 1000, 1), "aggregated_days": days}), flush=True)
     for report in a.report or REPORTS:
         sql = open(os.path.join(ROOT, "sql", "reports", f"{report}.sql")).read()
         times, rows = [], None
         for _ in range(a.runs):
             t = time.perf_counter()
-            table = con.sql(sql, params=params(report)).to_arrow_table()
+            table = con.sql(sql, params=params(report, a.frm.replace("T", " "), a.to.replace("T", " "))).to_arrow_table()
             times.append((time.perf_counter() - t) * 1000)
             rows = table.num_rows
-        out = {"report": report, "median_ms": round(statistics.median(times), 1),
-               "runs_ms": [round(x, 1) for x in times], "rows": rows}
+        ordered = sorted(times)
+        p95 = ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]
+        out = {"report": report, "range": a.label, "median_ms": round(statistics.median(times), 1),
+               "p95_ms": round(p95, 1), "runs_ms": [round(x, 1) for x in times], "rows": rows}
         if a.show:
             out["first_rows"] = table.slice(0, 3).to_pylist()
         print(json.dumps(out, default=str), flush=True)

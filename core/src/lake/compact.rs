@@ -12,10 +12,16 @@
 //! Output files are named `compact-{generation}-{nnnn}-{writer_id}.parquet`, where the
 //! generation is derived from the sorted list of input keys. A partition whose files all
 //! belong to one generation is already compact, and compacting it again is a no-op.
+//!
+//! The current day is compacted too, every hour ([`Scope::WriterFiles`]): only the
+//! writers' small files merge (into a new generation), the merged files of earlier hours
+//! stay as they are, so each run costs the hour's new facts; once the day is closed, one
+//! last run merges everything. While a run goes, a fact may be in an input and in the
+//! output at once: the views read it once (they deduplicate per `dt` and `event_id`).
 
 use super::schema::schema;
 use super::writer::writer_properties;
-use super::{LakeError, Table};
+use super::{layout, LakeError, Table};
 use crate::store::{list_all, ObjectMeta, SharedStore};
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -50,9 +56,13 @@ fn enc(table: Table, e: impl std::fmt::Display) -> LakeError {
     LakeError::Encode(table.name(), e.to_string())
 }
 
-/// The prefix of one table-day partition.
-pub fn partition_prefix(table: Table, day: NaiveDate) -> String {
-    format!("lake/{}/dt={}/", table.name(), day.format("%Y-%m-%d"))
+/// Which files of a partition a run merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every file (a closed day): the result is one generation.
+    All,
+    /// The writers' files only (the current day), when there are at least two.
+    WriterFiles,
 }
 
 /// The generation of a compacted file, from its name; `None` for a writer's file.
@@ -166,10 +176,15 @@ pub async fn compact_day(
     day: NaiveDate,
     target_bytes: u64,
     writer_id: &str,
+    scope: Scope,
 ) -> Result<CompactReport, LakeError> {
-    let prefix = partition_prefix(table, day);
-    let mut inputs: Vec<ObjectMeta> =
-        list_all(store.as_ref(), &prefix).await?.into_iter().filter(|m| m.key.ends_with(".parquet")).collect();
+    let prefix = layout::partition_prefix(table.name(), day);
+    let mut inputs: Vec<ObjectMeta> = list_all(store.as_ref(), &prefix)
+        .await?
+        .into_iter()
+        .filter(|m| layout::parse(&m.key).is_some())
+        .filter(|m| scope == Scope::All || generation(&m.key).is_none())
+        .collect();
     inputs.sort_by(|a, b| a.key.cmp(&b.key));
     let mut report = CompactReport {
         table: Some(table),
@@ -179,7 +194,10 @@ pub async fn compact_day(
         ..Default::default()
     };
     let generations: BTreeSet<Option<&str>> = inputs.iter().map(|m| generation(&m.key)).collect();
-    let compact_already = generations.len() == 1 && generations.iter().next().is_some_and(|g| g.is_some());
+    let compact_already = match scope {
+        Scope::All => generations.len() == 1 && generations.iter().next().is_some_and(|g| g.is_some()),
+        Scope::WriterFiles => inputs.len() < 2,
+    };
     if inputs.is_empty() || compact_already {
         report.skipped = true;
         return Ok(report);
@@ -254,24 +272,19 @@ pub async fn compact_day(
 
 /// The days that have files in `table`, in order.
 pub async fn partition_days(store: &SharedStore, table: Table) -> Result<Vec<NaiveDate>, LakeError> {
-    let prefix = format!("lake/{}/", table.name());
-    let mut days = BTreeSet::new();
-    for m in list_all(store.as_ref(), &prefix).await? {
-        let rest = &m.key[prefix.len()..];
-        if let Some(d) = rest.strip_prefix("dt=").and_then(|r| r.split('/').next()) {
-            if let Ok(d) = NaiveDate::parse_from_str(d, "%Y-%m-%d") {
-                days.insert(d);
-            }
-        }
-    }
+    let prefix = layout::dir_prefix(table.name());
+    let days: BTreeSet<NaiveDate> =
+        list_all(store.as_ref(), &prefix).await?.iter().filter_map(|m| layout::parse(&m.key)).map(|p| p.day).collect();
     Ok(days.into_iter().collect())
 }
 
-/// Compacts every partition of every table (or of `tables`) whose day is before `before`
-/// (closed days: writers no longer add to them, except late stragglers).
-pub async fn compact_closed_days(
+/// Compacts every partition of every table (or of `tables`) whose day is before `today`
+/// (closed days: writers no longer add to them, except late stragglers), and, with
+/// `open_day`, the writers' files of `today` and later days ([`Scope::WriterFiles`]).
+pub async fn compact_days(
     store: &SharedStore,
-    before: NaiveDate,
+    today: NaiveDate,
+    open_day: bool,
     tables: &[Table],
     target_bytes: u64,
     writer_id: &str,
@@ -280,9 +293,14 @@ pub async fn compact_closed_days(
     let mut reports = Vec::new();
     for &table in tables {
         for day in partition_days(store, table).await? {
-            if day < before {
-                reports.push(compact_day(store, table, day, target_bytes, writer_id).await?);
-            }
+            let scope = if day < today {
+                Scope::All
+            } else if open_day {
+                Scope::WriterFiles
+            } else {
+                continue;
+            };
+            reports.push(compact_day(store, table, day, target_bytes, writer_id, scope).await?);
         }
     }
     Ok(reports)
@@ -295,7 +313,7 @@ pub fn parse_table(name: &str) -> Option<Table> {
 
 /// A day as `YYYY-MM-DD`, for command lines.
 pub fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    layout::parse_day(s)
 }
 
 /// Today's UTC date: days before it are closed.

@@ -261,8 +261,7 @@ impl Gen {
             return;
         }
         self.buffered -= events.len();
-        let name =
-            format!("lake/{}/dt={}/generate-s{}-{:06}.parquet", key.0.name(), key.1.format("%Y-%m-%d"), self.opts.seed, self.seq);
+        let name = super::layout::file_key(key.0.name(), key.1, &format!("generate-s{}-{:06}.parquet", self.opts.seed, self.seq));
         self.seq += 1;
         if sink.send((name, key.0, events)).is_err() {
             // The consumer gave up (a store error): stop generating.

@@ -1,13 +1,20 @@
 //! The metadata lake: every fact the platform learns, as Parquet on the object store,
-//! under `lake/{table}/dt=YYYY-MM-DD/{writer_id}-{sortable_id}.parquet`.
+//! under `lake/{table}/dt=YYYY-MM-DD/{writer_id}-{sortable_id}.parquet` (`layout.rs`), and
+//! daily aggregates of them under `lake/agg_*/` (`agg.rs`, `aggregate.rs`).
 //!
 //! The row types below are the one definition of each table's columns; `sql/README.md`
 //! documents them for analysts. `event_id` is derived from what happened, so a fact
 //! written twice (a redelivered job) has the same id, and the views keep one row per id.
 
+pub mod agg;
+#[cfg(test)]
+mod agg_bi_tests;
+pub mod aggregate;
 pub mod compact;
 pub mod generate;
+pub mod layout;
 pub mod schema;
+pub mod views;
 mod writer;
 
 pub use writer::{encode, writer_properties, FlushReport, LakeError, LakeWriter};
@@ -205,7 +212,10 @@ impl Event {
     pub fn time(&self) -> DateTime<Utc> {
         match self {
             Event::Upload(r) => r.uploaded_at,
-            Event::Job(r) => r.finished_at,
+            // The enqueue time: every attempt of a job lands in one partition, whenever it
+            // finished, so a job's outcome is decided within one day (the aggregates) and a
+            // redelivered attempt's copies are in one place.
+            Event::Job(r) => r.enqueued_at,
             Event::Variant(r) => r.created_at,
             Event::Deletion(r) => r.deleted_at,
             Event::Download(r) => r.served_at,

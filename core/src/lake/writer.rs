@@ -135,12 +135,12 @@ impl LakeWriter {
         let mut first_error = None;
         for (table, buf) in taken {
             // One file per day partition.
-            let mut by_day: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+            let mut by_day: BTreeMap<chrono::NaiveDate, Vec<Event>> = BTreeMap::new();
             for e in buf.events {
-                by_day.entry(e.time().format("%Y-%m-%d").to_string()).or_default().push(e);
+                by_day.entry(e.time().date_naive()).or_default().push(e);
             }
             for (day, events) in by_day {
-                match self.write_file(table, &day, &events).await {
+                match self.write_file(table, day, &events).await {
                     Ok((key, size)) => {
                         crate::metrics::lake_file(table.name(), events.len(), size, true);
                         report.rows += events.len();
@@ -165,10 +165,11 @@ impl LakeWriter {
         }
     }
 
-    async fn write_file(&self, table: Table, day: &str, events: &[Event]) -> Result<(String, u64), LakeError> {
+    async fn write_file(&self, table: Table, day: chrono::NaiveDate, events: &[Event]) -> Result<(String, u64), LakeError> {
         let body = encode(table, events)?;
         let size = body.len() as u64;
-        let key = format!("lake/{}/dt={day}/{}-{}.parquet", table.name(), self.writer_id, uuid::Uuid::now_v7().simple());
+        let key =
+            super::layout::file_key(table.name(), day, &format!("{}-{}.parquet", self.writer_id, uuid::Uuid::now_v7().simple()));
         self.store.put(&key, body).await?;
         Ok((key, size))
     }

@@ -228,6 +228,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<ImageRecord>, MetaError>;
     /// `uploaded | processing` -> `processing`, counting the attempt.
     async fn start_processing(&self, id: &str, attempt: u32) -> Result<Transition, MetaError>;
+    /// The time of the image's first processing attempt: `now` the first time it is asked,
+    /// the same time at every later attempt. `None` for an unknown image.
+    async fn first_attempt_at(&self, id: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, MetaError>;
     /// `uploaded | processing` -> `processed` with its variants (and their bytes counted);
     /// its `requested` posts become `published` in the same transaction.
     async fn finish_processed(

@@ -210,6 +210,12 @@ impl MetadataStore for SqlMetadata {
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>, MetaError> {
         images::get(self, id, false).await
     }
+    async fn first_attempt_at(&self, id: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, MetaError> {
+        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(
+            "UPDATE images SET first_attempt_at = COALESCE(first_attempt_at, $2) WHERE id = $1 RETURNING first_attempt_at")
+            .bind(id).bind(crate::meta::micros(now)).fetch_optional(p).await.map_err(err)?);
+        Ok(row.map(|(us,)| crate::meta::from_micros(us)))
+    }
     async fn fill_sha256(&self, id: &str, sha256: &str) -> Result<(), MetaError> {
         on_pool!(self, p => exec!(p, "UPDATE images SET sha256 = $2 WHERE id = $1 AND sha256 = ''", id, sha256));
         Ok(())

@@ -1,16 +1,20 @@
-//! The lake views: `sql/views.sql` (the one definition, shared with the duckdb command
-//! line, embedded at build time) split into statements, each recognised as the view of a
-//! lake table or kept as an extra statement.
+//! The lake's SQL for DuckDB, embedded at build time: `sql/views.sql` (the one definition
+//! of the views, shared with the duckdb command line) split into statements, each
+//! recognised as the view of a lake table or kept as an extra statement, and
+//! `sql/aggregates.sql` (the daily aggregates).
 //!
 //! A table with no files yet cannot have a `read_parquet` view (DuckDB refuses an empty
 //! glob), so the service creates an empty table of the table's schema in its place, and
 //! swaps in the view as soon as a file appears: an empty lake answers zeros.
 
+use super::{schema::schema, Table};
 use arrow::datatypes::{DataType, TimeUnit};
-use imagelake_core::lake::{schema::schema, Table};
 
 /// The embedded view definitions.
-pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
+pub const VIEWS_SQL: &str = include_str!("../../../sql/views.sql");
+
+/// The daily aggregates (`super::aggregate`).
+pub const AGGREGATES_SQL: &str = include_str!("../../../sql/aggregates.sql");
 
 #[derive(Debug, Clone)]
 pub struct ViewStatement {
@@ -106,6 +110,11 @@ pub fn split(script: &str) -> Vec<String> {
 
 /// `CREATE TABLE` of an empty table with `table`'s columns, standing in for its view.
 pub fn empty_table_sql(table: Table) -> String {
+    empty_table_sql_named(table, table.name())
+}
+
+/// The same, under another name.
+pub fn empty_table_sql_named(table: Table, name: &str) -> String {
     let cols: Vec<String> = schema(table)
         .fields()
         .iter()
@@ -123,7 +132,7 @@ pub fn empty_table_sql(table: Table) -> String {
             format!("\"{}\" {ty}", f.name())
         })
         .collect();
-    format!("CREATE TABLE {} ({}, dt DATE)", table.name(), cols.join(", "))
+    format!("CREATE TABLE {name} ({}, dt DATE)", cols.join(", "))
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! What stands under each name DuckDB's reports read, from a listing of the lake: the
+//! views of the fact tables (`views.sql`), the raw facts of the days not aggregated
+//! (`recent_*`), the current daily aggregates (`agg_*`) and their days (`agg_days`). Pure:
+//! the engine creates what changed.
+
+use imagelake_core::lake::agg::{self, Agg, Listing, INPUTS};
+use imagelake_core::lake::layout;
+use imagelake_core::lake::views::{self, ViewStatement};
+use imagelake_core::lake::Table;
+use std::collections::BTreeSet;
+
+/// The schema that holds the aggregates' empty stand-ins.
+pub const EMPTY_AGG_SCHEMA: &str = "agg_empty";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    View,
+    Table,
+}
+
+/// One object: its name, kind and `CREATE` statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub name: String,
+    pub kind: Kind,
+    pub sql: String,
+}
+
+/// The objects for `listing`, and how many days come from the aggregates. Without
+/// `aggregates`, every day is read raw.
+pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement], aggregates: bool) -> (Vec<Object>, usize) {
+    let days = agg::days(listing);
+    let current: BTreeSet<chrono::NaiveDate> =
+        if aggregates { days.iter().filter(|(_, d)| d.current).map(|(day, _)| *day).collect() } else { BTreeSet::new() };
+    let quote = |rel: &str| format!("'{}'", format!("{lake_root}/{rel}").replace('\'', "''"));
+    let mut out = Vec::new();
+    for table in Table::ALL {
+        let files: Vec<(&str, chrono::NaiveDate)> = listing
+            .keys()
+            .filter_map(|k| layout::parse(k).filter(|p| p.dir == table.name()).map(|p| (k.as_str(), p.day)))
+            .collect();
+        let st = statements.iter().find(|s| s.table == Some(table)).expect("views.sql has a view of every table");
+        out.push(if files.is_empty() {
+            Object { name: table.name().into(), kind: Kind::Table, sql: views::empty_table_sql(table) }
+        } else {
+            Object { name: table.name().into(), kind: Kind::View, sql: views::with_lake(&st.sql, lake_root) }
+        });
+        if !INPUTS.contains(&table) {
+            continue;
+        }
+        let name = format!("recent_{}", table.name());
+        let recent: Vec<String> = files.iter().filter(|(_, d)| !current.contains(d)).map(|(k, _)| quote(k)).collect();
+        out.push(match recent_sql(&st.sql, table, &name, &recent) {
+            Some(sql) => Object { name, kind: Kind::View, sql },
+            None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
+        });
+    }
+    for a in Agg::ALL {
+        let files: Vec<String> =
+            current.iter().map(|day| quote(layout::relative(&a.key(*day, &days[day].fingerprint)))).collect();
+        let sql = if files.is_empty() {
+            format!("CREATE VIEW {0} AS SELECT *, NULL::DATE AS dt FROM {EMPTY_AGG_SCHEMA}.{0}", a.name())
+        } else {
+            format!(
+                "CREATE VIEW {} AS SELECT * FROM read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}})",
+                a.name(),
+                files.join(", ")
+            )
+        };
+        out.push(Object { name: a.name().into(), kind: Kind::View, sql });
+    }
+    let days_sql = if current.is_empty() {
+        "CREATE TABLE agg_days (day DATE)".to_string()
+    } else {
+        let values: Vec<String> = current.iter().map(|d| format!("(DATE '{d}')")).collect();
+        format!("CREATE TABLE agg_days AS SELECT * FROM (VALUES {}) v(day)", values.join(", "))
+    };
+    out.push(Object { name: "agg_days".into(), kind: Kind::Table, sql: days_sql });
+    (out, current.len())
+}
+
+/// The view of `table` over these files only (the statement of `views.sql` with its name
+/// and glob replaced); `None` without files.
+fn recent_sql(view_sql: &str, table: Table, name: &str, files: &[String]) -> Option<String> {
+    if files.is_empty() {
+        return None;
+    }
+    let glob = format!("'${{LAKE}}/{}/*/*.parquet'", table.name());
+    let head = format!("VIEW {} AS", table.name());
+    assert!(view_sql.contains(&glob) && view_sql.contains(&head), "views.sql's view of {} has an unexpected form", table.name());
+    Some(view_sql.replacen(&head, &format!("VIEW {name} AS"), 1).replace(&glob, &format!("[{}]", files.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql_of<'a>(objs: &'a [Object], name: &str) -> &'a Object {
+        objs.iter().find(|o| o.name == name).unwrap()
+    }
+
+    #[test]
+    fn current_days_come_from_the_aggregates_and_the_rest_raw() {
+        let st = views::statements(views::VIEWS_SQL);
+        let mut l: Listing = [
+            ("uploads/dt=2026-11-27/a.parquet".to_string(), 10),
+            ("uploads/dt=2026-11-28/b.parquet".to_string(), 10),
+            ("jobs/dt=2026-11-28/j.parquet".to_string(), 10),
+        ]
+        .into();
+        let (objs, n) = desired(&l, "/lake", &st, true);
+        assert_eq!(n, 0);
+        assert_eq!(sql_of(&objs, "agg_days").sql, "CREATE TABLE agg_days (day DATE)");
+        assert!(sql_of(&objs, "recent_uploads").sql.contains("'/lake/uploads/dt=2026-11-27/a.parquet'"));
+        assert_eq!(sql_of(&objs, "recent_posts").kind, Kind::Table);
+        assert!(sql_of(&objs, "agg_jobs").sql.contains("agg_empty.agg_jobs"));
+        // 2026-11-27 aggregated: its uploads leave recent_uploads, its aggregates come in.
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let fp = agg::days(&l)[&d].fingerprint.clone();
+        for a in Agg::ALL {
+            l.insert(layout::relative(&a.key(d, &fp)).to_string(), 1);
+        }
+        let (objs, n) = desired(&l, "/lake", &st, true);
+        assert_eq!(n, 1);
+        let recent = &sql_of(&objs, "recent_uploads").sql;
+        assert!(!recent.contains("2026-11-27") && recent.contains("2026-11-28/b.parquet"), "{recent}");
+        assert!(recent.contains("VIEW recent_uploads AS") && recent.contains("QUALIFY"), "{recent}");
+        assert!(sql_of(&objs, "agg_jobs").sql.contains(&format!("agg_jobs/dt=2026-11-27/{fp}.parquet")));
+        assert!(sql_of(&objs, "agg_days").sql.contains("DATE '2026-11-27'"));
+        assert!(sql_of(&objs, "uploads").sql.contains("/lake/uploads/*/*.parquet"), "the full view reads every day");
+        // Without aggregates, every day is raw.
+        let (objs, n) = desired(&l, "/lake", &st, false);
+        assert_eq!(n, 0);
+        assert!(sql_of(&objs, "recent_uploads").sql.contains("2026-11-27"));
+    }
+}

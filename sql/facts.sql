@@ -1,0 +1,202 @@
+-- imagelake: the facts every report reads, for DuckDB. Run after views.sql.
+--
+-- A report over [a, b) reads each kind of fact through a table macro below, which takes it
+-- from three places, disjoint by construction:
+--   * the daily aggregates (agg_*, sql/aggregates.sql) of the days whose aggregates are
+--     current (listed in agg_days): whole hours (or days, for the latency histograms);
+--   * the raw facts of every other day (recent_*: the views of views.sql over the files of
+--     those days only): today, and a day whose facts changed since it was aggregated;
+--   * for a range edge inside an hour (day), the raw facts of that one bucket, in place of
+--     its aggregate rows (reread/whole below).
+-- So a report costs the aggregates plus the days not yet aggregated plus at most the edge
+-- days, whatever the range and the lake's size. Jobs are partitioned by the day they were
+-- enqueued: an edge rereads that day and the day before (the attempts that finished after
+-- midnight). A job whose last attempt finished more than a day after it was enqueued is
+-- counted with its whole hour at an edge; nothing else is approximate, except the
+-- percentiles of aggregated days, which come from histograms of values rounded to 2 %.
+--
+-- The reporting service provides agg_*, agg_days and recent_* from its listing of the lake.
+-- On the command line, reading the raw facts alone, after views.sql:
+--     CREATE TABLE agg_days (day DATE);
+--     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;
+--     -- for each aggregate: an empty table of its columns (see sql/aggregates.sql)
+-- Times are compared in UTC; hours and days are their starts as TIMESTAMP.
+
+-- Whether t is not at the start of its `unit` ('hour' or 'day'): an edge inside a bucket.
+CREATE OR REPLACE MACRO cut(t, unit) AS t::TIMESTAMP <> date_trunc(unit, t::TIMESTAMP);
+
+-- Whether the bucket that starts at s is not cut by either edge of [a, b).
+CREATE OR REPLACE MACRO whole(s, unit, a, b) AS
+    NOT (cut(a, unit) AND s = date_trunc(unit, a::TIMESTAMP))
+    AND NOT (cut(b, unit) AND s = date_trunc(unit, b::TIMESTAMP));
+
+-- Whether partition d is aggregated and holds facts of a bucket cut by an edge: the edge's
+-- day, and `back` days before it.
+CREATE OR REPLACE MACRO reread(d, a, b, unit, back) AS
+    ((cut(a, unit) AND d BETWEEN a::TIMESTAMP::DATE - back AND a::TIMESTAMP::DATE)
+     OR (cut(b, unit) AND d BETWEEN b::TIMESTAMP::DATE - back AND b::TIMESTAMP::DATE))
+    AND d IN (SELECT day FROM agg_days);
+
+-- The q-quantile of values counted n times each, as quantile_cont over the values
+-- repeated: an aggregate over rows (value, below = the running count of the values up to
+-- this one, total = the count of all), interpolated between the values at the 0-based
+-- ranks floor(q (total - 1)) and ceil(q (total - 1)).
+CREATE OR REPLACE MACRO weighted_quantile(value, below, total, q) AS
+    min(value) FILTER (WHERE below > floor(q * (total - 1)))
+    + (q * (any_value(total) - 1) - floor(q * (any_value(total) - 1)))
+      * (min(value) FILTER (WHERE below > ceil(q * (total - 1))) - min(value) FILTER (WHERE below > floor(q * (total - 1))));
+
+-- Raw jobs of the days not aggregated, and of the aggregated days an edge rereads.
+CREATE OR REPLACE MACRO raw_jobs(a, b, unit) AS TABLE
+SELECT * FROM recent_jobs
+UNION ALL BY NAME
+SELECT * FROM jobs WHERE reread(dt, a, b, unit, 1);
+
+-- One row per job of raw_jobs: whether an attempt succeeded, when the last one finished,
+-- the duration of the succeeded one; `edge`: from an aggregated day.
+CREATE OR REPLACE MACRO raw_outcomes(a, b, unit) AS TABLE
+SELECT any_value(customer_id) AS customer_id, any_value(image_id) AS image_id,
+       bool_or(status = 'succeeded') AS succeeded, max(finished_at) AS finished_at,
+       max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms,
+       bool_or(dt IN (SELECT day FROM agg_days)) AS edge
+FROM raw_jobs(a, b, unit)
+GROUP BY job_id;
+
+-- Uploads: `images` of them at `ts`, with their bytes and dimensions' sums.
+CREATE OR REPLACE MACRO upload_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, format, content_type, images, bytes,
+       sum_width, n_width, sum_height, n_height
+FROM agg_uploads WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+UNION ALL
+SELECT customer_id, uploaded_at, format, content_type, 1, bytes,
+       width, (width IS NOT NULL)::BIGINT, height, (height IS NOT NULL)::BIGINT
+FROM (SELECT * FROM recent_uploads
+      UNION ALL BY NAME
+      SELECT * FROM uploads WHERE reread(dt, a, b, 'hour', 0)
+        AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', a, b));
+
+-- One row per job (or aggregated hour): processed (an attempt succeeded) or failed (none
+-- did), at the time its last attempt finished.
+CREATE OR REPLACE MACRO job_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, processed, failed
+FROM agg_jobs WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1)
+UNION ALL
+SELECT customer_id, finished_at, succeeded::BIGINT, (NOT succeeded)::BIGINT
+FROM raw_outcomes(a, b, 'hour')
+WHERE NOT edge OR NOT whole(date_trunc('hour', finished_at::TIMESTAMP), 'hour', a, b);
+
+-- Processing time of succeeded jobs: a value counted n times, by the day (aggregates) or
+-- time their last attempt finished.
+CREATE OR REPLACE MACRO job_ms_facts(a, b) AS TABLE
+SELECT customer_id, day::TIMESTAMPTZ AS ts, value, n
+FROM agg_job_ms WHERE whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1)
+UNION ALL
+SELECT customer_id, finished_at, duration_ms::DOUBLE, 1
+FROM raw_outcomes(a, b, 'day')
+WHERE duration_ms IS NOT NULL
+  AND (NOT edge OR NOT whole(date_trunc('day', finished_at::TIMESTAMP), 'day', a, b));
+
+-- Attempts by status (and how many were retries), when they finished.
+CREATE OR REPLACE MACRO attempt_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, status, attempts, retries
+FROM agg_attempts WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1)
+UNION ALL
+SELECT customer_id, finished_at, status, 1, (attempt > 1)::BIGINT
+FROM raw_jobs(a, b, 'hour')
+WHERE dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('hour', finished_at::TIMESTAMP), 'hour', a, b);
+
+-- Queue wait and processing time of every attempt, of customer c (NULL: all customers,
+-- from the smaller all-customer histograms).
+CREATE OR REPLACE MACRO attempt_ms_facts(a, b, c) AS TABLE
+SELECT NULL::VARCHAR AS customer_id, day::TIMESTAMPTZ AS ts, metric, value, n
+FROM agg_attempt_ms_all
+WHERE c IS NULL AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
+UNION ALL
+SELECT customer_id, day::TIMESTAMPTZ, metric, value, n
+FROM agg_attempt_ms
+WHERE customer_id = c AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
+UNION ALL
+SELECT customer_id, finished_at, metric, v, 1
+FROM raw_jobs(a, b, 'day'),
+     LATERAL (VALUES ('processing', duration_ms::DOUBLE),
+                     ('queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0)) AS l(metric, v)
+WHERE (c IS NULL OR customer_id = c)
+  AND (dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('day', finished_at::TIMESTAMP), 'day', a, b));
+
+CREATE OR REPLACE MACRO variant_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, variants, bytes
+FROM agg_variants WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+UNION ALL
+SELECT customer_id, created_at, 1, bytes
+FROM (SELECT * FROM recent_variants
+      UNION ALL BY NAME
+      SELECT * FROM variants WHERE reread(dt, a, b, 'hour', 0)
+        AND NOT whole(date_trunc('hour', created_at::TIMESTAMP), 'hour', a, b));
+
+CREATE OR REPLACE MACRO deletion_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, reason, deletions, bytes
+FROM agg_deletions WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+UNION ALL
+SELECT customer_id, deleted_at, reason, 1, bytes
+FROM (SELECT * FROM recent_deletions
+      UNION ALL BY NAME
+      SELECT * FROM deletions WHERE reread(dt, a, b, 'hour', 0)
+        AND NOT whole(date_trunc('hour', deleted_at::TIMESTAMP), 'hour', a, b));
+
+-- Post events (`created`, `published`, `failed`, `deleted`), `n` of them at `ts`.
+CREATE OR REPLACE MACRO post_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+FROM agg_posts WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+UNION ALL
+SELECT customer_id, "at", event, 1
+FROM (SELECT * FROM recent_posts
+      UNION ALL BY NAME
+      SELECT * FROM posts WHERE reread(dt, a, b, 'hour', 0)
+        AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
+
+-- Comment events (`created`, `deleted`), `n` of them at `ts`.
+CREATE OR REPLACE MACRO comment_facts(a, b) AS TABLE
+SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+FROM agg_comments WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+UNION ALL
+SELECT customer_id, "at", event, 1
+FROM (SELECT * FROM recent_comments
+      UNION ALL BY NAME
+      SELECT * FROM comments WHERE reread(dt, a, b, 'hour', 0)
+        AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
+
+-- Comments created and deleted per post (per day from the aggregates, per comment raw).
+CREATE OR REPLACE MACRO post_comment_facts(a, b) AS TABLE
+SELECT customer_id, post_id, day::TIMESTAMPTZ AS ts, created, deleted
+FROM agg_post_comments WHERE whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 0)
+UNION ALL
+SELECT customer_id, post_id, "at", (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
+FROM (SELECT * FROM recent_comments
+      UNION ALL BY NAME
+      SELECT * FROM comments WHERE reread(dt, a, b, 'day', 0)
+        AND NOT whole(date_trunc('day', "at"::TIMESTAMP), 'day', a, b));
+
+-- One row per post: its customer, author, when it was published and deleted (NULL: not
+-- yet, as far as the lake knows). All time: a and b are not used.
+CREATE OR REPLACE MACRO post_states(a, b) AS TABLE
+SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
+       min(published_at) AS published_at, min(deleted_at) AS deleted_at
+FROM (
+    SELECT post_id, customer_id, author, published_at, deleted_at
+    FROM agg_post_state
+    UNION ALL
+    SELECT post_id, customer_id, author,
+           CASE WHEN event = 'published' THEN "at" END,
+           CASE WHEN event = 'deleted' THEN "at" END
+    FROM recent_posts
+)
+GROUP BY post_id;
+
+-- The outcome so far of each image with raw jobs or a job on another day than its upload
+-- (for the uploads of agg_unattempted and the raw uploads; the others carry theirs).
+CREATE OR REPLACE MACRO image_outcomes(a, b) AS TABLE
+SELECT image_id, bool_or(succeeded) AS succeeded
+FROM (SELECT image_id, succeeded FROM raw_outcomes(a, b, 'hour')
+      UNION ALL
+      SELECT image_id, succeeded FROM agg_late_outcomes)
+GROUP BY image_id;
