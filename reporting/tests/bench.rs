@@ -46,7 +46,8 @@ async fn bench_reports() {
     let (first_ms, days, _) = request(&app, "/v1/stats/customers").await;
     println!("{{\"startup_ms\": {open_ms:.1}, \"first_customers_ms\": {first_ms:.1}, \"aggregated_days\": {days}}}");
     assert!(days > 0, "no aggregated day: run `imagelake lake aggregate` first");
-    for (label, query) in [("all", String::new()), ("edges", format!("?from={from}&to={to}"))] {
+    let label = std::env::var("IMAGELAKE_BENCH_RANGE_LABEL").unwrap_or_else(|_| "edges".into());
+    for (label, query) in [("all", String::new()), (label.as_str(), format!("?from={from}&to={to}"))] {
         for report in ["summary", "customers", "types", "volume", "processing", "usage", "engagement"] {
             let mut times = Vec::new();
             let mut rows = 0;
