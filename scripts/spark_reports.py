@@ -15,7 +15,7 @@ start of that UTC day, `--to` the end of it, so the day is included).
 Prints one JSON object on stdout, {"customers": [...], "volume": [...]}, with the rows
 and columns of the API's JSON answers for the same range: every column of
 sql/reports/customers.sql (failure_rate and p50/p95_processing_ms included, computed
-exactly as the reports do from the views; the API's percentiles come from the rollups'
+exactly as the reports do from the views; the API's percentiles come from the daily aggregates'
 2 % histograms when the range allows them, so they agree within 1 % there) and of
 sql/reports/volume.sql (`bucket` as `YYYY-MM-DDTHH:MM:SS`, UTC, like the API).
 
@@ -83,7 +83,7 @@ WHERE _copy = 1
 """
 
 # One row per job: its customer, whether an attempt succeeded (1/0), when its last attempt
-# finished, and the duration of its succeeded attempt (sql/rollups.sql, job_outcomes).
+# finished, and the duration of its succeeded attempt (sql/aggregates.sql, day_job_outcomes).
 JOB_OUTCOMES_SQL = """
 CREATE OR REPLACE TEMPORARY VIEW job_outcomes AS
 SELECT job_id,
