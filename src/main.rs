@@ -454,7 +454,8 @@ async fn wait_for_signal() {
 }
 
 async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
-    use imagelake_core::lake::{compact, generate};
+    use imagelake_core::lake::compact;
+    use imagelake_lakegen::{generate, GenerateOptions};
     let ctx = Context::connect(config).await?;
     match command {
         LakeCommand::Generate { images, customers, days, seed, tables } => {
@@ -462,8 +463,8 @@ async fn lake(config: Config, command: LakeCommand) -> anyhow::Result<()> {
             for name in &tables {
                 only.push(compact::parse_table(name).ok_or_else(|| anyhow::anyhow!("--tables: no lake table `{name}`"))?);
             }
-            let opts = generate::GenerateOptions { images, customers, days, seed, only, ..Default::default() };
-            let r = generate::generate(&ctx.store, opts).await?;
+            let opts = GenerateOptions { images, customers, days, seed, only, ..Default::default() };
+            let r = generate(&ctx.store, opts).await?;
             for (table, rows) in &r.rows {
                 println!("{:<10} {rows:>12} rows", table.name());
             }

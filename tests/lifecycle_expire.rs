@@ -87,7 +87,16 @@ async fn expire_after_seven_days(backend: Backend) {
     let rows = r0
         .variants
         .iter()
-        .map(|v| deletion_event(&r0.id, &r0.customer, Some((&v.name, &v.format)), v.bytes, at, "expired"))
+        .map(|v| {
+            deletion_event(
+                &r0.id,
+                &r0.customer,
+                Some((&v.name, &v.format)),
+                v.bytes,
+                at,
+                imagelake_core::lake::DeletionReason::Expired,
+            )
+        })
         .collect();
     p.ctx.lake.write_durable(rows).await.unwrap();
 

@@ -396,7 +396,7 @@ fn upload(customer: &str, now: DateTime<Utc>) -> (ImageRecord, JobMessage) {
         request_id: Some(imagelake_core::ids::new_compact_id()),
         callback_url: None,
         upload: UploadRow {
-            event_id: imagelake_core::ids::event_id(&["upload", &id]),
+            event_id: UploadRow::event_id_of(&id),
             image_id: id,
             customer_id: customer.into(),
             uploaded_at: now,

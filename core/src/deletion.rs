@@ -1,11 +1,10 @@
-//! Removing stored bytes, and the `deletions` facts that say so. One place for the
-//! `event_id` scheme (`["deletion", image_id, "original", ""]` for an original,
-//! `["deletion", image_id, "variant", name, format]` for one stored format of a variant),
-//! so that a delete, an expiry and a clean-up of the same object write the same fact,
-//! which the lake's views keep once, and two formats of one variant are two facts.
+//! Removing stored bytes, and the `deletions` facts that say so (their `event_id` is
+//! `DeletionRow::event_id_of`: a delete, an expiry and a clean-up of the same object write
+//! the same fact, which the lake's views keep once, and two formats of one variant are two
+//! facts).
 
 use crate::app::Context;
-use crate::lake::{DeletionRow, Event};
+use crate::lake::{DeletionKind, DeletionReason, DeletionRow, Event};
 use crate::record::{self, ImageRecord, VariantState};
 use crate::CoreError;
 use chrono::{DateTime, Utc};
@@ -14,41 +13,37 @@ use chrono::{DateTime, Utc};
 /// reason `abandoned`, the bytes it had received.
 pub fn abandoned_upload_event(upload_id: &str, customer: &str, bytes: u64, at: DateTime<Utc>) -> Event {
     Event::Deletion(DeletionRow {
-        event_id: crate::ids::event_id(&["deletion", upload_id, "upload", ""]),
+        event_id: DeletionRow::event_id_of(upload_id, DeletionKind::Upload, None),
         image_id: upload_id.into(),
         customer_id: customer.into(),
-        kind: "upload".into(),
+        kind: DeletionKind::Upload,
         variant: None,
         bytes,
-        reason: "abandoned".into(),
+        reason: DeletionReason::Abandoned,
         deleted_at: at,
     })
 }
 
 /// The `deletions` row of one object: the original (`variant` is `None`, kind
 /// `original`) or one stored format of a variant (`Some((name, format))`, kind `variant`;
-/// the row names the variant, the `event_id` the format too). `reason` is `deleted` or
-/// `expired`.
+/// the row names the variant, the `event_id` the format too), deleted or expired.
 pub fn deletion_event(
     image_id: &str,
     customer: &str,
     variant: Option<(&str, &str)>,
     bytes: u64,
     at: DateTime<Utc>,
-    reason: &str,
+    reason: DeletionReason,
 ) -> Event {
-    let (kind, event_id) = match variant {
-        Some((name, format)) => ("variant", crate::ids::event_id(&["deletion", image_id, "variant", name, format])),
-        None => ("original", crate::ids::event_id(&["deletion", image_id, "original", ""])),
-    };
+    let kind = if variant.is_some() { DeletionKind::Variant } else { DeletionKind::Original };
     Event::Deletion(DeletionRow {
-        event_id,
+        event_id: DeletionRow::event_id_of(image_id, kind, variant),
         image_id: image_id.into(),
         customer_id: customer.into(),
-        kind: kind.into(),
+        kind,
         variant: variant.map(|(name, _)| name.to_string()),
         bytes,
-        reason: reason.into(),
+        reason,
         deleted_at: at,
     })
 }
@@ -58,10 +53,10 @@ pub fn deletion_event(
 /// `deletions` rows. Safe to run again after a failure at any step.
 pub async fn remove_image(ctx: &Context, rec: &ImageRecord, at: DateTime<Utc>) -> Result<(), CoreError> {
     let mut keys = vec![record::original_key(&rec.customer, &rec.id)];
-    let mut events = vec![deletion_event(&rec.id, &rec.customer, None, rec.bytes, at, "deleted")];
+    let mut events = vec![deletion_event(&rec.id, &rec.customer, None, rec.bytes, at, DeletionReason::Deleted)];
     for v in rec.variants.iter().filter(|v| v.state == VariantState::Ready) {
         keys.push(v.object_key(&rec.customer, &rec.id));
-        events.push(deletion_event(&rec.id, &rec.customer, Some((&v.name, &v.format)), v.bytes, at, "deleted"));
+        events.push(deletion_event(&rec.id, &rec.customer, Some((&v.name, &v.format)), v.bytes, at, DeletionReason::Deleted));
     }
     ctx.store.delete_many(&keys).await?;
     ctx.meta.purge_image(&rec.id).await?;
@@ -87,17 +82,18 @@ mod tests {
     #[test]
     fn each_stored_object_is_one_fact() {
         let at = Utc::now();
-        let webp = deletion_event("i", "acme", Some(("thumb", "webp")), 10, at, "expired");
-        let jpeg = deletion_event("i", "acme", Some(("thumb", "jpeg")), 20, at, "expired");
+        let webp = deletion_event("i", "acme", Some(("thumb", "webp")), 10, at, DeletionReason::Expired);
+        let jpeg = deletion_event("i", "acme", Some(("thumb", "jpeg")), 20, at, DeletionReason::Expired);
         assert_ne!(event_id(&webp), event_id(&jpeg), "two formats of one variant are two facts");
-        let again = deletion_event("i", "acme", Some(("thumb", "webp")), 10, at + chrono::Duration::hours(1), "deleted");
+        let again =
+            deletion_event("i", "acme", Some(("thumb", "webp")), 10, at + chrono::Duration::hours(1), DeletionReason::Deleted);
         assert_eq!(event_id(&webp), event_id(&again), "one object's fact, whoever writes it and when");
         let Event::Deletion(row) = &webp else { unreachable!() };
-        assert_eq!((row.kind.as_str(), row.variant.as_deref(), row.bytes), ("variant", Some("thumb"), 10));
+        assert_eq!((row.kind, row.variant.as_deref(), row.bytes), (DeletionKind::Variant, Some("thumb"), 10));
         // The original's recipe is the one it always had.
-        let original = deletion_event("i", "acme", None, 5, at, "deleted");
-        assert_eq!(event_id(&original), crate::ids::event_id(&["deletion", "i", "original", ""]));
+        let original = deletion_event("i", "acme", None, 5, at, DeletionReason::Deleted);
+        assert_eq!(event_id(&original), DeletionRow::event_id_of("i", DeletionKind::Original, None));
         let Event::Deletion(row) = &original else { unreachable!() };
-        assert_eq!((row.kind.as_str(), row.variant.as_deref()), ("original", None));
+        assert_eq!((row.kind, row.variant.as_deref()), (DeletionKind::Original, None));
     }
 }

@@ -7,8 +7,7 @@
 //! lake and, for `published` and `failed`, sends the post's webhook. This module holds
 //! the types, the input rules and the one recipe of those events.
 
-use crate::ids;
-use crate::lake::{CommentRow, Event, PostRow};
+use crate::lake::{CommentEventKind, CommentRow, Event, PostEventKind, PostRow};
 use crate::record::{RecordError, VariantRecord};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -221,14 +220,14 @@ pub fn check_comment(text: &str) -> Result<String, Invalid> {
 
 /// The lake fact of a post's `event` (`created`, `published`, `failed`, `deleted`). Each
 /// happens once per post, so the post and the event name the fact.
-pub fn post_event(post: &Post, event: &str, at: DateTime<Utc>) -> Event {
+pub fn post_event(post: &Post, event: PostEventKind, at: DateTime<Utc>) -> Event {
     Event::Post(PostRow {
-        event_id: ids::event_id(&["post", &post.id, event]),
+        event_id: PostRow::event_id_of(&post.id, event),
         post_id: post.id.clone(),
         customer_id: post.customer.clone(),
         image_id: post.image_id.clone(),
         author: post.author.clone(),
-        event: event.into(),
+        event,
         error_code: post.error.as_ref().map(|e| e.code.clone()),
         caption_chars: post.caption.chars().count() as u32,
         at,
@@ -236,14 +235,14 @@ pub fn post_event(post: &Post, event: &str, at: DateTime<Utc>) -> Event {
 }
 
 /// The lake fact of a comment's `event` (`created`, `deleted`).
-pub fn comment_event(comment: &Comment, customer: &str, event: &str, at: DateTime<Utc>) -> Event {
+pub fn comment_event(comment: &Comment, customer: &str, event: CommentEventKind, at: DateTime<Utc>) -> Event {
     Event::Comment(CommentRow {
-        event_id: ids::event_id(&["comment", &comment.id, event]),
+        event_id: CommentRow::event_id_of(&comment.id, event),
         comment_id: comment.id.clone(),
         post_id: comment.post_id.clone(),
         customer_id: customer.into(),
         author: comment.author.clone(),
-        event: event.into(),
+        event,
         chars: comment.text.chars().count() as u32,
         at,
     })

@@ -38,7 +38,7 @@ fn upload(n: u64) -> Event {
     let t0: DateTime<Utc> = Utc.from_utc_datetime(&day().and_hms_opt(0, 0, 0).unwrap());
     let image_id = format!("img-{n:06}");
     Event::Upload(UploadRow {
-        event_id: ids::event_id(&["upload", &image_id]),
+        event_id: UploadRow::event_id_of(&image_id),
         image_id,
         customer_id: format!("cust-{}", n % 7),
         uploaded_at: t0 + Duration::milliseconds(n as i64 * 37),
@@ -361,7 +361,7 @@ async fn older_schema_merges(store: SharedStore) {
     assert_eq!(r.rows_out, 2);
     let (rows, _) = read_partition(&store).await;
     let m = distinct(&rows);
-    let id1 = ids::event_id(&["upload", "img-000001"]);
+    let id1 = UploadRow::event_id_of("img-000001");
     assert!(m[&id1].contains("|null|"), "the column an old file lacks is null: {}", m[&id1]);
     let set: BTreeSet<_> = m.keys().cloned().collect();
     assert_eq!(set.len(), 2);

@@ -123,7 +123,7 @@ fn post_facts(events: &[(String, Event, Option<String>)]) -> Vec<(String, String
     let mut v: Vec<(String, String)> = events
         .iter()
         .filter_map(|(_, e, _)| match e {
-            Event::Post(r) => Some((r.post_id.clone(), r.event.clone())),
+            Event::Post(r) => Some((r.post_id.clone(), r.event.to_string())),
             _ => None,
         })
         .collect();

@@ -263,7 +263,7 @@ async fn serve(
             if sent == served {
                 let at = clock.now();
                 let event = Event::Download(DownloadRow {
-                    event_id: ids::event_id(&["download", &image_id, variant.as_deref().unwrap_or(""), &ids::new_id()]),
+                    event_id: DownloadRow::event_id_of(&image_id, variant.as_deref(), &ids::new_id()),
                     image_id: image_id.clone(),
                     customer_id: customer.clone(),
                     variant: variant.clone(),

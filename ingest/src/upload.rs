@@ -273,7 +273,7 @@ pub(crate) fn new_image(f: Facts, format: sniff::Format, bytes: u64, head: &[u8]
         request_id: f.request_id,
         callback_url: f.callback_url,
         upload: UploadRow {
-            event_id: ids::event_id(&["upload", &f.id]),
+            event_id: UploadRow::event_id_of(&f.id),
             image_id: f.id,
             customer_id: f.customer,
             uploaded_at: f.now,

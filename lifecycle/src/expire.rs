@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use imagelake_core::app::Context;
 use imagelake_core::deletion::deletion_event;
+use imagelake_core::lake::DeletionReason;
 use imagelake_core::meta::DueVariant;
 use imagelake_core::record;
 use std::collections::HashSet;
@@ -103,7 +104,9 @@ pub async fn expire_variants(
     // day, where the views and the aggregates count it once.
     let events = due
         .iter()
-        .map(|v| deletion_event(&v.image_id, &v.customer, Some((&v.name, &v.format)), v.bytes, v.expires_at, "expired"))
+        .map(|v| {
+            deletion_event(&v.image_id, &v.customer, Some((&v.name, &v.format)), v.bytes, v.expires_at, DeletionReason::Expired)
+        })
         .collect();
     let flushed = ctx.lake.write_durable(events).await?;
     report.add("lake_files_written", flushed.files.len() as u64);

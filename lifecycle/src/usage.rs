@@ -10,7 +10,6 @@
 use crate::{JobReport, LifecycleError};
 use chrono::{DateTime, Utc};
 use imagelake_core::app::Context;
-use imagelake_core::ids;
 use imagelake_core::lake::{Event, UsageRow};
 pub use imagelake_core::meta::Figures;
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,7 @@ impl Usage {
     pub fn rows(&self) -> Vec<UsageRow> {
         let at = self.taken_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let row = |customer: Option<&str>, f: &Figures| UsageRow {
-            event_id: ids::event_id(&["usage", &at, customer.unwrap_or("")]),
+            event_id: UsageRow::event_id_of(&at, customer),
             taken_at: self.taken_at,
             customer_id: customer.map(str::to_string),
             originals_bytes: f.originals_bytes,

@@ -18,9 +18,8 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use imagelake_core::app::Context;
 use imagelake_core::deletion::deletion_event;
-use imagelake_core::ids;
 use imagelake_core::job::JobMessage;
-use imagelake_core::lake::{Event, JobRow, VariantRow};
+use imagelake_core::lake::{AttemptStatus, DeletionReason, Event, JobRow, VariantRow};
 use imagelake_core::meta::Transition;
 use imagelake_core::queue::Message;
 use imagelake_core::record::{self, RecordError, Status, VariantRecord, VariantState};
@@ -65,19 +64,19 @@ async fn run(ctx: &Context, budget: &Budget, m: Message, job: JobMessage) {
         Ok(()) => ack(ctx, &m).await,
         Err(e) if !e.is_retryable() => {
             tracing::warn!(job_id = %job.job_id, code = e.code(), error = %e, "job failed for good");
-            if fail(ctx, &job, &e, m.receive_count, started, "failed", true).await {
+            if fail(ctx, &job, &e, m.receive_count, started, AttemptStatus::Failed, true).await {
                 ack(ctx, &m).await;
             }
         }
         Err(e) if last_attempt => {
             // Left unacknowledged: the queue moves it to the dead-letter queue.
             tracing::error!(job_id = %job.job_id, code = e.code(), error = %e, "job dead-lettered");
-            fail(ctx, &job, &e, m.receive_count, started, "dead_lettered", true).await;
+            fail(ctx, &job, &e, m.receive_count, started, AttemptStatus::DeadLettered, true).await;
         }
         Err(e) => {
             let delay = backoff(m.receive_count, ctx.queue.visibility_timeout());
             tracing::warn!(job_id = %job.job_id, code = e.code(), error = %e, retry_in = ?delay, "job failed; will retry");
-            fail(ctx, &job, &e, m.receive_count, started, "failed", false).await;
+            fail(ctx, &job, &e, m.receive_count, started, AttemptStatus::Failed, false).await;
             let _ = ctx.queue.extend(&m.receipt, delay).await;
         }
     }
@@ -179,7 +178,7 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
         };
         ctx.store.put(&vr.object_key(&job.customer, &job.image_id), v.bytes.into()).await?;
         events.push(Event::Variant(VariantRow {
-            event_id: ids::event_id(&["variant", &job.image_id, &vr.name, &vr.format]),
+            event_id: VariantRow::event_id_of(&job.image_id, &vr.name, &vr.format),
             image_id: job.image_id.clone(),
             customer_id: job.customer.clone(),
             variant: vr.name.clone(),
@@ -194,7 +193,7 @@ async fn process(ctx: &Context, budget: &Budget, job: &JobMessage, attempt: u32,
     }
     let output_bytes = variants.iter().map(|v| v.bytes).sum();
     let finished = ctx.clock.now();
-    events.push(job_event(job, attempt, "succeeded", None, started, finished, output_bytes));
+    events.push(job_event(job, attempt, AttemptStatus::Succeeded, None, started, finished, output_bytes));
     ctx.lake.write_durable(events).await?;
 
     match ctx.meta.finish_processed(&job.image_id, finished, (source.width, source.height), &variants).await? {
@@ -221,7 +220,7 @@ async fn remove_written(ctx: &Context, job: &JobMessage, variants: &[VariantReco
     ctx.store.delete_many(&keys).await?;
     let events = variants
         .iter()
-        .map(|v| deletion_event(&job.image_id, &job.customer, Some((&v.name, &v.format)), v.bytes, at, "deleted"))
+        .map(|v| deletion_event(&job.image_id, &job.customer, Some((&v.name, &v.format)), v.bytes, at, DeletionReason::Deleted))
         .collect();
     ctx.lake.write_durable(events).await?;
     Ok(())
@@ -280,19 +279,19 @@ async fn download_original(ctx: &Context, job: &JobMessage) -> Result<(std::fs::
 fn job_event(
     job: &JobMessage,
     attempt: u32,
-    status: &str,
+    status: AttemptStatus,
     error_code: Option<&str>,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
     output_bytes: u64,
 ) -> Event {
     Event::Job(JobRow {
-        event_id: ids::event_id(&["job", &job.job_id, &attempt.to_string()]),
+        event_id: JobRow::event_id_of(&job.job_id, attempt),
         job_id: job.job_id.clone(),
         image_id: job.image_id.clone(),
         customer_id: job.customer.clone(),
         attempt,
-        status: status.into(),
+        status,
         enqueued_at: job.enqueued_at,
         started_at: started,
         finished_at: finished,
@@ -310,7 +309,7 @@ async fn fail(
     e: &JobError,
     attempt: u32,
     started: DateTime<Utc>,
-    status: &str,
+    status: AttemptStatus,
     final_: bool,
 ) -> bool {
     let finished = ctx.clock.now();
@@ -342,6 +341,7 @@ async fn fail(
 mod tests {
     use super::*;
     use imagelake_core::config::Config;
+    use imagelake_core::ids;
     use imagelake_core::lake::{layout, UploadRow};
     use imagelake_core::record::ImageRecord;
     use imagelake_core::store::list_all;
@@ -391,7 +391,7 @@ mod tests {
             request_id: None,
             callback_url: None,
             upload: UploadRow {
-                event_id: ids::event_id(&["upload", &id]),
+                event_id: UploadRow::event_id_of(&id),
                 image_id: id.clone(),
                 customer_id: "acme".into(),
                 uploaded_at: uploaded,

@@ -251,7 +251,7 @@ fn job(id: &str, image: &str, customer: &str, attempt: u32, enqueued: DateTime<U
         image_id: image.into(),
         customer_id: customer.into(),
         attempt,
-        status: "succeeded".into(),
+        status: imagelake_core::lake::AttemptStatus::Succeeded,
         enqueued_at: enqueued,
         started_at: finished - ChronoDuration::milliseconds(640),
         finished_at: finished,

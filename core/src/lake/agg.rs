@@ -120,18 +120,9 @@ pub struct Day {
     pub agg_files: Vec<String>,
 }
 
-impl Day {
-    /// The current aggregate files (relative keys), if the day is current.
-    pub fn current_files(&self) -> Vec<String> {
-        if !self.current {
-            return Vec::new();
-        }
-        Agg::ALL.iter().map(|a| layout::relative(&a.key(self.day_of_inputs(), &self.fingerprint)).to_string()).collect()
-    }
-
-    fn day_of_inputs(&self) -> NaiveDate {
-        self.inputs.first().and_then(|(k, _)| layout::parse(k)).map(|p| p.day).unwrap_or_default()
-    }
+/// The aggregate files (relative keys) of `day` for `fingerprint`, one per table.
+pub fn files(day: NaiveDate, fingerprint: &str) -> Vec<String> {
+    Agg::ALL.iter().map(|a| layout::relative(&a.key(day, fingerprint)).to_string()).collect()
 }
 
 /// Every day that has input facts, from a listing of the lake.
@@ -149,8 +140,7 @@ pub fn days(listing: &Listing) -> BTreeMap<NaiveDate, Day> {
     for (day, d) in &mut out {
         d.inputs.sort();
         d.fingerprint = fingerprint(d.inputs.iter().map(|(k, s)| (k.as_str(), *s)));
-        let wanted: Vec<String> = Agg::ALL.iter().map(|a| layout::relative(&a.key(*day, &d.fingerprint)).to_string()).collect();
-        d.current = wanted.iter().all(|w| d.agg_files.contains(w));
+        d.current = files(*day, &d.fingerprint).iter().all(|w| d.agg_files.contains(w));
     }
     out
 }
@@ -177,7 +167,7 @@ mod tests {
         }
         let day = &days(&l)[&d];
         assert!(day.current);
-        assert_eq!(day.current_files().len(), Agg::ALL.len());
+        assert!(files(d, &fp).iter().all(|f| day.agg_files.contains(f)));
         // A late file, a compaction's changed size: the day is stale.
         let mut late = l.clone();
         late.insert("comments/dt=2026-11-28/z.parquet".into(), 3);

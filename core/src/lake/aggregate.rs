@@ -132,7 +132,7 @@ async fn build(store: &SharedStore, day: NaiveDate, d: &Day, dir: &Path, report:
 
 /// Deletes the day's aggregate files of other fingerprints than its current one.
 async fn remove_stale(store: &SharedStore, day: NaiveDate, d: &Day, report: &mut AggregateReport) -> Result<(), LakeError> {
-    let wanted: Vec<String> = Agg::ALL.iter().map(|a| layout::relative(&a.key(day, &d.fingerprint)).to_string()).collect();
+    let wanted = agg::files(day, &d.fingerprint);
     let old: Vec<String> = d.agg_files.iter().filter(|k| !wanted.contains(k)).map(|k| format!("{}{k}", layout::PREFIX)).collect();
     if !old.is_empty() {
         store.delete_many(&old).await?;

@@ -11,12 +11,14 @@ pub mod agg;
 mod agg_bi_tests;
 pub mod aggregate;
 pub mod compact;
-pub mod generate;
+mod event_id;
 pub mod layout;
 pub mod schema;
 pub mod views;
+mod vocab;
 mod writer;
 
+pub use vocab::{AttemptStatus, CommentEventKind, DeletionKind, DeletionReason, PostEventKind};
 pub use writer::{encode, writer_properties, FlushReport, LakeError, LakeWriter};
 
 use chrono::{DateTime, Utc};
@@ -85,8 +87,7 @@ pub struct JobRow {
     pub image_id: String,
     pub customer_id: String,
     pub attempt: u32,
-    /// `succeeded`, `failed` or `dead_lettered`.
-    pub status: String,
+    pub status: AttemptStatus,
     pub enqueued_at: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -116,12 +117,10 @@ pub struct DeletionRow {
     pub event_id: String,
     pub image_id: String,
     pub customer_id: String,
-    /// `original` or `variant`.
-    pub kind: String,
+    pub kind: DeletionKind,
     pub variant: Option<String>,
     pub bytes: u64,
-    /// `expired` or `deleted`.
-    pub reason: String,
+    pub reason: DeletionReason,
     pub deleted_at: DateTime<Utc>,
 }
 
@@ -159,7 +158,7 @@ pub struct PostRow {
     pub customer_id: String,
     pub image_id: String,
     pub author: Option<String>,
-    pub event: String,
+    pub event: PostEventKind,
     /// The image's error code, for `failed`.
     pub error_code: Option<String>,
     /// Characters of the caption.
@@ -176,7 +175,7 @@ pub struct CommentRow {
     pub post_id: String,
     pub customer_id: String,
     pub author: String,
-    pub event: String,
+    pub event: CommentEventKind,
     pub chars: u32,
     pub at: DateTime<Utc>,
 }

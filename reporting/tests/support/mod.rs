@@ -5,7 +5,9 @@
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use imagelake_core::auth::{hash_key, Role};
 use imagelake_core::config::{Config, KeyConfig};
-use imagelake_core::lake::{CommentRow, DeletionRow, Event, JobRow, PostRow, UploadRow, UsageRow, VariantRow};
+use imagelake_core::lake::{
+    CommentRow, DeletionKind, DeletionReason, DeletionRow, Event, JobRow, PostRow, UploadRow, UsageRow, VariantRow,
+};
 use imagelake_core::units::Dur;
 use std::time::Duration;
 
@@ -76,7 +78,7 @@ pub fn lake_events() -> Vec<Vec<Event>> {
                 image_id: image_id.clone(),
                 customer_id: customer.clone(),
                 attempt,
-                status: status.to_string(),
+                status: status.parse().unwrap(),
                 enqueued_at: enqueued,
                 started_at: started,
                 finished_at: finished,
@@ -105,10 +107,10 @@ pub fn lake_events() -> Vec<Vec<Event>> {
                         event_id: format!("del-{i}-{v}"),
                         image_id: image_id.clone(),
                         customer_id: customer.clone(),
-                        kind: "variant".into(),
+                        kind: DeletionKind::Variant,
                         variant: Some(v.into()),
                         bytes: bytes / div,
-                        reason: "expired".into(),
+                        reason: DeletionReason::Expired,
                         deleted_at: expires + ChronoDuration::seconds(30),
                     }));
                 }
@@ -120,10 +122,10 @@ pub fn lake_events() -> Vec<Vec<Event>> {
                 event_id: format!("del-{i}-original"),
                 image_id: image_id.clone(),
                 customer_id: customer.clone(),
-                kind: "original".into(),
+                kind: DeletionKind::Original,
                 variant: None,
                 bytes,
-                reason: "deleted".into(),
+                reason: DeletionReason::Deleted,
                 deleted_at: at(10, 12, 0),
             }));
         }
@@ -182,7 +184,7 @@ fn post_events(
             customer_id: customer.into(),
             image_id: image_id.into(),
             author: author.clone(),
-            event: event.into(),
+            event: event.parse().unwrap(),
             error_code: error_code.map(str::to_string),
             caption_chars: 10 + i,
             at,
@@ -225,7 +227,7 @@ fn post_events(
                 post_id: post_id.clone(),
                 customer_id: customer.into(),
                 author: format!("reader-{}", k % 4),
-                event: event.into(),
+                event: event.parse().unwrap(),
                 chars: 3 + k * 5,
                 at,
             })

@@ -344,7 +344,7 @@ pub(super) async fn create(db: &SqlMetadata, new: NewImage<'_>) -> Result<Create
             exec!(&mut *tx, COUNT, r.customer.as_str(), r.bytes as i64, 1i64, vbytes, vn);
             if let Some(post) = new.post {
                 insert_post!(&mut *tx, post);
-                insert_event!(&mut *tx, crate::post::post_event(post, "created", post.created_at), r.uploaded_at, None::<&Post>, false);
+                insert_event!(&mut *tx, crate::post::post_event(post, crate::lake::PostEventKind::Created, post.created_at), r.uploaded_at, None::<&Post>, false);
             }
         }
         Ok::<_, MetaError>(first)

@@ -7,7 +7,7 @@
 
 use super::images::{self, Row as ImageRow};
 use super::{err, exec, in_tx, on_pool, SqlMetadata};
-use crate::lake::Event;
+use crate::lake::{CommentEventKind, Event, PostEventKind};
 use crate::meta::{from_micros, micros, MetaError, PostEvent};
 use crate::post::{self, Comment, CommentOutcome, NewComment, Post, PostCursor, PostOrder, PostStatus, PostView};
 use crate::record::{ImageRecord, RecordError, VariantRecord};
@@ -145,7 +145,7 @@ macro_rules! settle_posts {
             .map_err(crate::meta::sql::err)?;
         for row in rows {
             let p = row.into_post()?;
-            let event = if error.is_none() { "published" } else { "failed" };
+            let event = if error.is_none() { crate::lake::PostEventKind::Published } else { crate::lake::PostEventKind::Failed };
             insert_event!(&mut *$tx, crate::post::post_event(&p, event, $at), $at, Some(&p), true);
         }
     }};
@@ -161,7 +161,7 @@ macro_rules! delete_posts_of_image {
         for row in rows {
             let p = row.into_post()?;
             exec!(&mut *$tx, "DELETE FROM comments WHERE post_id = $1", p.id.as_str());
-            insert_event!(&mut *$tx, crate::post::post_event(&p, "deleted", $at), $at, None, false);
+            insert_event!(&mut *$tx, crate::post::post_event(&p, crate::lake::PostEventKind::Deleted, $at), $at, None, false);
         }
     }};
 }
@@ -206,9 +206,9 @@ pub(super) async fn create_post(db: &SqlMetadata, p: &Post, at: DateTime<Utc>) -
             _ => post.status = PostStatus::Requested,
         }
         insert_post!(&mut *tx, &post);
-        insert_event!(&mut *tx, post::post_event(&post, "created", post.created_at), at, None, false);
+        insert_event!(&mut *tx, post::post_event(&post, PostEventKind::Created, post.created_at), at, None, false);
         if post.status != PostStatus::Requested {
-            let event = if post.status == PostStatus::Published { "published" } else { "failed" };
+            let event = if post.status == PostStatus::Published { PostEventKind::Published } else { PostEventKind::Failed };
             insert_event!(&mut *tx, post::post_event(&post, event, at), at, Some(&post), true);
         }
         Ok::<_, MetaError>(Some(post))
@@ -342,7 +342,7 @@ pub(super) async fn add_comments(db: &SqlMetadata, comments: &[NewComment]) -> R
             let comment = Comment {
                 id: c.id.clone(), post_id: c.post_id.clone(), author: c.author.clone(), text: c.text.clone(), created_at: c.created_at,
             };
-            insert_event!(&mut *tx, post::comment_event(&comment, &c.customer, "created", c.created_at), c.created_at, None, false);
+            insert_event!(&mut *tx, post::comment_event(&comment, &c.customer, CommentEventKind::Created, c.created_at), c.created_at, None, false);
             out.push(CommentOutcome::Added(comment));
         }
         Ok::<_, MetaError>(out)
@@ -382,7 +382,7 @@ pub(super) async fn delete_comment(
         };
         exec!(&mut *tx, "UPDATE posts SET comment_count = comment_count - 1 WHERE id = $1 AND comment_count > 0", post_id.as_str());
         let comment = Comment { id, post_id, author, text, created_at: from_micros(created_at) };
-        insert_event!(&mut *tx, post::comment_event(&comment, &customer, "deleted", at), at, None, false);
+        insert_event!(&mut *tx, post::comment_event(&comment, &customer, CommentEventKind::Deleted, at), at, None, false);
         Ok::<_, MetaError>(Some(comment))
     })
 }

@@ -2,10 +2,10 @@
 
 use arrow::array::{Array, AsArray};
 use chrono::{TimeZone, Utc};
-use imagelake_core::lake::generate::{generate, GenerateOptions};
 use imagelake_core::lake::Table;
 use imagelake_core::store::{list_all, LocalStore, SharedStore};
 use imagelake_core::testing;
+use imagelake_lakegen::{generate, GenerateOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -120,7 +120,7 @@ async fn generates_a_realistic_deterministic_lake() {
     assert!(per_event.keys().all(|k| ["created", "published", "failed", "deleted"].contains(&k.as_str())), "{per_event:?}");
     for ((p, e), id) in posts.iter().zip(&events).zip(&post_events) {
         let (p, e) = (p.as_deref().unwrap(), e.as_deref().unwrap());
-        assert_eq!(id.as_deref(), Some(imagelake_core::ids::event_id(&["post", p, e]).as_str()));
+        assert_eq!(id.as_deref(), Some(imagelake_core::lake::PostRow::event_id_of(p, e.parse().unwrap()).as_str()));
     }
     // Comments: skewed (the most-commented post has many times the mean), a few deleted,
     // all on created posts.

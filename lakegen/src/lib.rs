@@ -1,5 +1,6 @@
 //! `imagelake lake generate`: a realistic synthetic lake, written through the same
-//! encoder as the services' files, for benchmarks, dashboards and analysts' practice.
+//! encoder as the services' files, for benchmarks, dashboards and analysts' practice. A
+//! crate of its own: no service needs it, and `core` stays what the services share.
 //!
 //! What it models: customers with Zipf-like activity (a few big ones, a long tail), a
 //! format mix (JPEG-heavy), log-normal upload sizes, a diurnal upload curve, about 3% of
@@ -20,12 +21,14 @@
 //! buffered passes `4 * file_rows` (the largest buffer goes), or when the day is closed.
 //! Generation and Parquet encoding run on two threads; the async side only stores files.
 
-use super::writer::encode;
-use super::{CommentRow, DeletionRow, DownloadRow, Event, JobRow, LakeError, PostRow, Table, UploadRow, UsageRow, VariantRow};
-use crate::ids::event_id;
-use crate::store::SharedStore;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use imagelake_core::lake::{
+    encode, layout, AttemptStatus, CommentEventKind, CommentRow, DeletionKind, DeletionReason, DeletionRow, DownloadRow, Event,
+    JobRow, LakeError, PostEventKind, PostRow, Table, UploadRow, UsageRow, VariantRow,
+};
+use imagelake_core::post::{MAX_CAPTION_CHARS, MAX_COMMENT_CHARS};
+use imagelake_core::store::SharedStore;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -261,7 +264,7 @@ impl Gen {
             return;
         }
         self.buffered -= events.len();
-        let name = super::layout::file_key(key.0.name(), key.1, &format!("generate-s{}-{:06}.parquet", self.opts.seed, self.seq));
+        let name = layout::file_key(key.0.name(), key.1, &format!("generate-s{}-{:06}.parquet", self.opts.seed, self.seq));
         self.seq += 1;
         if sink.send((name, key.0, events)).is_err() {
             // The consumer gave up (a store error): stop generating.
@@ -295,7 +298,7 @@ impl Gen {
             all.objects += t.objects;
             if t.objects > 0 {
                 rows.push(UsageRow {
-                    event_id: event_id(&["usage", &stamp, &self.customers[c]]),
+                    event_id: UsageRow::event_id_of(&stamp, Some(&self.customers[c])),
                     taken_at,
                     customer_id: Some(self.customers[c].clone()),
                     originals_bytes: t.originals.max(0) as u64,
@@ -306,7 +309,7 @@ impl Gen {
             }
         }
         rows.push(UsageRow {
-            event_id: event_id(&["usage", &stamp, ""]),
+            event_id: UsageRow::event_id_of(&stamp, None),
             taken_at,
             customer_id: None,
             originals_bytes: all.originals.max(0) as u64,
@@ -353,7 +356,7 @@ impl Gen {
         self.track(uploaded_at, c, Delta { originals: bytes as i64, variants: 0, objects: 1 });
         self.push(
             Event::Upload(UploadRow {
-                event_id: event_id(&["upload", &image_id]),
+                event_id: UploadRow::event_id_of(&image_id),
                 image_id: image_id.clone(),
                 customer_id: customer.clone(),
                 uploaded_at,
@@ -390,23 +393,23 @@ impl Gen {
             };
             let (status, error) = if fails {
                 if !poison && rng.chance(0.2) {
-                    ("failed", Some((FINAL[rng.below(3) as usize], true)))
+                    (AttemptStatus::Failed, Some((FINAL[rng.below(3) as usize], true)))
                 } else if attempt == MAX_ATTEMPTS {
-                    ("dead_lettered", Some((RETRYABLE[rng.below(3) as usize], true)))
+                    (AttemptStatus::DeadLettered, Some((RETRYABLE[rng.below(3) as usize], true)))
                 } else {
-                    ("failed", Some((RETRYABLE[rng.below(3) as usize], false)))
+                    (AttemptStatus::Failed, Some((RETRYABLE[rng.below(3) as usize], false)))
                 }
             } else {
-                ("succeeded", None)
+                (AttemptStatus::Succeeded, None)
             };
-            if status == "succeeded" {
+            if status == AttemptStatus::Succeeded {
                 let made = finished;
                 for (name, vformat, mw, mh, per_mp) in VARIANTS {
                     let (vw, vh) = fit(w, h, mw, mh);
                     let vbytes = ((vw as f64 * vh as f64 / 1e6) * per_mp * rng.lognormal(1.0, 0.25)) as u64 + 500;
                     output_bytes += vbytes;
                     variant_rows.push(VariantRow {
-                        event_id: event_id(&["variant", &image_id, name]),
+                        event_id: VariantRow::event_id_of(&image_id, name, vformat),
                         image_id: image_id.clone(),
                         customer_id: customer.clone(),
                         variant: name.into(),
@@ -422,18 +425,18 @@ impl Gen {
             }
             self.push(
                 Event::Job(JobRow {
-                    event_id: event_id(&["job", &job_id, &attempt.to_string()]),
+                    event_id: JobRow::event_id_of(&job_id, attempt),
                     job_id: job_id.clone(),
                     image_id: image_id.clone(),
                     customer_id: customer.clone(),
                     attempt,
-                    status: status.into(),
+                    status,
                     enqueued_at,
                     started_at: started,
                     finished_at: finished,
                     duration_ms: ((finished - started).num_microseconds().unwrap_or(0) / 1000),
                     error_code: error.map(|(e, _)| e.to_string()),
-                    output_bytes: if status == "succeeded" { output_bytes } else { 0 },
+                    output_bytes: if status == AttemptStatus::Succeeded { output_bytes } else { 0 },
                 }),
                 sink,
             );
@@ -456,17 +459,17 @@ impl Gen {
             let expired_at = micros(v.expires_at, rng.f() * 3_600e6);
             self.track(v.created_at, c, Delta { originals: 0, variants: v.bytes as i64, objects: 1 });
             let (gone_at, reason) = match deleted_at {
-                Some(d) if d < expired_at => (d, "deleted"),
-                _ => (expired_at, "expired"),
+                Some(d) if d < expired_at => (d, DeletionReason::Deleted),
+                _ => (expired_at, DeletionReason::Expired),
             };
             let deletion = (gone_at <= o_end).then(|| DeletionRow {
-                event_id: event_id(&["deletion", &image_id, "variant", &v.variant]),
+                event_id: DeletionRow::event_id_of(&image_id, DeletionKind::Variant, Some((&v.variant, &v.format))),
                 image_id: image_id.clone(),
                 customer_id: customer.clone(),
-                kind: "variant".into(),
+                kind: DeletionKind::Variant,
                 variant: Some(v.variant.clone()),
                 bytes: v.bytes,
-                reason: reason.into(),
+                reason,
                 deleted_at: gone_at,
             });
             self.push(Event::Variant(v), sink);
@@ -479,13 +482,13 @@ impl Gen {
             self.track(d, c, Delta { originals: -(bytes as i64), variants: 0, objects: -1 });
             self.push(
                 Event::Deletion(DeletionRow {
-                    event_id: event_id(&["deletion", &image_id, "original", ""]),
+                    event_id: DeletionRow::event_id_of(&image_id, DeletionKind::Original, None),
                     image_id: image_id.clone(),
                     customer_id: customer.clone(),
-                    kind: "original".into(),
+                    kind: DeletionKind::Original,
                     variant: None,
                     bytes,
-                    reason: "deleted".into(),
+                    reason: DeletionReason::Deleted,
                     deleted_at: d,
                 }),
                 sink,
@@ -518,7 +521,7 @@ impl Gen {
                 };
                 self.push(
                     Event::Download(DownloadRow {
-                        event_id: event_id(&["download", &image_id, variant.unwrap_or(""), &k.to_string()]),
+                        event_id: DownloadRow::event_id_of(&image_id, variant, &k.to_string()),
                         image_id: image_id.clone(),
                         customer_id: customer.clone(),
                         variant: variant.map(str::to_string),
@@ -553,15 +556,15 @@ impl Gen {
         let created_at = micros(uploaded_at, rng.exp(3e6));
         let post_id = uuid_v7(created_at, &mut rng);
         let author = (!rng.chance(0.1)).then(|| format!("user-{}", rng.below(AUTHORS)));
-        let caption_chars = (rng.lognormal(80.0, 1.0) as u32).min(crate::post::MAX_CAPTION_CHARS as u32);
-        let row = |event: &str, at: DateTime<Utc>, error_code: Option<&str>| {
+        let caption_chars = (rng.lognormal(80.0, 1.0) as u32).min(MAX_CAPTION_CHARS as u32);
+        let row = |event: PostEventKind, at: DateTime<Utc>, error_code: Option<&str>| {
             Event::Post(PostRow {
-                event_id: event_id(&["post", &post_id, event]),
+                event_id: PostRow::event_id_of(&post_id, event),
                 post_id: post_id.clone(),
                 customer_id: customer.clone(),
                 image_id: image_id.to_string(),
                 author: author.clone(),
-                event: event.into(),
+                event,
                 error_code: error_code.map(str::to_string),
                 caption_chars,
                 at,
@@ -572,15 +575,15 @@ impl Gen {
         if !alive(created_at) {
             return;
         }
-        let mut events = vec![row("created", created_at, None)];
+        let mut events = vec![row(PostEventKind::Created, created_at, None)];
         let published_at = processed_at.map(|p| p.max(created_at)).filter(|t| alive(*t));
         if let Some(p) = published_at {
-            events.push(row("published", p, None));
+            events.push(row(PostEventKind::Published, p, None));
         } else if let Some((t, code)) = failed.filter(|(t, _)| alive(*t)) {
-            events.push(row("failed", t.max(created_at), Some(code)));
+            events.push(row(PostEventKind::Failed, t.max(created_at), Some(code)));
         }
         if let Some(d) = deleted_at {
-            events.push(row("deleted", d, None));
+            events.push(row(PostEventKind::Deleted, d, None));
         }
         for e in events {
             self.push(e, sink);
@@ -593,26 +596,26 @@ impl Gen {
             let at = micros(published_at, rng.exp(mean));
             let comment_id = uuid_v7(at, &mut rng);
             let author = format!("user-{}", rng.below(AUTHORS));
-            let chars = (rng.lognormal(60.0, 0.9) as u32).clamp(1, crate::post::MAX_COMMENT_CHARS as u32);
+            let chars = (rng.lognormal(60.0, 0.9) as u32).clamp(1, MAX_COMMENT_CHARS as u32);
             let removed = rng.chance(0.03).then(|| micros(at, rng.exp(7_200e6)));
             if !alive(at) {
                 continue;
             }
-            let comment = |event: &str, at: DateTime<Utc>| {
+            let comment = |event: CommentEventKind, at: DateTime<Utc>| {
                 Event::Comment(CommentRow {
-                    event_id: event_id(&["comment", &comment_id, event]),
+                    event_id: CommentRow::event_id_of(&comment_id, event),
                     comment_id: comment_id.clone(),
                     post_id: post_id.clone(),
                     customer_id: customer.clone(),
                     author: author.clone(),
-                    event: event.into(),
+                    event,
                     chars,
                     at,
                 })
             };
-            self.push(comment("created", at), sink);
+            self.push(comment(CommentEventKind::Created, at), sink);
             if let Some(r) = removed.filter(|r| alive(*r)) {
-                self.push(comment("deleted", r), sink);
+                self.push(comment(CommentEventKind::Deleted, r), sink);
             }
         }
     }

@@ -2,15 +2,15 @@
 //!
 //!   lake_bench encode ROWS            uploads-shaped rows through `lake::encode`, rows/s
 //!   lake_bench generate IMAGES CUSTOMERS DAYS DIR
-//!                                     `lake::generate::generate` into DIR, then per table
+//!                                     `imagelake_lakegen::generate` into DIR, then per table
 //!                                     rows, bytes and bytes/row; then compacts closed days
 //!                                     and reports the sizes again.
 
 use chrono::{Duration, TimeZone, Utc};
 use imagelake_core::lake::compact::{compact_days, parse_table, DEFAULT_TARGET_BYTES};
-use imagelake_core::lake::generate::{generate, GenerateOptions};
 use imagelake_core::lake::{encode, Event, Table, UploadRow};
 use imagelake_core::store::{list_all, LocalStore, SharedStore};
+use imagelake_lakegen::{generate, GenerateOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +24,7 @@ fn uploads(n: usize) -> Vec<Event> {
             let (f, ct) = formats[i % 3];
             let h = imagelake_core::ids::event_id(&["sha", &i.to_string()]);
             Event::Upload(UploadRow {
-                event_id: imagelake_core::ids::event_id(&["upload", &image_id]),
+                event_id: UploadRow::event_id_of(&image_id),
                 image_id,
                 customer_id: format!("cust-{:05}", (i * 7919) % 1000 / (1 + i % 50)),
                 uploaded_at: t0 + Duration::microseconds(i as i64 * 86_400_000_000 / n as i64),
