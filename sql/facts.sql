@@ -3,23 +3,33 @@
 -- A report over [a, b) reads each kind of fact through a table macro below, which takes it
 -- from three places, disjoint by construction:
 --   * the daily aggregates (agg_*, sql/aggregates.sql) of the days whose aggregates are
---     current (listed in agg_days): whole hours (or days, for the latency histograms);
+--     current (listed in agg_days): whole hours (or days, for the latency histograms), of
+--     the days that can hold facts of [a, b) only (span below: the aggregates are
+--     partitioned by dt, so DuckDB opens those days' files and no others);
 --   * the raw facts of every other day (recent_*: the views of views.sql over the files of
 --     those days only): today, and a day whose facts changed since it was aggregated;
 --   * for a range edge inside an hour (day), the raw facts of that one bucket, in place of
 --     its aggregate rows (reread/whole below).
--- So a report costs the aggregates plus the days not yet aggregated plus at most the edge
--- days, whatever the range and the lake's size. Jobs are partitioned by the day they were
--- enqueued: an edge rereads that day and the day before (the attempts that finished after
--- midnight). A job whose last attempt finished more than a day after it was enqueued is
--- counted with its whole hour at an edge; nothing else is approximate, except the
--- percentiles of aggregated days, which come from histograms of values rounded to 2 %.
+-- Figures that are all-time by definition (stored bytes, each post's state) come from two
+-- small per-day tables the reporting service keeps in memory from the same aggregates,
+-- loaded a day at a time as days are aggregated (stored_by_day, post_state_days), plus
+-- the raw facts. So a report costs its range's days, the days not yet aggregated and at
+-- most the edge days, whatever the lake's size. Jobs are partitioned by the day they were
+-- enqueued: the aggregates of the agg_job_lag() days before a range hold its jobs that
+-- finished late, and an edge rereads that day and the day before (the attempts that
+-- finished after midnight). A job whose last attempt finished more than a day after it was
+-- enqueued is counted with its whole hour at an edge; nothing else is approximate, except
+-- the percentiles of aggregated days, which come from histograms of values rounded to 2 %.
 --
--- The reporting service provides agg_*, agg_days and recent_* from its listing of the lake.
+-- The reporting service provides agg_*, agg_days, recent_*, stored_by_day,
+-- post_state_days and agg_job_lag() from its listing of the lake (reporting/src/memory.rs).
 -- On the command line, reading the raw facts alone, after views.sql:
 --     CREATE TABLE agg_days (day DATE);
+--     CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);
+--     CREATE MACRO agg_job_lag() AS 0;
 --     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;
---     -- for each aggregate: an empty table of its columns (see sql/aggregates.sql)
+--     -- for each aggregate: an empty table of its columns (see sql/aggregates.sql), and
+--     -- CREATE TABLE post_state_days AS SELECT *, NULL::DATE AS dt FROM agg_post_state;
 -- Times are compared in UTC; hours and days are their starts as TIMESTAMP.
 
 -- Whether t is not at the start of its `unit` ('hour' or 'day'): an edge inside a bucket.
@@ -29,6 +39,12 @@ CREATE OR REPLACE MACRO cut(t, unit) AS t::TIMESTAMP <> date_trunc(unit, t::TIME
 CREATE OR REPLACE MACRO whole(s, unit, a, b) AS
     NOT (cut(a, unit) AND s = date_trunc(unit, a::TIMESTAMP))
     AND NOT (cut(b, unit) AND s = date_trunc(unit, b::TIMESTAMP));
+
+-- Whether the aggregates of day d can hold facts of [a, b): its day is in the range, or
+-- up to `back` days before it (jobs: those that finished days after they were enqueued).
+-- Constant but for d, so that DuckDB prunes the aggregates' files by their dt.
+CREATE OR REPLACE MACRO span(d, a, b, back) AS
+    d BETWEEN a::TIMESTAMP::DATE - back AND b::TIMESTAMP::DATE;
 
 -- Whether partition d is aggregated and holds facts of a bucket cut by an edge: the edge's
 -- day, and `back` days before it.
@@ -62,24 +78,28 @@ SELECT any_value(customer_id) AS customer_id, any_value(image_id) AS image_id,
 FROM raw_jobs(a, b, unit)
 GROUP BY job_id;
 
+-- Raw uploads: of the days not aggregated, and of the aggregated hours an edge cuts.
+CREATE OR REPLACE MACRO raw_uploads(a, b) AS TABLE
+SELECT * FROM recent_uploads
+UNION ALL BY NAME
+SELECT * FROM uploads WHERE reread(dt, a, b, 'hour', 0)
+  AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', a, b);
+
 -- Uploads: `images` of them at `ts`, with their bytes and dimensions' sums.
 CREATE OR REPLACE MACRO upload_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, format, content_type, images, bytes,
        sum_width, n_width, sum_height, n_height
-FROM agg_uploads WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+FROM agg_uploads WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
 SELECT customer_id, uploaded_at, format, content_type, 1, bytes,
        width, (width IS NOT NULL)::BIGINT, height, (height IS NOT NULL)::BIGINT
-FROM (SELECT * FROM recent_uploads
-      UNION ALL BY NAME
-      SELECT * FROM uploads WHERE reread(dt, a, b, 'hour', 0)
-        AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', a, b));
+FROM raw_uploads(a, b);
 
 -- One row per job (or aggregated hour): processed (an attempt succeeded) or failed (none
 -- did), at the time its last attempt finished.
 CREATE OR REPLACE MACRO job_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, processed, failed
-FROM agg_jobs WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1)
+FROM agg_jobs WHERE span(dt, a, b, agg_job_lag()) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1))
 UNION ALL
 SELECT customer_id, finished_at, succeeded::BIGINT, (NOT succeeded)::BIGINT
 FROM raw_outcomes(a, b, 'hour')
@@ -89,7 +109,7 @@ WHERE NOT edge OR NOT whole(date_trunc('hour', finished_at::TIMESTAMP), 'hour', 
 -- time their last attempt finished.
 CREATE OR REPLACE MACRO job_ms_facts(a, b) AS TABLE
 SELECT customer_id, day::TIMESTAMPTZ AS ts, value, n
-FROM agg_job_ms WHERE whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1)
+FROM agg_job_ms WHERE span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
 SELECT customer_id, finished_at, duration_ms::DOUBLE, 1
 FROM raw_outcomes(a, b, 'day')
@@ -99,7 +119,7 @@ WHERE duration_ms IS NOT NULL
 -- Attempts by status (and how many were retries), when they finished.
 CREATE OR REPLACE MACRO attempt_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, status, attempts, retries
-FROM agg_attempts WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1)
+FROM agg_attempts WHERE span(dt, a, b, agg_job_lag()) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1))
 UNION ALL
 SELECT customer_id, finished_at, status, 1, (attempt > 1)::BIGINT
 FROM raw_jobs(a, b, 'hour')
@@ -110,11 +130,11 @@ WHERE dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('hour', finis
 CREATE OR REPLACE MACRO attempt_ms_facts(a, b, c) AS TABLE
 SELECT NULL::VARCHAR AS customer_id, day::TIMESTAMPTZ AS ts, metric, value, n
 FROM agg_attempt_ms_all
-WHERE c IS NULL AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
+WHERE c IS NULL AND span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
 SELECT customer_id, day::TIMESTAMPTZ, metric, value, n
 FROM agg_attempt_ms
-WHERE customer_id = c AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
+WHERE customer_id = c AND span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
 SELECT customer_id, finished_at, metric, v, 1
 FROM raw_jobs(a, b, 'day'),
@@ -125,7 +145,7 @@ WHERE (c IS NULL OR customer_id = c)
 
 CREATE OR REPLACE MACRO variant_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, variants, bytes
-FROM agg_variants WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+FROM agg_variants WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
 SELECT customer_id, created_at, 1, bytes
 FROM (SELECT * FROM recent_variants
@@ -135,7 +155,7 @@ FROM (SELECT * FROM recent_variants
 
 CREATE OR REPLACE MACRO deletion_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, reason, deletions, bytes
-FROM agg_deletions WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+FROM agg_deletions WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
 SELECT customer_id, deleted_at, reason, 1, bytes
 FROM (SELECT * FROM recent_deletions
@@ -146,7 +166,7 @@ FROM (SELECT * FROM recent_deletions
 -- Post events (`created`, `published`, `failed`, `deleted`), `n` of them at `ts`.
 CREATE OR REPLACE MACRO post_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
-FROM agg_posts WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+FROM agg_posts WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
 SELECT customer_id, "at", event, 1
 FROM (SELECT * FROM recent_posts
@@ -157,7 +177,7 @@ FROM (SELECT * FROM recent_posts
 -- Comment events (`created`, `deleted`), `n` of them at `ts`.
 CREATE OR REPLACE MACRO comment_facts(a, b) AS TABLE
 SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
-FROM agg_comments WHERE whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0)
+FROM agg_comments WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
 SELECT customer_id, "at", event, 1
 FROM (SELECT * FROM recent_comments
@@ -168,7 +188,7 @@ FROM (SELECT * FROM recent_comments
 -- Comments created and deleted per post (per day from the aggregates, per comment raw).
 CREATE OR REPLACE MACRO post_comment_facts(a, b) AS TABLE
 SELECT customer_id, post_id, day::TIMESTAMPTZ AS ts, created, deleted
-FROM agg_post_comments WHERE whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 0)
+FROM agg_post_comments WHERE span(dt, a, b, 0) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 0))
 UNION ALL
 SELECT customer_id, post_id, "at", (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
 FROM (SELECT * FROM recent_comments
@@ -176,27 +196,37 @@ FROM (SELECT * FROM recent_comments
       SELECT * FROM comments WHERE reread(dt, a, b, 'day', 0)
         AND NOT whole(date_trunc('day', "at"::TIMESTAMP), 'day', a, b));
 
--- One row per post: its customer, author, when it was published and deleted (NULL: not
--- yet, as far as the lake knows). All time: a and b are not used.
-CREATE OR REPLACE MACRO post_states(a, b) AS TABLE
-SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
-       min(published_at) AS published_at, min(deleted_at) AS deleted_at
-FROM (
-    SELECT post_id, customer_id, author, published_at, deleted_at
-    FROM agg_post_state
-    UNION ALL
-    SELECT post_id, customer_id, author,
-           CASE WHEN event = 'published' THEN "at" END,
-           CASE WHEN event = 'deleted' THEN "at" END
-    FROM recent_posts
-)
-GROUP BY post_id;
+-- Each post's events: its customer, author, when it was published and deleted (NULL: not
+-- on that day, or not yet as far as the lake knows); a post's state is the earliest of
+-- these, grouped by post_id. All time: from post_state_days (the aggregated days) and the
+-- raw posts.
+CREATE OR REPLACE MACRO post_state_facts() AS TABLE
+SELECT post_id, customer_id, author, published_at, deleted_at
+FROM post_state_days
+UNION ALL
+SELECT post_id, customer_id, author,
+       CASE WHEN event = 'published' THEN "at" END,
+       CASE WHEN event = 'deleted' THEN "at" END
+FROM recent_posts;
+
+-- Bytes stored now, per customer (originals + variants - deletions, all time): the sums
+-- of the aggregated days (stored_by_day) and the raw facts of the others.
+CREATE OR REPLACE MACRO stored_facts() AS TABLE
+SELECT customer_id, bytes FROM stored_by_day
+UNION ALL
+SELECT customer_id, bytes FROM recent_uploads
+UNION ALL
+SELECT customer_id, bytes FROM recent_variants
+UNION ALL
+SELECT customer_id, -bytes FROM recent_deletions;
 
 -- The outcome so far of each image with raw jobs or a job on another day than its upload
--- (for the uploads of agg_unattempted and the raw uploads; the others carry theirs).
+-- (for the uploads of agg_unattempted and the raw uploads of [a, b); the others carry
+-- theirs). A late job of an upload in the range was enqueued on the range's first day or
+-- later.
 CREATE OR REPLACE MACRO image_outcomes(a, b) AS TABLE
 SELECT image_id, bool_or(succeeded) AS succeeded
 FROM (SELECT image_id, succeeded FROM raw_outcomes(a, b, 'hour')
       UNION ALL
-      SELECT image_id, succeeded FROM agg_late_outcomes)
+      SELECT image_id, succeeded FROM agg_late_outcomes WHERE dt >= a::TIMESTAMP::DATE)
 GROUP BY image_id;

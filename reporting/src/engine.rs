@@ -4,6 +4,7 @@
 
 use crate::error::ReportingError;
 use crate::lake::{self, Source};
+use crate::memory::Memory;
 use crate::objects::{self, Kind, Object};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -12,7 +13,7 @@ use duckdb::Connection;
 use imagelake_core::lake::agg::Listing;
 use imagelake_core::lake::views::{self, ViewStatement};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub(crate) struct LakeState {
     pub(crate) listing: Listing,
     /// What stands under each name now.
     created: HashMap<String, Object>,
+    /// The aggregated days loaded in memory (memory.rs).
+    memory: Memory,
 }
 
 pub struct Engine {
@@ -77,6 +80,7 @@ impl Engine {
         let lake_root = source.root().display().to_string();
         let ddl = conn.try_clone().map_err(|e| setup(&e))?;
         imagelake_core::lake::aggregate::create_empty(&ddl, objects::EMPTY_AGG_SCHEMA).map_err(|e| setup(&e))?;
+        ddl.execute_batch(&crate::memory::create_sql(objects::EMPTY_AGG_SCHEMA)).map_err(|e| setup(&e))?;
         let engine = Arc::new(Engine {
             base: Mutex::new(conn),
             ddl: Mutex::new(ddl),
@@ -88,6 +92,7 @@ impl Engine {
                 last_sync: None,
                 listing: Listing::new(),
                 created: HashMap::new(),
+                memory: Memory::default(),
             }),
             aggregates,
             aggregated_days: AtomicUsize::new(0),
@@ -121,7 +126,8 @@ impl Engine {
     }
 
     /// Syncs the lake when the last sync is older than `cache_ttl` (or `force`), and
-    /// re-creates every object whose files changed, in one transaction: a fact flushed to
+    /// re-creates every object whose files changed and loads (drops) the days whose
+    /// aggregates became (stopped being) current, in one transaction: a fact flushed to
     /// the lake is in the next query's answer, and a day moves from the raw facts to its
     /// aggregates at once (a query sees it on one side, never on both or neither).
     pub async fn refresh(self: &Arc<Self>, force: bool) -> Result<(), ReportingError> {
@@ -135,20 +141,23 @@ impl Engine {
             .await
             .map_err(|e| ReportingError::LakeUnavailable(e.to_string()))?;
         if listing != state.listing || state.created.is_empty() {
-            let (wanted, days) = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
+            let (wanted, current) = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
             let changed: Vec<(Option<Object>, Object)> = wanted
                 .into_iter()
                 .filter(|o| state.created.get(&o.name) != Some(o))
                 .map(|o| (state.created.get(&o.name).cloned(), o))
                 .collect();
-            let this = self.clone();
-            let ddl: Vec<(Option<Object>, Object)> = changed.clone();
-            tokio::task::spawn_blocking(move || this.recreate(&ddl))
+            let (this, memory) = (self.clone(), state.memory.clone());
+            let days = current.len();
+            let (memory, created) = tokio::task::spawn_blocking(move || this.recreate(changed, &memory, &current))
                 .await
                 .map_err(|e| ReportingError::Query(e.to_string()))?
                 .map_err(ReportingError::LakeUnavailable)?;
-            for (_, o) in changed {
+            for o in created {
                 state.created.insert(o.name.clone(), o);
+            }
+            if let Some(m) = memory {
+                state.memory = m;
             }
             state.listing = listing;
             self.aggregated_days.store(days, Ordering::SeqCst);
@@ -157,10 +166,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Replaces these objects in one transaction.
-    fn recreate(&self, changed: &[(Option<Object>, Object)]) -> Result<(), String> {
+    /// Replaces these objects and brings the memory to the `current` days, in one
+    /// transaction; returns the memory after it (`None`: unchanged) and the new objects.
+    fn recreate(
+        &self,
+        changed: Vec<(Option<Object>, Object)>,
+        memory: &Memory,
+        current: &BTreeMap<chrono::NaiveDate, String>,
+    ) -> Result<(Option<Memory>, Vec<Object>), String> {
+        let conn = self.ddl.lock().unwrap();
+        let file = |a, day, fp: &str| objects::agg_file(&self.lake_root, a, day, fp);
+        let update = memory.update(&conn, current, file).map_err(|e| format!("could not read the lake's aggregates: {e}"))?;
         let mut sql = String::from("BEGIN TRANSACTION;\n");
-        for (old, new) in changed {
+        for (old, new) in &changed {
             match old.as_ref().map(|o| o.kind) {
                 Some(Kind::View) => sql.push_str(&format!("DROP VIEW IF EXISTS {};\n", new.name)),
                 Some(Kind::Table) => sql.push_str(&format!("DROP TABLE IF EXISTS {};\n", new.name)),
@@ -169,13 +187,15 @@ impl Engine {
             sql.push_str(&new.sql);
             sql.push_str(";\n");
         }
+        if let Some(u) = &update {
+            sql.push_str(&u.sql);
+        }
         sql.push_str("COMMIT;");
-        let conn = self.ddl.lock().unwrap();
         if let Err(e) = conn.execute_batch(&sql) {
             let _ = conn.execute_batch("ROLLBACK;");
             return Err(format!("could not (re)create the lake's objects: {e}"));
         }
-        Ok(())
+        Ok((update.map(|u| u.after), changed.into_iter().map(|(_, o)| o).collect()))
     }
 
     fn checkout(&self) -> Result<Connection, ReportingError> {

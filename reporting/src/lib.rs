@@ -10,6 +10,7 @@ mod dashboard;
 mod engine;
 mod error;
 mod lake;
+mod memory;
 mod objects;
 mod output;
 mod params;

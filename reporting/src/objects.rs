@@ -3,11 +3,12 @@
 //! (`recent_*`), the current daily aggregates (`agg_*`) and their days (`agg_days`). Pure:
 //! the engine creates what changed.
 
+use chrono::NaiveDate;
 use imagelake_core::lake::agg::{self, Agg, Listing, INPUTS};
 use imagelake_core::lake::layout;
 use imagelake_core::lake::views::{self, ViewStatement};
 use imagelake_core::lake::Table;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// The schema that holds the aggregates' empty stand-ins.
 pub const EMPTY_AGG_SCHEMA: &str = "agg_empty";
@@ -26,16 +27,29 @@ pub struct Object {
     pub sql: String,
 }
 
-/// The objects for `listing`, and how many days come from the aggregates. Without
-/// `aggregates`, every day is read raw.
-pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement], aggregates: bool) -> (Vec<Object>, usize) {
+/// The quoted path of aggregate `a`'s file of `day` under `lake_root`.
+pub fn agg_file(lake_root: &str, a: Agg, day: NaiveDate, fingerprint: &str) -> String {
+    format!("'{}'", format!("{lake_root}/{}", layout::relative(&a.key(day, fingerprint))).replace('\'', "''"))
+}
+
+/// The objects for `listing`, and the days that come from the aggregates (with their
+/// fingerprints). Without `aggregates`, every day is read raw.
+pub fn desired(
+    listing: &Listing,
+    lake_root: &str,
+    statements: &[ViewStatement],
+    aggregates: bool,
+) -> (Vec<Object>, BTreeMap<NaiveDate, String>) {
     let days = agg::days(listing);
-    let current: BTreeSet<chrono::NaiveDate> =
-        if aggregates { days.iter().filter(|(_, d)| d.current).map(|(day, _)| *day).collect() } else { BTreeSet::new() };
+    let current: BTreeMap<NaiveDate, String> = if aggregates {
+        days.into_iter().filter(|(_, d)| d.current).map(|(day, d)| (day, d.fingerprint)).collect()
+    } else {
+        BTreeMap::new()
+    };
     let quote = |rel: &str| format!("'{}'", format!("{lake_root}/{rel}").replace('\'', "''"));
     let mut out = Vec::new();
     for table in Table::ALL {
-        let files: Vec<(&str, chrono::NaiveDate)> = listing
+        let files: Vec<(&str, NaiveDate)> = listing
             .keys()
             .filter_map(|k| layout::parse(k).filter(|p| p.dir == table.name()).map(|p| (k.as_str(), p.day)))
             .collect();
@@ -49,15 +63,14 @@ pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement],
             continue;
         }
         let name = format!("recent_{}", table.name());
-        let recent: Vec<String> = files.iter().filter(|(_, d)| !current.contains(d)).map(|(k, _)| quote(k)).collect();
+        let recent: Vec<String> = files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(k)).collect();
         out.push(match recent_sql(&st.sql, table, &name, &recent) {
             Some(sql) => Object { name, kind: Kind::View, sql },
             None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
         });
     }
     for a in Agg::ALL {
-        let files: Vec<String> =
-            current.iter().map(|day| quote(layout::relative(&a.key(*day, &days[day].fingerprint)))).collect();
+        let files: Vec<String> = current.iter().map(|(day, fp)| agg_file(lake_root, a, *day, fp)).collect();
         let sql = if files.is_empty() {
             format!("CREATE VIEW {0} AS SELECT *, NULL::DATE AS dt FROM {EMPTY_AGG_SCHEMA}.{0}", a.name())
         } else {
@@ -72,11 +85,11 @@ pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement],
     let days_sql = if current.is_empty() {
         "CREATE TABLE agg_days (day DATE)".to_string()
     } else {
-        let values: Vec<String> = current.iter().map(|d| format!("(DATE '{d}')")).collect();
+        let values: Vec<String> = current.keys().map(|d| format!("(DATE '{d}')")).collect();
         format!("CREATE TABLE agg_days AS SELECT * FROM (VALUES {}) v(day)", values.join(", "))
     };
     out.push(Object { name: "agg_days".into(), kind: Kind::Table, sql: days_sql });
-    (out, current.len())
+    (out, current)
 }
 
 /// The view of `table` over these files only (the statement of `views.sql` with its name
@@ -109,19 +122,19 @@ mod tests {
         ]
         .into();
         let (objs, n) = desired(&l, "/lake", &st, true);
-        assert_eq!(n, 0);
+        assert_eq!(n.len(), 0);
         assert_eq!(sql_of(&objs, "agg_days").sql, "CREATE TABLE agg_days (day DATE)");
         assert!(sql_of(&objs, "recent_uploads").sql.contains("'/lake/uploads/dt=2026-11-27/a.parquet'"));
         assert_eq!(sql_of(&objs, "recent_posts").kind, Kind::Table);
         assert!(sql_of(&objs, "agg_jobs").sql.contains("agg_empty.agg_jobs"));
         // 2026-11-27 aggregated: its uploads leave recent_uploads, its aggregates come in.
-        let d = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let d = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         let fp = agg::days(&l)[&d].fingerprint.clone();
         for a in Agg::ALL {
             l.insert(layout::relative(&a.key(d, &fp)).to_string(), 1);
         }
         let (objs, n) = desired(&l, "/lake", &st, true);
-        assert_eq!(n, 1);
+        assert_eq!(n.len(), 1);
         let recent = &sql_of(&objs, "recent_uploads").sql;
         assert!(!recent.contains("2026-11-27") && recent.contains("2026-11-28/b.parquet"), "{recent}");
         assert!(recent.contains("VIEW recent_uploads AS") && recent.contains("QUALIFY"), "{recent}");
@@ -130,7 +143,7 @@ mod tests {
         assert!(sql_of(&objs, "uploads").sql.contains("/lake/uploads/*/*.parquet"), "the full view reads every day");
         // Without aggregates, every day is raw.
         let (objs, n) = desired(&l, "/lake", &st, false);
-        assert_eq!(n, 0);
+        assert_eq!(n.len(), 0);
         assert!(sql_of(&objs, "recent_uploads").sql.contains("2026-11-27"));
     }
 }

@@ -10,11 +10,14 @@
 -- in the range (their `created` events). Both count what happened in the range: a post or
 -- comment deleted later still counts (deletions are not netted out).
 WITH up AS (
-    SELECT customer_id,
-           coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS uploads,
-           coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes_uploaded,
-           sum(bytes)::BIGINT AS stored
+    SELECT customer_id, sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes_uploaded
     FROM upload_facts($1, $2)
+    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY customer_id
+), st AS (
+    SELECT customer_id, sum(bytes)::BIGINT AS stored
+    FROM stored_facts()
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
     GROUP BY customer_id
 ), jb AS (
@@ -40,11 +43,6 @@ WITH up AS (
            weighted_quantile(value, below, total, 0.95) AS p95_processing_ms
     FROM ranked
     GROUP BY customer_id
-), va AS (
-    SELECT customer_id, sum(bytes)::BIGINT AS stored
-    FROM variant_facts($1, $2)
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-    GROUP BY customer_id
 ), po AS (
     SELECT customer_id, sum(n)::BIGINT AS posts
     FROM post_facts($1, $2)
@@ -57,11 +55,6 @@ WITH up AS (
     WHERE event = 'created' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
-), de AS (
-    SELECT customer_id, sum(bytes)::BIGINT AS removed
-    FROM deletion_facts($1, $2)
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-    GROUP BY customer_id
 )
 SELECT
     customer_id,
@@ -72,14 +65,13 @@ SELECT
     jb.failed / nullif(jb.processed + jb.failed, 0)::DOUBLE AS failure_rate,
     ms.p50_processing_ms::DOUBLE AS p50_processing_ms,
     ms.p95_processing_ms::DOUBLE AS p95_processing_ms,
-    (coalesce(up.stored, 0) + coalesce(va.stored, 0) - coalesce(de.removed, 0))::BIGINT AS bytes_stored,
+    coalesce(st.stored, 0)::BIGINT AS bytes_stored,
     coalesce(po.posts, 0)::BIGINT AS posts,
     coalesce(co.comments, 0)::BIGINT AS comments
-FROM up
+FROM st
+FULL OUTER JOIN up USING (customer_id)
 FULL OUTER JOIN jb USING (customer_id)
 FULL OUTER JOIN ms USING (customer_id)
-FULL OUTER JOIN va USING (customer_id)
-FULL OUTER JOIN de USING (customer_id)
 FULL OUTER JOIN po USING (customer_id)
 FULL OUTER JOIN co USING (customer_id)
 ORDER BY customer_id;

@@ -15,9 +15,12 @@ WITH counts AS (
     GROUP BY post_id
     HAVING sum(created) > 0
 ), state AS (
-    SELECT post_id, customer_id, author, published_at, deleted_at
-    FROM post_states($1, $2)
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+    -- The state of the counted posts only (post_state_facts is every post, all time).
+    SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
+           min(published_at) AS published_at, min(deleted_at) AS deleted_at
+    FROM post_state_facts() SEMI JOIN counts USING (post_id)
+    GROUP BY post_id
+    HAVING $3::VARCHAR IS NULL OR any_value(customer_id) = $3::VARCHAR
 )
 SELECT
     s.post_id,

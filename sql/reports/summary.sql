@@ -6,13 +6,16 @@
 -- last attempt finished in the range, by outcome (failed = no attempt succeeded).
 -- expired: variants deleted by retention in the range. used_bytes: stored now, from the
 -- lake (originals + variants - deletions, all time).
--- Facts come through the macros of sql/facts.sql; range and all-time figures come from
--- the same scan.
+-- Facts come through the macros of sql/facts.sql: the range's days, and the all-time
+-- sums of stored bytes (stored_facts).
 WITH up AS (
-    SELECT coalesce(sum(images) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS images,
-           coalesce(sum(bytes) FILTER (WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS bytes,
-           coalesce(sum(bytes), 0)::BIGINT AS stored
+    SELECT coalesce(sum(images), 0)::BIGINT AS images, coalesce(sum(bytes), 0)::BIGINT AS bytes
     FROM upload_facts($1, $2)
+    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+), st AS (
+    SELECT coalesce(sum(bytes), 0)::BIGINT AS stored
+    FROM stored_facts()
     WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 ), jb AS (
     SELECT coalesce(sum(processed), 0)::BIGINT AS processed,
@@ -20,16 +23,11 @@ WITH up AS (
     FROM job_facts($1, $2)
     WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
-), va AS (
-    SELECT coalesce(sum(bytes), 0)::BIGINT AS stored
-    FROM variant_facts($1, $2)
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
 ), de AS (
-    SELECT coalesce(sum(deletions) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired,
-           coalesce(sum(bytes) FILTER (WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ), 0)::BIGINT AS expired_bytes,
-           coalesce(sum(bytes), 0)::BIGINT AS removed
+    SELECT coalesce(sum(deletions), 0)::BIGINT AS expired, coalesce(sum(bytes), 0)::BIGINT AS expired_bytes
     FROM deletion_facts($1, $2)
-    WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+    WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 )
 SELECT
     up.images,
@@ -39,8 +37,8 @@ SELECT
     jb.failed / nullif(jb.processed + jb.failed, 0)::DOUBLE AS failure_rate,
     de.expired,
     de.expired_bytes,
-    (up.stored + va.stored - de.removed)::BIGINT AS used_bytes,
+    st.stored AS used_bytes,
     $4::BIGINT AS capacity_bytes,
-    100.0 * (up.stored + va.stored - de.removed) / nullif($4::BIGINT, 0)::DOUBLE AS used_percent,
+    100.0 * st.stored / nullif($4::BIGINT, 0)::DOUBLE AS used_percent,
     $5::BIGINT AS gauge_used_bytes
-FROM up, jb, va, de;
+FROM up, st, jb, de;

@@ -12,22 +12,20 @@ WITH o AS (
 ), up AS (
     SELECT format, content_type, images, bytes, sum_width, n_width, sum_height, n_height, processed, failed
     FROM agg_uploads
-    WHERE (whole(hour, 'hour', $1, $2) OR NOT reread(dt, $1, $2, 'hour', 0))
+    WHERE span(dt, $1, $2, 0) AND (whole(hour, 'hour', $1, $2) OR NOT reread(dt, $1, $2, 'hour', 0))
       AND hour >= $1::TIMESTAMP AND hour < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     UNION ALL
     SELECT r.format, r.content_type, 0, 0, 0, 0, 0, 0, o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
     FROM agg_unattempted r JOIN o USING (image_id)
-    WHERE (whole(date_trunc('hour', r.uploaded_at::TIMESTAMP), 'hour', $1, $2) OR NOT reread(r.dt, $1, $2, 'hour', 0))
+    WHERE span(r.dt, $1, $2, 0)
+      AND (whole(date_trunc('hour', r.uploaded_at::TIMESTAMP), 'hour', $1, $2) OR NOT reread(r.dt, $1, $2, 'hour', 0))
       AND r.uploaded_at >= $1::TIMESTAMPTZ AND r.uploaded_at < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR r.customer_id = $3::VARCHAR)
     UNION ALL
     SELECT u.format, u.content_type, 1, u.bytes, u.width, (u.width IS NOT NULL)::BIGINT, u.height, (u.height IS NOT NULL)::BIGINT,
            o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
-    FROM (SELECT * FROM recent_uploads
-          UNION ALL BY NAME
-          SELECT * FROM uploads WHERE reread(dt, $1, $2, 'hour', 0)
-            AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', $1, $2)) u
+    FROM raw_uploads($1, $2) u
     LEFT JOIN o USING (image_id)
     WHERE u.uploaded_at >= $1::TIMESTAMPTZ AND u.uploaded_at < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR u.customer_id = $3::VARCHAR)

@@ -3,10 +3,12 @@
 -- $4 capacity_bytes (BIGINT)
 --
 -- The first row is the whole lake (customer_id NULL), then one row per customer (only $3
--- when given). used_bytes: originals + variants - deletions, all time.
+-- when given). used_bytes: originals + variants - deletions, all time (stored_facts).
 -- growth_bytes_per_day: least-squares slope of stored bytes over time in [from, to): over
 -- the usage snapshots when there are at least two ('snapshots'), else over the stored
--- bytes at the end of each day with uploads, variants or deletions ('uploads').
+-- bytes at the end of each day with uploads, variants or deletions ('uploads'): those
+-- days' net bytes added up from the range's first day (a slope does not depend on the
+-- bytes stored before it, so the days before the range are not read).
 -- days_until_full (whole lake only): (capacity - used) / growth, when growth > 0.
 WITH net AS (
     SELECT customer_id, ts, bytes AS delta FROM upload_facts($1, $2)
@@ -25,10 +27,16 @@ WITH net AS (
     SELECT '' AS who, day, before_to, delta FROM per_day
     UNION ALL
     SELECT customer_id, day, before_to, delta FROM per_day WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
-    UNION ALL
-    SELECT '', NULL, false, 0
+), stored AS MATERIALIZED (
+    SELECT customer_id, sum(bytes) AS bytes FROM stored_facts() GROUP BY customer_id
 ), used AS (
-    SELECT who, sum(delta)::BIGINT AS used_bytes FROM keyed GROUP BY who
+    SELECT who, sum(bytes)::BIGINT AS used_bytes
+    FROM (SELECT '' AS who, bytes FROM stored
+          UNION ALL
+          SELECT customer_id, bytes FROM stored WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+          UNION ALL
+          SELECT '', 0)
+    GROUP BY who
 ), daily AS (
     SELECT who, day, sum(delta) AS delta
     FROM keyed

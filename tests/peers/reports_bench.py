@@ -122,6 +122,17 @@ def connect(lake, aggregates=True):
                         "hive_partitioning = true, hive_types = {'dt': DATE})")
         else:
             con.execute(f"CREATE VIEW {a} AS SELECT *, NULL::DATE AS dt FROM agg_empty.{a}")
+    # What the service keeps in memory from the same aggregates (reporting/src/memory.rs).
+    con.execute("CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT)")
+    con.execute("CREATE TABLE post_state_days AS SELECT *, NULL::DATE AS dt FROM agg_empty.agg_post_state")
+    lag = 0
+    if days:
+        con.execute("INSERT INTO stored_by_day SELECT dt, customer_id, sum(bytes)::BIGINT FROM ("
+                    "SELECT dt, customer_id, bytes FROM agg_uploads UNION ALL SELECT dt, customer_id, bytes FROM agg_variants "
+                    "UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions) GROUP BY ALL")
+        con.execute("INSERT INTO post_state_days BY NAME SELECT * FROM agg_post_state")
+        lag = con.execute("SELECT coalesce(max(hour::DATE - dt), 0) FROM agg_jobs").fetchone()[0]
+    con.execute(f"CREATE MACRO agg_job_lag() AS {int(lag)}")
     for body in statements(open(os.path.join(ROOT, "sql", "facts.sql")).read()):
         con.execute(body)
     return con, len(days)

@@ -1,0 +1,178 @@
+//! What the reports' all-time figures and the jobs' late finishes read (sql/facts.sql),
+//! kept in this process's memory from the lake's daily aggregates, a day at a time:
+//! - `stored_by_day`: each aggregated day's net stored bytes per customer (its uploads'
+//!   and variants' bytes less its deletions');
+//! - `post_state_days`: each aggregated day's post events (`agg_post_state`);
+//! - `agg_job_lag()`: a constant, the most days between a job's enqueue day and the day
+//!   its last attempt finished, over the aggregated days. A report reads the jobs'
+//!   aggregates from that many days before its range, and no earlier.
+//!
+//! A day is loaded when its aggregates become current and dropped when they stop being
+//! (a late fact, a new fingerprint, the aggregates switched off), so the cost follows the
+//! days that changed, not the lake. Nothing here is made from raw facts: every instance
+//! reads the same aggregate files. The changes run in the transaction that re-creates the
+//! views, so a query sees a day on one side only.
+
+use chrono::NaiveDate;
+use duckdb::Connection;
+use imagelake_core::lake::agg::Agg;
+use std::collections::BTreeMap;
+
+/// The tables and the macro, empty; `agg_post_state`'s columns come from the stand-in in
+/// `schema` (objects::EMPTY_AGG_SCHEMA).
+pub fn create_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);
+         CREATE TABLE post_state_days AS SELECT *, NULL::DATE AS dt FROM {schema}.agg_post_state;
+         CREATE MACRO agg_job_lag() AS 0;"
+    )
+}
+
+/// The days loaded now: each one's fingerprint and job lag (days).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memory {
+    days: BTreeMap<NaiveDate, (String, i64)>,
+}
+
+/// The SQL that brings the memory to a new set of current days, and the state after it.
+pub struct Update {
+    pub sql: String,
+    pub after: Memory,
+}
+
+impl Memory {
+    /// What to run so that the memory holds `current` (day → fingerprint) and nothing else;
+    /// `None` when it already does. `file(agg, day, fingerprint)` is the quoted path of an
+    /// aggregate's file. Reads the lag of the days it loads from their `agg_jobs` files.
+    pub fn update(
+        &self,
+        conn: &Connection,
+        current: &BTreeMap<NaiveDate, String>,
+        file: impl Fn(Agg, NaiveDate, &str) -> String,
+    ) -> Result<Option<Update>, duckdb::Error> {
+        let drop: Vec<NaiveDate> = self.days.iter().filter(|(d, (fp, _))| current.get(*d) != Some(fp)).map(|(d, _)| *d).collect();
+        let load: Vec<(NaiveDate, &String)> =
+            current.iter().filter(|(d, fp)| self.days.get(*d).map(|(f, _)| f) != Some(*fp)).map(|(d, fp)| (*d, fp)).collect();
+        if drop.is_empty() && load.is_empty() {
+            return Ok(None);
+        }
+        let mut after = self.clone();
+        let mut sql = String::new();
+        if !drop.is_empty() {
+            let days = drop.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+            sql.push_str(&format!("DELETE FROM stored_by_day WHERE dt IN ({days});\n"));
+            sql.push_str(&format!("DELETE FROM post_state_days WHERE dt IN ({days});\n"));
+            for d in &drop {
+                after.days.remove(d);
+            }
+        }
+        if !load.is_empty() {
+            let read = |a: Agg| {
+                let files: Vec<String> = load.iter().map(|(d, fp)| file(a, *d, fp)).collect();
+                format!("read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}})", files.join(", "))
+            };
+            sql.push_str(&format!(
+                "INSERT INTO stored_by_day
+                 SELECT dt, customer_id, sum(bytes)::BIGINT FROM (
+                     SELECT dt, customer_id, bytes FROM {}
+                     UNION ALL SELECT dt, customer_id, bytes FROM {}
+                     UNION ALL SELECT dt, customer_id, -bytes FROM {}
+                 ) GROUP BY ALL;\n",
+                read(Agg::Uploads),
+                read(Agg::Variants),
+                read(Agg::Deletions)
+            ));
+            sql.push_str(&format!("INSERT INTO post_state_days BY NAME SELECT * FROM {};\n", read(Agg::PostState)));
+            let lags: BTreeMap<NaiveDate, i64> = conn
+                .prepare(&format!(
+                    "SELECT dt::VARCHAR, coalesce(max(hour)::DATE - dt, 0)::BIGINT FROM {} GROUP BY dt",
+                    read(Agg::Jobs)
+                ))?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .filter_map(|r| r.ok().and_then(|(d, lag)| d.parse().ok().map(|d| (d, lag))))
+                .collect();
+            for (d, fp) in &load {
+                after.days.insert(*d, ((*fp).clone(), lags.get(d).copied().unwrap_or(0).max(0)));
+            }
+        }
+        if after.job_lag() != self.job_lag() {
+            sql.push_str(&format!("CREATE OR REPLACE MACRO agg_job_lag() AS {};\n", after.job_lag()));
+        }
+        Ok(Some(Update { sql, after }))
+    }
+
+    /// The most days a job of an aggregated day finished after it was enqueued.
+    pub fn job_lag(&self) -> i64 {
+        self.days.values().map(|(_, lag)| *lag).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    /// Writes one day's aggregate files (the three stored-bytes tables, post state, jobs)
+    /// under `root`, with `lag` days between the day and its jobs' last finish.
+    fn write_day(conn: &Connection, root: &std::path::Path, d: NaiveDate, fp: &str, bytes: i64, lag: i64) {
+        for (a, sql) in [
+            (Agg::Uploads, format!("SELECT 'c1' AS customer_id, {bytes}::BIGINT AS bytes")),
+            (Agg::Variants, "SELECT 'c1' AS customer_id, 10::BIGINT AS bytes".to_string()),
+            (Agg::Deletions, "SELECT 'c1' AS customer_id, 1::BIGINT AS bytes".to_string()),
+            (
+                Agg::PostState,
+                format!(
+                    "SELECT 'p{d}' AS post_id, 'c1' AS customer_id, NULL::VARCHAR AS author, \
+                     TIMESTAMPTZ '{d} 10:00:00+00' AS published_at, NULL::TIMESTAMPTZ AS deleted_at"
+                ),
+            ),
+            (Agg::Jobs, format!("SELECT (DATE '{d}' + INTERVAL {lag} DAY + INTERVAL 3 HOUR)::TIMESTAMP AS hour")),
+        ] {
+            let dir = root.join(format!("{}/dt={d}", a.name()));
+            std::fs::create_dir_all(&dir).unwrap();
+            conn.execute_batch(&format!("COPY ({sql}) TO '{}/{fp}.parquet' (FORMAT parquet)", dir.display())).unwrap();
+        }
+    }
+
+    #[test]
+    fn days_load_and_drop_as_their_aggregates_come_and_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        let schema = "agg_empty";
+        imagelake_core::lake::aggregate::create_empty(&conn, schema).unwrap();
+        conn.execute_batch(&create_sql(schema)).unwrap();
+        let file = |a: Agg, d: NaiveDate, fp: &str| format!("'{}/{}/dt={d}/{fp}.parquet'", tmp.path().display(), a.name());
+        write_day(&conn, tmp.path(), day(1), "f1", 100, 0);
+        write_day(&conn, tmp.path(), day(2), "f2", 200, 3);
+        write_day(&conn, tmp.path(), day(2), "g2", 250, 1);
+        let apply = |m: &Memory, current: &[(u32, &str)]| -> Memory {
+            let current: BTreeMap<NaiveDate, String> = current.iter().map(|(d, f)| (day(*d), f.to_string())).collect();
+            match m.update(&conn, &current, file).unwrap() {
+                Some(u) => {
+                    conn.execute_batch(&format!("BEGIN; {} COMMIT;", u.sql)).unwrap();
+                    u.after
+                }
+                None => m.clone(),
+            }
+        };
+        let stored =
+            || -> i64 { conn.query_row("SELECT coalesce(sum(bytes), 0)::BIGINT FROM stored_by_day", [], |r| r.get(0)).unwrap() };
+        let posts = || -> i64 { conn.query_row("SELECT count(*) FROM post_state_days", [], |r| r.get(0)).unwrap() };
+        let lag = || -> i64 { conn.query_row("SELECT agg_job_lag()", [], |r| r.get(0)).unwrap() };
+
+        let m = apply(&Memory::default(), &[(1, "f1"), (2, "f2")]);
+        assert_eq!((stored(), posts(), lag()), (100 + 10 - 1 + 200 + 10 - 1, 2, 3));
+        assert!(m.update(&conn, &[(day(1), "f1".into()), (day(2), "f2".into())].into(), file).unwrap().is_none());
+        // Day 2 aggregated again (a late fact): its rows are replaced, the lag follows.
+        let m = apply(&m, &[(1, "f1"), (2, "g2")]);
+        assert_eq!((stored(), posts(), lag()), (109 + 259, 2, 1));
+        // Day 1 no longer current (read raw): it leaves the memory.
+        let m = apply(&m, &[(2, "g2")]);
+        assert_eq!((stored(), posts(), lag()), (259, 1, 1));
+        let m = apply(&m, &[]);
+        assert_eq!((stored(), posts(), lag(), m.job_lag()), (0, 0, 0, 0));
+    }
+}
