@@ -28,8 +28,7 @@ max_bytes=${3:-262144}
 layouts=${LAYOUTS:-multi single}
 drain_timeout=${DRAIN_TIMEOUT:-1800}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
-command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+apt_ensure wrk
 corpus=$(scripts/corpus.sh "$IMAGELAKE_CACHE/corpus" | tail -1)
 mapfile -t images < <(find "$corpus" -maxdepth 1 -type f \( -name '*.jpg' -o -name '*.png' \) -size -"$((max_bytes / 1024))"k -size +10k | sort)
 ((${#images[@]})) || die "no corpus image under $max_bytes bytes"

@@ -27,8 +27,7 @@ list_runs=${LIST_RUNS:-2000}
 old_runs=${OLD_RUNS:-50}
 old_max=${OLD_MAX_SECONDS:-600}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
-command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+apt_ensure wrk
 command -v curl >/dev/null || die "curl is needed"
 cargo build --release --quiet --workspace --bins --examples
 bin=$CARGO_TARGET_DIR/release/imagelake

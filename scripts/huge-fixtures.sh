@@ -52,11 +52,7 @@ PRESETS=(
     "web 2048 2048 contain"
 )
 
-if ! command -v vips >/dev/null || ! command -v vipsheader >/dev/null; then
-    log "installing libvips-tools"
-    apt-get install -y -qq libvips-tools >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get install -y -qq libvips-tools >/dev/null; }
-fi
+apt_ensure libvips-tools
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)

@@ -15,12 +15,9 @@ use image::codecs::gif::GifDecoder;
 use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, DynamicImage, Frames, ImageDecoder};
 
+use super::decode::io_err;
 use super::resize::Resizer;
 use super::{colour, decode, Fit, Limits, PipelineError, Preset};
-
-fn io_err(source: std::io::Error) -> PipelineError {
-    PipelineError::Io { path: "source".into(), source }
-}
 
 /// Frames of a GIF, from its block structure (no LZW data is decoded). Stops counting
 /// once `stop_at` is passed.

@@ -106,7 +106,8 @@ impl Probe {
     }
 }
 
-fn io_err(source: std::io::Error) -> PipelineError {
+/// A read of the source failed.
+pub(super) fn io_err(source: std::io::Error) -> PipelineError {
     PipelineError::Io { path: "source".into(), source }
 }
 
