@@ -4,32 +4,35 @@
 -- from three places, disjoint by construction:
 --   * the daily aggregates (agg_*, sql/aggregates.sql) of the days whose aggregates are
 --     current (listed in agg_days): whole hours (or days, for the latency histograms), of
---     the days that can hold facts of [a, b) only (span below: the aggregates are
---     partitioned by dt, so DuckDB opens those days' files and no others);
+--     the days that can hold facts of [a, b) only (span below). The reporting service keeps
+--     them in memory, a day at a time, as tables with their `dt`;
 --   * the raw facts of every other day (recent_*: the views of views.sql over the files of
 --     those days only): today, and a day whose facts changed since it was aggregated;
 --   * for a range edge inside an hour (day), the raw facts of that one bucket, in place of
---     its aggregate rows (reread/whole below).
--- Figures that are all-time by definition (stored bytes, each post's state) come from two
--- small per-day tables the reporting service keeps in memory from the same aggregates,
--- loaded a day at a time as days are aggregated (stored_by_day, post_state_days), plus
--- the raw facts. So a report costs its range's days, the days not yet aggregated and at
--- most the edge days, whatever the lake's size. Jobs are partitioned by the day they were
--- enqueued: the aggregates of the agg_job_lag() days before a range hold its jobs that
--- finished late, and an edge rereads that day and the day before (the attempts that
--- finished after midnight). A job whose last attempt finished more than a day after it was
--- enqueued is counted with its whole hour at an edge; nothing else is approximate, except
--- the percentiles of aggregated days, which come from histograms of values rounded to 2 %.
+--     its aggregate rows (reread/whole below), from edge_* (the views of views.sql over the
+--     files of the aggregated days an edge cuts, and the day before each: the service
+--     makes them for each query, on its connection).
+-- Figures that are all-time by definition (stored bytes, each post's state) come from the
+-- in-memory aggregates (stored_by_day: each aggregated day's net bytes per customer;
+-- agg_post_state) plus the raw facts. So a report costs its range's days, the days not
+-- yet aggregated and at most the edge days, whatever the lake's size. Jobs are
+-- partitioned by the day they were enqueued: the aggregates of the agg_job_lag() days
+-- before a range hold its jobs that finished late, and an edge rereads that day and the
+-- day before (the attempts that finished after midnight). A job whose last attempt
+-- finished more than a day after it was enqueued is counted with its whole hour at an
+-- edge; nothing else is approximate, except the percentiles of aggregated days, which come
+-- from histograms of values rounded to 2 %.
 --
--- The reporting service provides agg_*, agg_days, recent_*, stored_by_day,
--- post_state_days and agg_job_lag() from its listing of the lake (reporting/src/memory.rs).
+-- The reporting service provides agg_*, agg_days, recent_*, edge_*, range_usage,
+-- stored_by_day and agg_job_lag() (reporting/src/memory.rs, objects.rs, edges.rs).
 -- On the command line, reading the raw facts alone, after views.sql:
 --     CREATE TABLE agg_days (day DATE);
 --     CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);
 --     CREATE MACRO agg_job_lag() AS 0;
+--     CREATE VIEW range_usage AS SELECT * FROM usage;
 --     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;
---     -- for each aggregate: an empty table of its columns (see sql/aggregates.sql), and
---     -- CREATE TABLE post_state_days AS SELECT *, NULL::DATE AS dt FROM agg_post_state;
+--     --                         CREATE VIEW edge_t AS SELECT * FROM t;
+--     -- for each aggregate: an empty table of its columns and a dt DATE (sql/aggregates.sql).
 -- Times are compared in UTC; hours and days are their starts as TIMESTAMP.
 
 -- Whether t is not at the start of its `unit` ('hour' or 'day'): an edge inside a bucket.
@@ -66,7 +69,7 @@ CREATE OR REPLACE MACRO weighted_quantile(value, below, total, q) AS
 CREATE OR REPLACE MACRO raw_jobs(a, b, unit) AS TABLE
 SELECT * FROM recent_jobs
 UNION ALL BY NAME
-SELECT * FROM jobs WHERE reread(dt, a, b, unit, 1);
+SELECT * FROM edge_jobs WHERE reread(dt, a, b, unit, 1);
 
 -- One row per job of raw_jobs: whether an attempt succeeded, when the last one finished,
 -- the duration of the succeeded one; `edge`: from an aggregated day.
@@ -82,7 +85,7 @@ GROUP BY job_id;
 CREATE OR REPLACE MACRO raw_uploads(a, b) AS TABLE
 SELECT * FROM recent_uploads
 UNION ALL BY NAME
-SELECT * FROM uploads WHERE reread(dt, a, b, 'hour', 0)
+SELECT * FROM edge_uploads WHERE reread(dt, a, b, 'hour', 0)
   AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', a, b);
 
 -- Uploads: `images` of them at `ts`, with their bytes and dimensions' sums.
@@ -150,7 +153,7 @@ UNION ALL
 SELECT customer_id, created_at, 1, bytes
 FROM (SELECT * FROM recent_variants
       UNION ALL BY NAME
-      SELECT * FROM variants WHERE reread(dt, a, b, 'hour', 0)
+      SELECT * FROM edge_variants WHERE reread(dt, a, b, 'hour', 0)
         AND NOT whole(date_trunc('hour', created_at::TIMESTAMP), 'hour', a, b));
 
 CREATE OR REPLACE MACRO deletion_facts(a, b) AS TABLE
@@ -160,7 +163,7 @@ UNION ALL
 SELECT customer_id, deleted_at, reason, 1, bytes
 FROM (SELECT * FROM recent_deletions
       UNION ALL BY NAME
-      SELECT * FROM deletions WHERE reread(dt, a, b, 'hour', 0)
+      SELECT * FROM edge_deletions WHERE reread(dt, a, b, 'hour', 0)
         AND NOT whole(date_trunc('hour', deleted_at::TIMESTAMP), 'hour', a, b));
 
 -- Post events (`created`, `published`, `failed`, `deleted`), `n` of them at `ts`.
@@ -171,7 +174,7 @@ UNION ALL
 SELECT customer_id, "at", event, 1
 FROM (SELECT * FROM recent_posts
       UNION ALL BY NAME
-      SELECT * FROM posts WHERE reread(dt, a, b, 'hour', 0)
+      SELECT * FROM edge_posts WHERE reread(dt, a, b, 'hour', 0)
         AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
 
 -- Comment events (`created`, `deleted`), `n` of them at `ts`.
@@ -182,7 +185,7 @@ UNION ALL
 SELECT customer_id, "at", event, 1
 FROM (SELECT * FROM recent_comments
       UNION ALL BY NAME
-      SELECT * FROM comments WHERE reread(dt, a, b, 'hour', 0)
+      SELECT * FROM edge_comments WHERE reread(dt, a, b, 'hour', 0)
         AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
 
 -- Comments created and deleted per post (per day from the aggregates, per comment raw).
@@ -193,16 +196,16 @@ UNION ALL
 SELECT customer_id, post_id, "at", (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
 FROM (SELECT * FROM recent_comments
       UNION ALL BY NAME
-      SELECT * FROM comments WHERE reread(dt, a, b, 'day', 0)
+      SELECT * FROM edge_comments WHERE reread(dt, a, b, 'day', 0)
         AND NOT whole(date_trunc('day', "at"::TIMESTAMP), 'day', a, b));
 
 -- Each post's events: its customer, author, when it was published and deleted (NULL: not
 -- on that day, or not yet as far as the lake knows); a post's state is the earliest of
--- these, grouped by post_id. All time: from post_state_days (the aggregated days) and the
--- raw posts.
+-- these, grouped by post_id. All time: from agg_post_state (the aggregated days, in
+-- memory) and the raw posts.
 CREATE OR REPLACE MACRO post_state_facts() AS TABLE
 SELECT post_id, customer_id, author, published_at, deleted_at
-FROM post_state_days
+FROM agg_post_state
 UNION ALL
 SELECT post_id, customer_id, author,
        CASE WHEN event = 'published' THEN "at" END,

@@ -1,7 +1,9 @@
 //! DuckDB in-process: one in-memory database over the lake, a small pool of connections
 //! (concurrent reports do not queue behind one connection), and queries run on the
-//! blocking pool under `reporting.query_timeout`, interrupted when they overrun.
+//! blocking pool under `reporting.query_timeout`, interrupted when they overrun. A report
+//! runs in a transaction on its connection, after the views of its edge days (edges.rs).
 
+use crate::edges::DayFiles;
 use crate::error::ReportingError;
 use crate::lake::{self, Source};
 use crate::memory::Memory;
@@ -12,10 +14,11 @@ use duckdb::types::Value;
 use duckdb::Connection;
 use imagelake_core::lake::agg::Listing;
 use imagelake_core::lake::views::{self, ViewStatement};
+use imagelake_core::lake::Table;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Connections kept idle for the next requests; more are opened under load.
@@ -31,6 +34,9 @@ pub struct Answer {
     /// The days whose facts the query could read from the lake's daily aggregates.
     pub aggregated_days: usize,
 }
+
+/// A report's range: [from, to).
+pub type Range = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
 
 pub(crate) struct LakeState {
     source: Source,
@@ -52,6 +58,10 @@ pub struct Engine {
     statements: Vec<ViewStatement>,
     pub(crate) lake_root: String,
     pub(crate) lake: tokio::sync::Mutex<LakeState>,
+    /// The files a query's edge views list, replaced with the objects, under the write lock,
+    /// as they commit: a query reads the files and starts its transaction under the read
+    /// lock, so the two are of one listing.
+    day_files: RwLock<Arc<DayFiles>>,
     /// Read the lake's daily aggregates (false: every day raw).
     aggregates: bool,
     aggregated_days: AtomicUsize,
@@ -80,6 +90,9 @@ impl Engine {
         let lake_root = source.root().display().to_string();
         let ddl = conn.try_clone().map_err(|e| setup(&e))?;
         imagelake_core::lake::aggregate::create_empty(&ddl, objects::EMPTY_AGG_SCHEMA).map_err(|e| setup(&e))?;
+        let usage = views::empty_table_sql_named(Table::Usage, &format!("{}.usage", objects::EMPTY_AGG_SCHEMA));
+        ddl.execute_batch(&usage).map_err(|e| setup(&e))?;
+        ddl.execute_batch(&crate::edges::placeholders_sql()).map_err(|e| setup(&e))?;
         ddl.execute_batch(&crate::memory::create_sql(objects::EMPTY_AGG_SCHEMA)).map_err(|e| setup(&e))?;
         let engine = Arc::new(Engine {
             base: Mutex::new(conn),
@@ -94,6 +107,7 @@ impl Engine {
                 created: HashMap::new(),
                 memory: Memory::default(),
             }),
+            day_files: RwLock::new(Arc::new(DayFiles::default())),
             aggregates,
             aggregated_days: AtomicUsize::new(0),
             cache_ttl,
@@ -142,6 +156,7 @@ impl Engine {
             .map_err(|e| ReportingError::LakeUnavailable(e.to_string()))?;
         if listing != state.listing || state.created.is_empty() {
             let (wanted, current) = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
+            let files = DayFiles::new(&listing, &self.lake_root, &self.statements, &current);
             let changed: Vec<(Option<Object>, Object)> = wanted
                 .into_iter()
                 .filter(|o| state.created.get(&o.name) != Some(o))
@@ -149,7 +164,7 @@ impl Engine {
                 .collect();
             let (this, memory) = (self.clone(), state.memory.clone());
             let days = current.len();
-            let (memory, created) = tokio::task::spawn_blocking(move || this.recreate(changed, &memory, &current))
+            let (memory, created) = tokio::task::spawn_blocking(move || this.recreate(changed, &memory, &current, files))
                 .await
                 .map_err(|e| ReportingError::Query(e.to_string()))?
                 .map_err(ReportingError::LakeUnavailable)?;
@@ -167,12 +182,14 @@ impl Engine {
     }
 
     /// Replaces these objects and brings the memory to the `current` days, in one
-    /// transaction; returns the memory after it (`None`: unchanged) and the new objects.
+    /// transaction, and the edge views' files with `files` as it commits; returns the
+    /// memory after it (`None`: unchanged) and the new objects.
     fn recreate(
         &self,
         changed: Vec<(Option<Object>, Object)>,
         memory: &Memory,
         current: &BTreeMap<chrono::NaiveDate, String>,
+        files: DayFiles,
     ) -> Result<(Option<Memory>, Vec<Object>), String> {
         let conn = self.ddl.lock().unwrap();
         let file = |a, day, fp: &str| objects::agg_file(&self.lake_root, a, day, fp);
@@ -190,8 +207,13 @@ impl Engine {
         if let Some(u) = &update {
             sql.push_str(&u.sql);
         }
-        sql.push_str("COMMIT;");
-        if let Err(e) = conn.execute_batch(&sql) {
+        let commit = || {
+            let mut day_files = self.day_files.write().unwrap();
+            conn.execute_batch("COMMIT;")?;
+            *day_files = Arc::new(files);
+            Ok::<_, duckdb::Error>(())
+        };
+        if let Err(e) = conn.execute_batch(&sql).and_then(|_| commit()) {
             let _ = conn.execute_batch("ROLLBACK;");
             return Err(format!("could not (re)create the lake's objects: {e}"));
         }
@@ -212,15 +234,25 @@ impl Engine {
         }
     }
 
-    /// Runs one prepared statement with bound parameters, under the timeout.
-    pub async fn query(self: &Arc<Self>, sql: Cow<'static, str>, params: Vec<Value>) -> Result<Answer, ReportingError> {
+    /// Runs one prepared statement with bound parameters, under the timeout; with a `range`
+    /// [from, to), a report's, after the views of its edge days.
+    pub async fn query(
+        self: &Arc<Self>,
+        sql: Cow<'static, str>,
+        params: Vec<Value>,
+        range: Option<Range>,
+    ) -> Result<Answer, ReportingError> {
         let days = self.aggregated_days.load(Ordering::SeqCst);
         let conn = self.checkout()?;
         let interrupt = conn.interrupt_handle();
         let abandoned = Arc::new(AtomicBool::new(false));
         let (this, flag) = (self.clone(), abandoned.clone());
         let task = tokio::task::spawn_blocking(move || {
-            let result = run(&conn, &sql, params).map(|a| Answer { aggregated_days: days, ..a });
+            let result = match range {
+                Some(range) => this.in_range(&conn, range, || run(&conn, &sql, params)),
+                None => run(&conn, &sql, params),
+            }
+            .map(|a| Answer { aggregated_days: days, ..a });
             // A connection whose query was interrupted is not reused.
             if !flag.load(Ordering::SeqCst) {
                 this.checkin(conn);
@@ -236,6 +268,25 @@ impl Engine {
                 Err(ReportingError::Timeout(self.timeout))
             }
         }
+    }
+
+    /// Runs `f` in a transaction on `conn` whose snapshot of the lake's objects is the
+    /// listing's that the views of `range`'s edge days are made from.
+    fn in_range<T>(
+        &self,
+        conn: &Connection,
+        (from, to): Range,
+        f: impl FnOnce() -> Result<T, ReportingError>,
+    ) -> Result<T, ReportingError> {
+        let views = {
+            let files = self.day_files.read().unwrap();
+            // The first read of the main catalog fixes the transaction's snapshot.
+            conn.execute_batch("BEGIN TRANSACTION; SELECT count(*) FROM agg_days;").map(|_| files.sql(from, to))
+        };
+        let result = views.and_then(|v| conn.execute_batch(&v)).map_err(db_err).and_then(|_| f());
+        let end = if result.is_ok() { "COMMIT;" } else { "ROLLBACK;" };
+        let ended = conn.execute_batch(end).map_err(db_err);
+        result.and_then(|r| ended.map(|_| r))
     }
 }
 

@@ -7,6 +7,7 @@
 //! See `sql/reports/*.sql` for what each column means.
 
 mod dashboard;
+mod edges;
 mod engine;
 mod error;
 mod lake;
@@ -16,7 +17,7 @@ mod output;
 mod params;
 mod reports;
 
-pub use engine::{Answer, Engine};
+pub use engine::{Answer, Engine, Range};
 pub use error::ReportingError;
 pub use params::{Format, Interval, Params};
 pub use reports::Report;
@@ -56,11 +57,12 @@ impl Reporting {
         let figures =
             reports::Figures { capacity_bytes: self.ctx.config.capacity.bytes.0, gauge_used_bytes: self.ctx.usage.used() };
         let sql = std::borrow::Cow::Borrowed(report.sql());
-        match self.engine.query(sql.clone(), report.bind(params, &figures)).await {
+        let range = Some((params.from, params.to));
+        match self.engine.query(sql.clone(), report.bind(params, &figures), range).await {
             // A file removed by compaction between the listing and the read: list again, once.
             Err(ReportingError::Query(m)) if is_vanished_file(&m) => {
                 self.engine.refresh(true).await?;
-                self.engine.query(sql, report.bind(params, &figures)).await
+                self.engine.query(sql, report.bind(params, &figures), range).await
             }
             other => other,
         }

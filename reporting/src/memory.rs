@@ -1,8 +1,11 @@
-//! What the reports' all-time figures and the jobs' late finishes read (sql/facts.sql),
-//! kept in this process's memory from the lake's daily aggregates, a day at a time:
+//! The lake's daily aggregates, kept in this process's memory as DuckDB tables a day at a
+//! time (the reports' macros, sql/facts.sql, read them):
+//! - `agg_*`: each aggregate table, with its `dt`, loaded from the aggregated days' files.
+//!   In memory, a query's filter on `dt` skips the other days' rows by the tables' zone
+//!   maps, at a planning cost that does not grow with the days: a view listing a year of
+//!   files took DuckDB 5 ms to plan, per view and query;
 //! - `stored_by_day`: each aggregated day's net stored bytes per customer (its uploads'
-//!   and variants' bytes less its deletions');
-//! - `post_state_days`: each aggregated day's post events (`agg_post_state`);
+//!   and variants' bytes less its deletions'), for the all-time figures;
 //! - `agg_job_lag()`: a constant, the most days between a job's enqueue day and the day
 //!   its last attempt finished, over the aggregated days. A report reads the jobs'
 //!   aggregates from that many days before its range, and no earlier.
@@ -13,19 +16,21 @@
 //! reads the same aggregate files. The changes run in the transaction that re-creates the
 //! views, so a query sees a day on one side only.
 
+use crate::objects::read_parquet;
 use chrono::NaiveDate;
 use duckdb::Connection;
 use imagelake_core::lake::agg::Agg;
 use std::collections::BTreeMap;
 
-/// The tables and the macro, empty; `agg_post_state`'s columns come from the stand-in in
+/// The tables and the macro, empty; the aggregates' columns come from their stand-ins in
 /// `schema` (objects::EMPTY_AGG_SCHEMA).
 pub fn create_sql(schema: &str) -> String {
-    format!(
-        "CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);
-         CREATE TABLE post_state_days AS SELECT *, NULL::DATE AS dt FROM {schema}.agg_post_state;
-         CREATE MACRO agg_job_lag() AS 0;"
-    )
+    let mut sql: String = Agg::ALL
+        .iter()
+        .map(|a| format!("CREATE TABLE {0} AS SELECT *, NULL::DATE AS dt FROM {schema}.{0};\n", a.name()))
+        .collect();
+    sql.push_str("CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);\nCREATE MACRO agg_job_lag() AS 0;");
+    sql
 }
 
 /// The days loaded now: each one's fingerprint and job lag (days).
@@ -60,29 +65,27 @@ impl Memory {
         let mut sql = String::new();
         if !drop.is_empty() {
             let days = drop.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
-            sql.push_str(&format!("DELETE FROM stored_by_day WHERE dt IN ({days});\n"));
-            sql.push_str(&format!("DELETE FROM post_state_days WHERE dt IN ({days});\n"));
+            for table in Agg::ALL.iter().map(|a| a.name()).chain(["stored_by_day"]) {
+                sql.push_str(&format!("DELETE FROM {table} WHERE dt IN ({days});\n"));
+            }
             for d in &drop {
                 after.days.remove(d);
             }
         }
         if !load.is_empty() {
-            let read = |a: Agg| {
-                let files: Vec<String> = load.iter().map(|(d, fp)| file(a, *d, fp)).collect();
-                format!("read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}})", files.join(", "))
-            };
+            let read = |a: Agg| read_parquet(&load.iter().map(|(d, fp)| file(a, *d, fp)).collect::<Vec<_>>());
+            for a in Agg::ALL {
+                sql.push_str(&format!("INSERT INTO {} BY NAME SELECT * FROM {};\n", a.name(), read(a)));
+            }
+            let days = load.iter().map(|(d, _)| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
             sql.push_str(&format!(
                 "INSERT INTO stored_by_day
                  SELECT dt, customer_id, sum(bytes)::BIGINT FROM (
-                     SELECT dt, customer_id, bytes FROM {}
-                     UNION ALL SELECT dt, customer_id, bytes FROM {}
-                     UNION ALL SELECT dt, customer_id, -bytes FROM {}
-                 ) GROUP BY ALL;\n",
-                read(Agg::Uploads),
-                read(Agg::Variants),
-                read(Agg::Deletions)
+                     SELECT dt, customer_id, bytes FROM agg_uploads
+                     UNION ALL SELECT dt, customer_id, bytes FROM agg_variants
+                     UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions
+                 ) WHERE dt IN ({days}) GROUP BY ALL;\n"
             ));
-            sql.push_str(&format!("INSERT INTO post_state_days BY NAME SELECT * FROM {};\n", read(Agg::PostState)));
             let lags: BTreeMap<NaiveDate, i64> = conn
                 .prepare(&format!(
                     "SELECT dt::VARCHAR, coalesce(max(hour)::DATE - dt, 0)::BIGINT FROM {} GROUP BY dt",
@@ -115,10 +118,11 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
     }
 
-    /// Writes one day's aggregate files (the three stored-bytes tables, post state, jobs)
-    /// under `root`, with `lag` days between the day and its jobs' last finish.
+    /// Writes one day's aggregate files under `root` (the three stored-bytes tables, post
+    /// state and jobs with rows, the others empty), with `lag` days between the day and its
+    /// jobs' last finish.
     fn write_day(conn: &Connection, root: &std::path::Path, d: NaiveDate, fp: &str, bytes: i64, lag: i64) {
-        for (a, sql) in [
+        let rows = [
             (Agg::Uploads, format!("SELECT 'c1' AS customer_id, {bytes}::BIGINT AS bytes")),
             (Agg::Variants, "SELECT 'c1' AS customer_id, 10::BIGINT AS bytes".to_string()),
             (Agg::Deletions, "SELECT 'c1' AS customer_id, 1::BIGINT AS bytes".to_string()),
@@ -130,7 +134,13 @@ mod tests {
                 ),
             ),
             (Agg::Jobs, format!("SELECT (DATE '{d}' + INTERVAL {lag} DAY + INTERVAL 3 HOUR)::TIMESTAMP AS hour")),
-        ] {
+        ];
+        for a in Agg::ALL {
+            let sql = rows
+                .iter()
+                .find(|(r, _)| *r == a)
+                .map(|(_, s)| s.clone())
+                .unwrap_or(format!("SELECT * FROM agg_empty.{}", a.name()));
             let dir = root.join(format!("{}/dt={d}", a.name()));
             std::fs::create_dir_all(&dir).unwrap();
             conn.execute_batch(&format!("COPY ({sql}) TO '{}/{fp}.parquet' (FORMAT parquet)", dir.display())).unwrap();
@@ -160,18 +170,25 @@ mod tests {
         };
         let stored =
             || -> i64 { conn.query_row("SELECT coalesce(sum(bytes), 0)::BIGINT FROM stored_by_day", [], |r| r.get(0)).unwrap() };
-        let posts = || -> i64 { conn.query_row("SELECT count(*) FROM post_state_days", [], |r| r.get(0)).unwrap() };
+        let posts = || -> i64 { conn.query_row("SELECT count(*) FROM agg_post_state", [], |r| r.get(0)).unwrap() };
         let lag = || -> i64 { conn.query_row("SELECT agg_job_lag()", [], |r| r.get(0)).unwrap() };
+        let uploads = || -> String {
+            conn.query_row("SELECT string_agg(dt::VARCHAR || '=' || bytes, ' ' ORDER BY dt) FROM agg_uploads", [], |r| r.get(0))
+                .unwrap_or_default()
+        };
 
         let m = apply(&Memory::default(), &[(1, "f1"), (2, "f2")]);
         assert_eq!((stored(), posts(), lag()), (100 + 10 - 1 + 200 + 10 - 1, 2, 3));
+        assert_eq!(uploads(), "2026-11-01=100 2026-11-02=200");
         assert!(m.update(&conn, &[(day(1), "f1".into()), (day(2), "f2".into())].into(), file).unwrap().is_none());
         // Day 2 aggregated again (a late fact): its rows are replaced, the lag follows.
         let m = apply(&m, &[(1, "f1"), (2, "g2")]);
         assert_eq!((stored(), posts(), lag()), (109 + 259, 2, 1));
+        assert_eq!(uploads(), "2026-11-01=100 2026-11-02=250");
         // Day 1 no longer current (read raw): it leaves the memory.
         let m = apply(&m, &[(2, "g2")]);
         assert_eq!((stored(), posts(), lag()), (259, 1, 1));
+        assert_eq!(uploads(), "2026-11-02=250");
         let m = apply(&m, &[]);
         assert_eq!((stored(), posts(), lag(), m.job_lag()), (0, 0, 0, 0));
     }

@@ -1,7 +1,8 @@
 //! What stands under each name DuckDB's reports read, from a listing of the lake: the
 //! views of the fact tables (`views.sql`), the raw facts of the days not aggregated
-//! (`recent_*`), the current daily aggregates (`agg_*`) and their days (`agg_days`). Pure:
-//! the engine creates what changed.
+//! (`recent_*`) and the days whose aggregates are current (`agg_days`). Pure: the engine
+//! creates what changed. The aggregates themselves are tables in memory (memory.rs), and a
+//! query's edge days are views of its own connection (edges.rs).
 
 use chrono::NaiveDate;
 use imagelake_core::lake::agg::{self, Agg, Listing, INPUTS};
@@ -29,7 +30,17 @@ pub struct Object {
 
 /// The quoted path of aggregate `a`'s file of `day` under `lake_root`.
 pub fn agg_file(lake_root: &str, a: Agg, day: NaiveDate, fingerprint: &str) -> String {
-    format!("'{}'", format!("{lake_root}/{}", layout::relative(&a.key(day, fingerprint))).replace('\'', "''"))
+    quote(lake_root, &a.key(day, fingerprint))
+}
+
+/// `read_parquet` over these quoted paths, with the lake's `dt` partition as a DATE.
+pub fn read_parquet(files: &[String]) -> String {
+    format!("read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}})", files.join(", "))
+}
+
+/// The quoted path of the lake file with this key under `lake_root`.
+pub fn quote(lake_root: &str, key: &str) -> String {
+    format!("'{}'", format!("{lake_root}/{}", layout::relative(key)).replace('\'', "''"))
 }
 
 /// The objects for `listing`, and the days that come from the aggregates (with their
@@ -46,7 +57,6 @@ pub fn desired(
     } else {
         BTreeMap::new()
     };
-    let quote = |rel: &str| format!("'{}'", format!("{lake_root}/{rel}").replace('\'', "''"));
     let mut out = Vec::new();
     for table in Table::ALL {
         let files: Vec<(&str, NaiveDate)> = listing
@@ -63,24 +73,12 @@ pub fn desired(
             continue;
         }
         let name = format!("recent_{}", table.name());
-        let recent: Vec<String> = files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(k)).collect();
-        out.push(match recent_sql(&st.sql, table, &name, &recent) {
+        let recent: Vec<String> =
+            files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(lake_root, k)).collect();
+        out.push(match view_over(&st.sql, table, &name, &recent, false) {
             Some(sql) => Object { name, kind: Kind::View, sql },
             None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
         });
-    }
-    for a in Agg::ALL {
-        let files: Vec<String> = current.iter().map(|(day, fp)| agg_file(lake_root, a, *day, fp)).collect();
-        let sql = if files.is_empty() {
-            format!("CREATE VIEW {0} AS SELECT *, NULL::DATE AS dt FROM {EMPTY_AGG_SCHEMA}.{0}", a.name())
-        } else {
-            format!(
-                "CREATE VIEW {} AS SELECT * FROM read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}})",
-                a.name(),
-                files.join(", ")
-            )
-        };
-        out.push(Object { name: a.name().into(), kind: Kind::View, sql });
     }
     let days_sql = if current.is_empty() {
         "CREATE TABLE agg_days (day DATE)".to_string()
@@ -93,15 +91,17 @@ pub fn desired(
 }
 
 /// The view of `table` over these files only (the statement of `views.sql` with its name
-/// and glob replaced); `None` without files.
-fn recent_sql(view_sql: &str, table: Table, name: &str, files: &[String]) -> Option<String> {
+/// and glob replaced; `temp`: a view of the connection that creates it); `None` without
+/// files.
+pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], temp: bool) -> Option<String> {
     if files.is_empty() {
         return None;
     }
     let glob = format!("'${{LAKE}}/{}/*/*.parquet'", table.name());
     let head = format!("VIEW {} AS", table.name());
     assert!(view_sql.contains(&glob) && view_sql.contains(&head), "views.sql's view of {} has an unexpected form", table.name());
-    Some(view_sql.replacen(&head, &format!("VIEW {name} AS"), 1).replace(&glob, &format!("[{}]", files.join(", "))))
+    let new_head = format!("{}VIEW {name} AS", if temp { "TEMP " } else { "" });
+    Some(view_sql.replacen(&head, &new_head, 1).replace(&glob, &format!("[{}]", files.join(", "))))
 }
 
 #[cfg(test)]
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(sql_of(&objs, "agg_days").sql, "CREATE TABLE agg_days (day DATE)");
         assert!(sql_of(&objs, "recent_uploads").sql.contains("'/lake/uploads/dt=2026-11-27/a.parquet'"));
         assert_eq!(sql_of(&objs, "recent_posts").kind, Kind::Table);
-        assert!(sql_of(&objs, "agg_jobs").sql.contains("agg_empty.agg_jobs"));
+        assert!(objs.iter().all(|o| !o.name.starts_with("agg_") || o.name == "agg_days"), "the aggregates are in memory");
         // 2026-11-27 aggregated: its uploads leave recent_uploads, its aggregates come in.
         let d = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         let fp = agg::days(&l)[&d].fingerprint.clone();
@@ -138,7 +138,7 @@ mod tests {
         let recent = &sql_of(&objs, "recent_uploads").sql;
         assert!(!recent.contains("2026-11-27") && recent.contains("2026-11-28/b.parquet"), "{recent}");
         assert!(recent.contains("VIEW recent_uploads AS") && recent.contains("QUALIFY"), "{recent}");
-        assert!(sql_of(&objs, "agg_jobs").sql.contains(&format!("agg_jobs/dt=2026-11-27/{fp}.parquet")));
+        assert_eq!(n.get(&d), Some(&fp));
         assert!(sql_of(&objs, "agg_days").sql.contains("DATE '2026-11-27'"));
         assert!(sql_of(&objs, "uploads").sql.contains("/lake/uploads/*/*.parquet"), "the full view reads every day");
         // Without aggregates, every day is raw.

@@ -499,7 +499,7 @@ async fn a_slow_query_times_out_with_503_and_does_not_block_others() {
     // Far more work than 1.5 s on any machine.
     let slow = tokio::spawn(async move {
         let started = Instant::now();
-        let r = engine.query("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b".into(), vec![]).await;
+        let r = engine.query("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b".into(), vec![], None).await;
         (r, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -519,6 +519,6 @@ async fn a_slow_query_times_out_with_503_and_does_not_block_others() {
     assert_eq!(p["code"], "query_timeout");
     assert!(p["detail"].as_str().unwrap().contains("longer than"), "{p}");
     // The engine still answers.
-    let ok = reporting.engine().query("SELECT 42 AS answer".into(), vec![]).await.unwrap();
+    let ok = reporting.engine().query("SELECT 42 AS answer".into(), vec![], None).await.unwrap();
     assert_eq!(ok.batches[0].num_rows(), 1);
 }

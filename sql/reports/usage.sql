@@ -9,6 +9,7 @@
 -- bytes at the end of each day with uploads, variants or deletions ('uploads'): those
 -- days' net bytes added up from the range's first day (a slope does not depend on the
 -- bytes stored before it, so the days before the range are not read).
+-- The snapshots come from range_usage: those of the range's days (sql/facts.sql).
 -- days_until_full (whole lake only): (capacity - used) / growth, when growth > 0.
 WITH net AS (
     SELECT customer_id, ts, bytes AS delta FROM upload_facts($1, $2)
@@ -53,7 +54,7 @@ WITH net AS (
     SELECT coalesce(customer_id, '') AS who,
            regr_slope(originals_bytes + variants_bytes, epoch_us(taken_at::TIMESTAMP) / 86400e6) AS per_day,
            count(DISTINCT taken_at) AS points
-    FROM usage
+    FROM range_usage
     WHERE taken_at >= $1::TIMESTAMPTZ AND taken_at < $2::TIMESTAMPTZ
     GROUP BY 1
 ), trend AS (

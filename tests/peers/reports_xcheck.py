@@ -9,9 +9,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reports_bench as rb
 from reports_check import utc_text
 lake = sys.argv[1]
-con = rb.connect(lake)
+con, _ = rb.connect(lake)
 def api(report, frm, to, customer=None, interval='day', by='format', limit=10):
     p = rb.params(report, frm, to, customer, interval, by, limit)
+    rb.edge_views(con, p[0], p[1])
     t = con.sql(open(os.path.join(rb.ROOT, "sql", "reports", f"{report}.sql")).read(), params=p).to_arrow_table()
     rows = t.to_pylist()
     for r in rows:

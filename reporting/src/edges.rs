@@ -1,0 +1,160 @@
+//! The raw facts of one report's range that are not in memory, as views of the query's own
+//! connection (DuckDB's temporary objects are per connection), created just before it:
+//! - `edge_{t}`, for each aggregated input table `t`: the files of the aggregated days an
+//!   edge of the range cuts (an edge inside a day: that day and the day before, for the
+//!   jobs that finished after midnight). The macros of sql/facts.sql reread the cut hours
+//!   (days) from these in place of their aggregate rows.
+//! - `range_usage`: the usage snapshots of the range's days (the usage table is not
+//!   aggregated; the usage report's trend reads them).
+//!
+//! So a query binds the files of its edge days and range, never a view over the whole
+//! lake: DuckDB's planning of a view costs in proportion to the files it lists, and a
+//! lake of a year holds hundreds of them per table.
+
+use crate::objects::{self, EMPTY_AGG_SCHEMA};
+use chrono::{DateTime, NaiveDate, Utc};
+use imagelake_core::lake::agg::{Listing, INPUTS};
+use imagelake_core::lake::layout;
+use imagelake_core::lake::views::ViewStatement;
+use imagelake_core::lake::Table;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The name of the usage snapshots of a query's range.
+const RANGE_USAGE: &str = "range_usage";
+
+/// A table's files by day, quoted, and the `views.sql` statement of its view.
+#[derive(Debug, Default)]
+struct TableFiles {
+    view_sql: String,
+    days: BTreeMap<NaiveDate, Vec<String>>,
+}
+
+/// The files a query's edge views may list, from one listing: those of the aggregated days
+/// of each input table, and every usage file.
+#[derive(Debug, Default)]
+pub struct DayFiles {
+    tables: Vec<(Table, TableFiles)>,
+}
+
+/// The days an edge of [from, to) cuts: for an edge inside a day, that day and the one
+/// before.
+pub fn edge_days(from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<NaiveDate> {
+    let mut out = BTreeSet::new();
+    for t in [from, to] {
+        let d = t.date_naive();
+        if t.naive_utc() != d.and_hms_opt(0, 0, 0).expect("midnight exists") {
+            out.extend(d.pred_opt());
+            out.insert(d);
+        }
+    }
+    out
+}
+
+/// Views in the main schema under the same names, over the empty stand-ins: what a query
+/// without a range reads, and what the macros name when they are created (a connection's
+/// temporary views come first in DuckDB's search path).
+pub fn placeholders_sql() -> String {
+    INPUTS
+        .iter()
+        .map(|t| (format!("edge_{}", t.name()), t.name()))
+        .chain([(RANGE_USAGE.to_string(), Table::Usage.name())])
+        .map(|(name, t)| format!("CREATE VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{t};\n"))
+        .collect()
+}
+
+impl DayFiles {
+    /// From `listing`; `current` are the aggregated days.
+    pub fn new(listing: &Listing, lake_root: &str, statements: &[ViewStatement], current: &BTreeMap<NaiveDate, String>) -> Self {
+        let mut tables: Vec<(Table, TableFiles)> = INPUTS
+            .iter()
+            .chain([Table::Usage].iter())
+            .map(|t| {
+                let st = statements.iter().find(|s| s.table == Some(*t)).expect("views.sql has a view of every table");
+                (*t, TableFiles { view_sql: st.sql.clone(), days: BTreeMap::new() })
+            })
+            .collect();
+        for key in listing.keys() {
+            let Some(p) = layout::parse(key) else { continue };
+            let Some((t, files)) = tables.iter_mut().find(|(t, _)| t.name() == p.dir) else { continue };
+            if *t == Table::Usage || current.contains_key(&p.day) {
+                files.days.entry(p.day).or_default().push(objects::quote(lake_root, key));
+            }
+        }
+        DayFiles { tables }
+    }
+
+    /// The statements that (re)create the views of a query over [from, to).
+    pub fn sql(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+        let edges = edge_days(from, to);
+        let mut out = String::new();
+        for (t, files) in &self.tables {
+            let (name, listed): (String, Vec<String>) = if *t == Table::Usage {
+                let days = files.days.iter().filter(|(d, _)| (from.date_naive()..=to.date_naive()).contains(*d));
+                (RANGE_USAGE.into(), days.flat_map(|(_, f)| f.iter().cloned()).collect())
+            } else {
+                let days = edges.iter().filter_map(|d| files.days.get(d));
+                (format!("edge_{}", t.name()), days.flatten().cloned().collect())
+            };
+            let sql = objects::view_over(&files.view_sql, *t, &name, &listed, true).unwrap_or_else(|| {
+                format!("CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{}", t.name())
+            });
+            out.push_str(&sql);
+            out.push_str(";\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use imagelake_core::lake::views;
+
+    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    #[test]
+    fn edges_are_the_cut_days_and_the_days_before() {
+        assert!(edge_days(at(1, 0, 0), at(20, 0, 0)).is_empty());
+        assert_eq!(edge_days(at(10, 9, 17), at(20, 0, 0)), [day(9), day(10)].into());
+        assert_eq!(edge_days(at(10, 0, 0), at(20, 16, 43)), [day(19), day(20)].into());
+        assert_eq!(edge_days(at(10, 9, 0), at(10, 16, 0)), [day(9), day(10)].into());
+    }
+
+    #[test]
+    fn a_query_lists_its_edge_days_and_its_range_usage_only() {
+        let st = views::statements(views::VIEWS_SQL);
+        let listing: Listing = (1..=30)
+            .flat_map(|d| {
+                let day = layout::day_str(day(d));
+                [format!("uploads/dt={day}/u.parquet"), format!("jobs/dt={day}/j.parquet"), format!("usage/dt={day}/s.parquet")]
+            })
+            .map(|k| (k, 1))
+            .collect();
+        // Days 1 to 28 aggregated; 29 and 30 raw.
+        let current: BTreeMap<NaiveDate, String> = (1..=28).map(|d| (day(d), "fp".to_string())).collect();
+        let files = DayFiles::new(&listing, "/lake", &st, &current);
+        let sql = files.sql(at(10, 9, 17), at(29, 16, 43));
+        let view = |name: &str| sql.split(";\n").find(|s| s.contains(&format!("VIEW {name} AS"))).unwrap().to_string();
+        let uploads = view("edge_uploads");
+        assert!(uploads.starts_with("CREATE OR REPLACE TEMP VIEW edge_uploads AS"), "{uploads}");
+        for d in [9, 10, 28] {
+            assert!(uploads.contains(&format!("dt=2026-11-{d:02}/u.parquet")), "day {d}: {uploads}");
+        }
+        assert_eq!(uploads.matches(".parquet'").count(), 3, "day 29 is raw (recent_uploads): {uploads}");
+        assert!(view("edge_jobs").contains("dt=2026-11-09/j.parquet"));
+        assert!(view("edge_variants").contains("agg_empty.variants"), "no files: the empty stand-in");
+        let usage = view("range_usage");
+        assert_eq!(usage.matches(".parquet'").count(), 20, "days 10 to 29: {usage}");
+        assert!(usage.contains("QUALIFY"), "deduplicated as the usage view is");
+        // Whole days cut nothing.
+        let sql = files.sql(at(10, 0, 0), at(12, 0, 0));
+        assert!(sql.contains("TEMP VIEW edge_uploads AS SELECT * FROM agg_empty.uploads"), "{sql}");
+    }
+}
