@@ -134,6 +134,10 @@ def connect(lake, aggregates=True):
                     "UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions) GROUP BY ALL")
         lag = con.execute("SELECT coalesce(max(hour::DATE - dt), 0) FROM agg_jobs").fetchone()[0]
     con.execute(f"CREATE MACRO agg_job_lag() AS {int(lag)}")
+    # Placeholders in main, so that the macros bind; a query's temporary views come first.
+    for t in INPUTS:
+        con.execute(f"CREATE VIEW edge_{t} AS SELECT * FROM agg_empty.{t}")
+    con.execute("CREATE VIEW range_usage AS SELECT * FROM agg_empty.usage")
     _EDGES[id(con)] = {"lake": lake, "days": set(days), "view_of": view_of,
                  "files": {t: files_by_day(lake, t) for t in INPUTS + ["usage"]}}
     for body in statements(open(os.path.join(ROOT, "sql", "facts.sql")).read()):
