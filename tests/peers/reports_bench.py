@@ -51,6 +51,30 @@ def files_by_day(lake, d):
     return out
 
 
+def call(sql, opening):
+    """The text of sql from `opening` (ending with "(") to its closing parenthesis."""
+    start = sql.index(opening)
+    depth = 0
+    for i in range(start + len(opening) - 1, len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[i], 0)
+        if depth == 0:
+            return sql[start:i + 1]
+    raise ValueError(opening)
+
+
+def view_over(view_sql, glob, name, files, temp=False):
+    """The view of views.sql's statement over these files only, as the service makes it
+    (reporting/src/objects.rs, view_over): the window over the copies only."""
+    scan = call(view_sql, "read_parquet(").replace(glob, lit(files))
+    window = call(view_sql, "QUALIFY row_number() OVER (")
+    return (f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {name} AS "
+            f"WITH facts AS NOT MATERIALIZED (SELECT * FROM {scan}), "
+            "copies AS (SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1) "
+            "SELECT * EXCLUDE (filename) FROM facts ANTI JOIN copies USING (dt, event_id) "
+            "UNION ALL BY NAME "
+            f"SELECT * EXCLUDE (filename) FROM (SELECT * FROM facts SEMI JOIN copies USING (dt, event_id) {window} = 1)")
+
+
 def lit(paths):
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
@@ -110,7 +134,7 @@ def connect(lake, aggregates=True):
         raw = [f for d, fs in files_by_day(lake, t).items() if d not in days for f in fs]
         if raw:
             glob = "'" + lake.replace("'", "''") + f"/{t}/*/*.parquet'"
-            con.execute(view_of[t].replace(f"VIEW {t} AS", f"VIEW recent_{t} AS", 1).replace(glob, lit(raw)))
+            con.execute(view_over(view_of[t], glob, f"recent_{t}", raw))
         else:
             con.execute(f"CREATE TABLE recent_{t} ({EMPTY[t]}, dt DATE)")
     # The aggregates' columns, from sql/aggregates.sql over empty inputs.
@@ -164,7 +188,7 @@ def edge_views(con, frm, to):
             files = [f for d in sorted(cut) if d.isoformat() in e["days"] for f in e["files"][t].get(d.isoformat(), [])]
         if files:
             glob = "'" + e["lake"].replace("'", "''") + f"/{t}/*/*.parquet'"
-            con.execute(e["view_of"][t].replace(f"VIEW {t} AS", f"TEMP VIEW {name} AS", 1).replace(glob, lit(files)))
+            con.execute(view_over(e["view_of"][t], glob, name, files, temp=True))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM agg_empty.{t}")
 
