@@ -130,7 +130,11 @@ def days(lake):
         if not inputs:
             continue
         inputs.sort()
+        # agg::fingerprint: the SQL that makes the aggregates, then the inputs.
         h = hashlib.sha256()
+        for script in ("aggregates.sql", "views.sql"):
+            with open(os.path.join(ROOT, "sql", script), "rb") as f:
+                h.update(f.read())
         for key, size in inputs:
             h.update(f"{key}\t{size}\n".encode())
         fp = h.hexdigest()[:16]
