@@ -171,7 +171,8 @@ async fn a_lifecycle_killed_holding_a_lease_is_taken_over_within_its_ttl() {
     let mut sql = dep.sql();
 
     // Catch lifecycle-1 holding a lease: freeze it (SIGSTOP) when the table names it, and
-    // keep it frozen only if the lease is still its own (a run can end in between).
+    // keep it frozen only if the lease is still its own once the frozen process's last
+    // statements have landed (a run can end in between).
     let start = Instant::now();
     let (job, expires_at) = loop {
         assert!(start.elapsed() < Duration::from_secs(60), "lifecycle-1 was never seen holding a lease");
@@ -181,6 +182,9 @@ async fn a_lifecycle_killed_holding_a_lease_is_taken_over_within_its_ttl() {
             continue;
         };
         dep.signal("lifecycle-1", "STOP");
+        // A statement it sent just before the freeze (the release's DELETE after a quick
+        // run, or a renewal) still lands in PostgreSQL: let it, then read the row again.
+        std::thread::sleep(Duration::from_millis(300));
         match lease(&mut sql, &job) {
             Some((owner, until)) if owner.ends_with(&victim) => break (job, until),
             _ => dep.signal("lifecycle-1", "CONT"),
