@@ -15,7 +15,7 @@ use crate::objects::{self, EMPTY_AGG_SCHEMA};
 use chrono::{DateTime, NaiveDate, Utc};
 use imagelake_core::lake::agg::{Listing, INPUTS};
 use imagelake_core::lake::layout;
-use imagelake_core::lake::views::ViewStatement;
+use imagelake_core::lake::views::{self, ViewStatement};
 use imagelake_core::lake::Table;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,14 +52,17 @@ pub fn edge_days(from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<NaiveDate> 
 
 /// Views in the main schema under the same names, over the empty stand-ins: what a query
 /// without a range reads, and what the macros name when they are created (a connection's
-/// temporary views come first in DuckDB's search path).
+/// temporary views come first in DuckDB's search path). The input tables' stand-ins are
+/// the aggregation's (`aggregate::create_empty`); the usage snapshots' is made here.
 pub fn placeholders_sql() -> String {
-    INPUTS
+    let usage = views::empty_table_sql_named(Table::Usage, &format!("{EMPTY_AGG_SCHEMA}.{}", Table::Usage.name()));
+    let views: String = INPUTS
         .iter()
         .map(|t| (format!("edge_{}", t.name()), t.name()))
         .chain([(RANGE_USAGE.to_string(), Table::Usage.name())])
         .map(|(name, t)| format!("CREATE VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{t};\n"))
-        .collect()
+        .collect();
+    format!("{usage};\n{views}")
 }
 
 impl DayFiles {

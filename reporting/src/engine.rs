@@ -14,7 +14,6 @@ use duckdb::types::Value;
 use duckdb::Connection;
 use imagelake_core::lake::agg::Listing;
 use imagelake_core::lake::views::{self, ViewStatement};
-use imagelake_core::lake::Table;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -90,8 +89,6 @@ impl Engine {
         let lake_root = source.root().display().to_string();
         let ddl = conn.try_clone().map_err(|e| setup(&e))?;
         imagelake_core::lake::aggregate::create_empty(&ddl, objects::EMPTY_AGG_SCHEMA).map_err(|e| setup(&e))?;
-        let usage = views::empty_table_sql_named(Table::Usage, &format!("{}.usage", objects::EMPTY_AGG_SCHEMA));
-        ddl.execute_batch(&usage).map_err(|e| setup(&e))?;
         ddl.execute_batch(&crate::edges::placeholders_sql()).map_err(|e| setup(&e))?;
         ddl.execute_batch(&crate::memory::create_sql(objects::EMPTY_AGG_SCHEMA)).map_err(|e| setup(&e))?;
         let engine = Arc::new(Engine {
