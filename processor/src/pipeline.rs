@@ -17,7 +17,7 @@
 //!    - JPEG: libjpeg-turbo (`mozjpeg`) with DCT-domain scaling (1/2, 1/4, 1/8),
 //!      scanlines into the reduction below that. A progressive JPEG still needs its
 //!      coefficients (2 bytes each, full size), and the estimate counts them.
-//!    - PNG: row by row (`png`), palette and 16-bit expanded and reduced per row;
+//!    - PNG: row by row (`png`), palette and low depths expanded per row;
 //!      Adam7-interlaced files pass by pass, exactly (the reduction is order-free), at
 //!      the cost of keeping the whole reduction's sums.
 //!    - TIFF: strip by strip or tile by tile (`tiff`), for interleaved 8/16-bit grey,
@@ -26,6 +26,10 @@
 //!    - Everything else (GIF's first frame, animated WebP, CMYK or 12-bit JPEG, other
 //!      TIFF layouts, and JPEGs too small to scale, where `image`'s zune-jpeg is faster)
 //!      is decoded whole by `image`, which the estimate counts.
+//!
+//!    16-bit sources (PNG, TIFF, and others `image` decodes wider than 8 bits) are
+//!    decoded, reduced, resized, converted to sRGB and oriented at 16 bits; each variant
+//!    is rounded to 8 bits only as it is encoded.
 //! 3. The largest variant is resized from the reduced image (Lanczos3,
 //!    `fast_image_resize`, SIMD), then EXIF orientation is applied to it, so every
 //!    variant is upright. Each smaller variant is derived from the smallest
@@ -40,8 +44,11 @@
 //! pipeline never unwinds into the caller.
 
 mod animation;
+mod bleed;
 mod colour;
 mod decode;
+#[cfg(test)]
+mod depth_tests;
 mod encode;
 #[cfg(test)]
 mod format_tests;
@@ -283,6 +290,13 @@ impl Prepared {
         let mut prepared = Prepared { input, probe, presets: presets.to_vec(), limits: *limits, memory: 0 };
         let plan = prepared.plan();
         prepared.memory = decode::estimate(&prepared.probe, plan.stored_target) + plan.render_memory;
+        let translucent = prepared.probe.translucent_pixels(plan.stored_target);
+        if translucent > 0 {
+            // A translucent RGBA8 image is resized at 16 bits: its widened copy, and the
+            // largest frame at 16 bits before it is rounded back.
+            let (w, h) = plan.stored_target;
+            prepared.memory += translucent * 8 + u64::from(w) * u64::from(h) * 16;
+        }
         let animated = prepared.animated();
         if !animated.is_empty() {
             let p = &prepared.probe;
@@ -305,7 +319,7 @@ impl Prepared {
     }
 
     fn plan(&self) -> Plan {
-        plan(&self.info(), &self.presets)
+        plan(&self.info(), &self.presets, self.probe.sample_bytes())
     }
 
     /// The presets that get every frame: those with a WebP format, for an animated source.
@@ -405,7 +419,8 @@ struct Plan {
     render_memory: u64,
 }
 
-fn plan(info: &SourceInfo, presets: &[Preset]) -> Plan {
+/// `sample_bytes`: 1, or 2 for a source rendered at 16 bits.
+fn plan(info: &SourceInfo, presets: &[Preset], sample_bytes: u64) -> Plan {
     let (up_w, up_h) = info.upright_size();
     let frames: Vec<(u32, u32)> = presets.iter().map(|p| frame_size(p, up_w, up_h)).collect();
     let targets: Vec<(u32, u32)> = presets.iter().map(|p| target_size(p, up_w, up_h)).collect();
@@ -413,19 +428,24 @@ fn plan(info: &SourceInfo, presets: &[Preset]) -> Plan {
     order.sort_by_key(|&i| std::cmp::Reverse(u64::from(frames[i].0) * u64::from(frames[i].1)));
     let largest = order.first().map(|&i| frames[i]).unwrap_or((1, 1));
     let stored_target = if orientation_transposes(info.orientation) { (largest.1, largest.0) } else { largest };
-    // RGBA at worst: the largest frame, the resizer's scratch (frame width x up to four
-    // times its height), its oriented copy, every smaller frame and crop, and encoders
-    // (about 12 bytes per pixel for libwebp), plus a fixed allowance.
+    // RGBA at worst, at the source's depth: the largest frame, the resizer's scratch
+    // (frame width x up to four times its height), its oriented copy, every smaller frame
+    // and crop; and encoders (about 12 bytes per pixel for libwebp, after the 8-bit copy
+    // of a 16-bit frame; AVIF's fill under transparent pixels, `bleed`, about 10 more),
+    // plus a fixed allowance.
     let px = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
     let frames_px: u64 = frames.iter().chain(targets.iter()).map(|&f| px(f)).sum();
-    let render_memory = px(largest) * (4 * (1 + 4 + 1) + 12) + frames_px * 4 + (24 << 20);
+    let rgba = 4 * sample_bytes;
+    let avif = presets.iter().any(|p| p.formats.contains(&OutputFormat::Avif));
+    let encode = 12 + if sample_bytes > 1 { 4 } else { 0 } + if avif { 10 } else { 0 };
+    let render_memory = px(largest) * (rgba * (1 + 4 + 1) + encode) + frames_px * rgba + (24 << 20);
     Plan { frames, targets, order, stored_target, render_memory }
 }
 
 fn render_inner(prepared: &mut Prepared) -> Result<(SourceInfo, Vec<RenderedVariant>), PipelineError> {
     let info = prepared.info();
     let presets = &prepared.presets;
-    let Plan { frames, targets, order, stored_target, .. } = plan(&info, presets);
+    let Plan { frames, targets, order, stored_target, .. } = plan(&info, presets, prepared.probe.sample_bytes());
     let Some(&largest) = order.first() else {
         return Ok((info, Vec::new()));
     };

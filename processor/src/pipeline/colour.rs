@@ -43,8 +43,8 @@ fn is_srgb(p: &Profile) -> bool {
         .unwrap_or(false)
 }
 
-/// Converts an RGB8 or RGBA8 image tagged with `icc` to sRGB in place. Grey images and
-/// unusable or sRGB profiles are left as they are.
+/// Converts an RGB or RGBA image (8- or 16-bit samples) tagged with `icc` to sRGB in
+/// place, at its own depth. Grey images and unusable or sRGB profiles are left as they are.
 pub(super) fn to_srgb(img: &mut DynamicImage, icc: &[u8]) -> Result<(), PipelineError> {
     let Some(src) = open(icc) else { return Ok(()) };
     if src.color_space() != lcms2::ColorSpaceSignature::RgbData || is_srgb(&src) {
@@ -52,22 +52,34 @@ pub(super) fn to_srgb(img: &mut DynamicImage, icc: &[u8]) -> Result<(), Pipeline
     }
     let srgb = Profile::new_srgb();
     let fail = |e: lcms2::Error| PipelineError::DecodeFailed(format!("colour profile: {e}"));
+    // Alpha is carried over untouched (COPY_ALPHA); LittleCMS takes the pixel type's
+    // size as its bytes per pixel, hence the [u16; N] views of 16-bit buffers.
+    let (format, flags) = match img {
+        DynamicImage::ImageRgb8(_) => (PixelFormat::RGB_8, Flags::default()),
+        DynamicImage::ImageRgba8(_) => (PixelFormat::RGBA_8, Flags::COPY_ALPHA),
+        DynamicImage::ImageRgb16(_) => (PixelFormat::RGB_16, Flags::default()),
+        DynamicImage::ImageRgba16(_) => (PixelFormat::RGBA_16, Flags::COPY_ALPHA),
+        _ => return Ok(()),
+    };
     match img {
+        DynamicImage::ImageRgb16(rgb) => {
+            let t: Transform<[u16; 3], [u16; 3]> =
+                Transform::new_flags(&src, format, &srgb, format, Intent::Perceptual, flags).map_err(fail)?;
+            t.transform_in_place(bytemuck::cast_slice_mut(rgb.as_mut()));
+        }
+        DynamicImage::ImageRgba16(rgba) => {
+            let t: Transform<[u16; 4], [u16; 4]> =
+                Transform::new_flags(&src, format, &srgb, format, Intent::Perceptual, flags).map_err(fail)?;
+            t.transform_in_place(bytemuck::cast_slice_mut(rgba.as_mut()));
+        }
         DynamicImage::ImageRgb8(rgb) => {
             let t: Transform<u8, u8> =
-                Transform::new(&src, PixelFormat::RGB_8, &srgb, PixelFormat::RGB_8, Intent::Perceptual).map_err(fail)?;
+                Transform::new_flags(&src, format, &srgb, format, Intent::Perceptual, flags).map_err(fail)?;
             t.transform_in_place(rgb.as_mut());
         }
         DynamicImage::ImageRgba8(rgba) => {
-            let t: Transform<u8, u8> = Transform::new_flags(
-                &src,
-                PixelFormat::RGBA_8,
-                &srgb,
-                PixelFormat::RGBA_8,
-                Intent::Perceptual,
-                Flags::COPY_ALPHA,
-            )
-            .map_err(fail)?;
+            let t: Transform<u8, u8> =
+                Transform::new_flags(&src, format, &srgb, format, Intent::Perceptual, flags).map_err(fail)?;
             t.transform_in_place(rgba.as_mut());
         }
         _ => {}

@@ -6,7 +6,7 @@ use std::io::{BufRead, Read, Seek, SeekFrom};
 use image::error::LimitErrorKind;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
-use super::{animation, colour, heif, jpeg, png, tiff, webp, Limits, PipelineError};
+use super::{animation, colour, heif, jpeg, png, shrink, tiff, webp, Limits, PipelineError};
 
 /// Source formats the pipeline accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +76,10 @@ enum Kind {
     /// libheif, whole (HEIC, AVIF).
     Heif(heif::Header),
     /// The whole image by `image`: GIF (first frame), animated WebP, unusual TIFF and
-    /// JPEG layouts, and JPEGs too small for DCT scaling. `bytes` is what it allocates.
-    Whole { bytes: u64 },
+    /// JPEG layouts, and JPEGs too small for DCT scaling. `bytes` is what it allocates;
+    /// `deep` when its samples are wider than 8 bits (kept as 16-bit); `alpha` when it has
+    /// an alpha channel.
+    Whole { bytes: u64, deep: bool, alpha: bool },
 }
 
 /// What the header says, before any pixel is decoded.
@@ -103,6 +105,37 @@ impl Probe {
     /// An animated GIF (otherwise an animated WebP) when [`Probe::frames`] > 1.
     pub fn is_gif(&self) -> bool {
         self.format == SourceFormat::Gif
+    }
+
+    /// Bytes per sample of the decoded image: 2 for sources deeper than 8 bits (PNG,
+    /// TIFF, 10- and 12-bit HEIF and AVIF, and whatever `image` decodes wider than 8
+    /// bits), which are rendered at 16 bits.
+    pub fn sample_bytes(&self) -> u64 {
+        match &self.kind {
+            Kind::Png(h) if h.sixteen => 2,
+            Kind::Tiff(h) if matches!(h.stream, Some((_, 16))) => 2,
+            Kind::Whole { deep: true, .. } => 2,
+            Kind::Heif(h) if h.bits > 8 => 2,
+            _ => 1,
+        }
+    }
+
+    /// The decoded image's size in pixels when the source may be translucent RGBA at 8
+    /// bits, else 0: the resize widens such an image to 16 bits (`resize.rs`).
+    pub fn translucent_pixels(&self, stored_target: (u32, u32)) -> u64 {
+        let px = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+        let reduced = |w, h| px(shrink::reduced_size(w, h, shrink::factor_for(w, h, stored_target)));
+        if self.sample_bytes() > 1 {
+            return 0; // already 16-bit
+        }
+        match &self.kind {
+            Kind::Png(h) if h.channels % 2 == 0 => reduced(h.width, h.height),
+            Kind::Tiff(h) if matches!(h.stream, Some((2 | 4, _))) => reduced(h.width, h.height),
+            Kind::WebP(f) if f.has_alpha => px(webp::scaled_size(f, stored_target)),
+            Kind::Heif(h) if h.alpha => px((h.width, h.height)),
+            Kind::Whole { alpha: true, .. } => px((self.width, self.height)),
+            _ => 0,
+        }
     }
 }
 
@@ -236,9 +269,12 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
     let orientation = decoder.orientation().map(|o| u16::from(o.to_exif())).unwrap_or(1);
-    // The decoded image, its 8-bit copy, and (zune-jpeg, image-webp) the file in memory.
+    // The decoded image, its copy in one of the pipeline's layouts (RGBA at 8 or 16 bits
+    // at most), and (zune-jpeg, image-webp) the file in memory.
     let pixels = u64::from(width) * u64::from(height);
-    let bytes = decoder.total_bytes() + pixels * 4 + file_len;
+    let color = decoder.color_type();
+    let deep = color.bytes_per_pixel() > color.channel_count();
+    let bytes = decoder.total_bytes() + pixels * if deep { 8 } else { 4 } + file_len;
     drop(decoder);
     let icc = match format {
         SourceFormat::WebP => colour::webp_icc(&head),
@@ -251,7 +287,7 @@ pub(super) fn probe<R: Input>(input: &mut R, limits: &Limits) -> Result<Probe, P
         SourceFormat::WebP => animation::webp_frames(&mut *input, stop_at)?.max(1),
         _ => 1,
     };
-    Ok(Probe { frames, ..probe(width, height, orientation, icc, Kind::Whole { bytes }) })
+    Ok(Probe { frames, ..probe(width, height, orientation, icc, Kind::Whole { bytes, deep, alpha: color.has_alpha() }) })
 }
 
 /// The memory the decode will hold, towards `stored_target`: decoder buffers, the
@@ -269,11 +305,12 @@ pub(super) fn estimate(probe: &Probe, stored_target: (u32, u32)) -> u64 {
         Kind::Tiff(h) => h.stream.map(|(s, b)| tiff::estimate(h, s, b, stored_target)).unwrap_or(0),
         Kind::WebP(f) => webp::estimate(f, probe.file_len, stored_target),
         Kind::Heif(h) => heif::estimate(h, probe.file_len),
-        Kind::Whole { bytes } => *bytes,
+        Kind::Whole { bytes, .. } => *bytes,
     }
 }
 
-/// Decode once, as L8, RGB8 or RGBA8 in the file's stored orientation, box-reduced to
+/// Decode once, as grey, RGB or RGBA (8-bit, or 16-bit for a 16-bit source) in the file's
+/// stored orientation, box-reduced to
 /// no less than twice `stored_target` (the largest variant's frame) where the format's
 /// decoder streams.
 pub(super) fn decode<R: Input>(
@@ -349,18 +386,26 @@ pub(super) fn map_image_error(e: ImageError) -> PipelineError {
     }
 }
 
-/// Bring any decoded image to one of the three layouts the resizer and encoders handle.
+/// Bring any decoded image to one of the layouts the resizer and encoders handle: grey,
+/// RGB or RGBA, at 8 bits, or at 16 bits when the source's samples are wider than 8.
 fn normalize(img: DynamicImage) -> DynamicImage {
     match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_)
+        | DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_) => img,
         other => {
             let color = other.color();
-            if color.has_alpha() {
-                DynamicImage::ImageRgba8(other.to_rgba8())
-            } else if color.channel_count() == 1 {
-                DynamicImage::ImageLuma8(other.to_luma8())
-            } else {
-                DynamicImage::ImageRgb8(other.to_rgb8())
+            let deep = color.bytes_per_pixel() > color.channel_count();
+            match (deep, color.has_alpha(), color.channel_count()) {
+                (false, true, _) => DynamicImage::ImageRgba8(other.to_rgba8()),
+                (false, false, 1) => DynamicImage::ImageLuma8(other.to_luma8()),
+                (false, false, _) => DynamicImage::ImageRgb8(other.to_rgb8()),
+                (true, true, _) => DynamicImage::ImageRgba16(other.to_rgba16()),
+                (true, false, 1) => DynamicImage::ImageLuma16(other.to_luma16()),
+                (true, false, _) => DynamicImage::ImageRgb16(other.to_rgb16()),
             }
         }
     }

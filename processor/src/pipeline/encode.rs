@@ -7,16 +7,31 @@ use image::{DynamicImage, ExtendedColorType, ImageEncoder};
 
 use super::{OutputFormat, Preset};
 
-/// Encode `img` (L8, RGB8 or RGBA8) as `format` with the preset's quality (clamped to
+/// Encode `img` (grey, RGB or RGBA) as `format` with the preset's quality (clamped to
 /// 1..=100) and AVIF speed. The pixels are sRGB; JPEG, PNG and WebP files carry no
 /// profile (untagged means sRGB to every decoder), AVIF says so in its nclx box.
+///
+/// Every variant is written at 8 bits: a 16-bit image is rounded here, at the last step.
 pub(super) fn encode(img: &DynamicImage, format: OutputFormat, preset: &Preset) -> Result<Vec<u8>, String> {
+    let eight = to_8bit(img);
+    let img = eight.as_ref();
     let quality = preset.quality.clamp(1, 100);
     match format {
         OutputFormat::Jpeg => encode_jpeg(img, quality),
         OutputFormat::Png => encode_png(img),
         OutputFormat::WebP => encode_webp(img, quality),
         OutputFormat::Avif => super::heif::encode_avif(img, quality, preset.speed),
+    }
+}
+
+/// The 8-bit image: itself, or a 16-bit one rounded (`(v + 128) / 257`, `image`'s
+/// conversion) to the same layout.
+fn to_8bit(img: &DynamicImage) -> Cow<'_, DynamicImage> {
+    match img {
+        DynamicImage::ImageLuma16(_) => Cow::Owned(DynamicImage::ImageLuma8(img.to_luma8())),
+        DynamicImage::ImageRgb16(_) => Cow::Owned(DynamicImage::ImageRgb8(img.to_rgb8())),
+        DynamicImage::ImageRgba16(_) => Cow::Owned(DynamicImage::ImageRgba8(img.to_rgba8())),
+        _ => Cow::Borrowed(img),
     }
 }
 

@@ -219,3 +219,31 @@ fn too_many_frames_fail_before_decoding() {
     let (_, v) = render_bytes(&gif, &[preset("a", 50, 50, &[OutputFormat::Jpeg])], &limits).unwrap();
     assert_eq!((v[0].width, v[0].height), (50, 50));
 }
+
+#[test]
+fn avif_alpha_is_coded_only_when_used_and_hidden_colour_is_filled() {
+    let p = [preset("a", 64, 64, &[OutputFormat::Avif])];
+    let has_alpha = |bytes: &[u8]| {
+        let ctx = HeifContext::read_from_bytes(bytes).unwrap();
+        ctx.primary_image_handle().unwrap().has_alpha_channel()
+    };
+    // An RGBA PNG that is opaque everywhere: no alpha plane in the AVIF.
+    let opaque = RgbaImage::from_pixel(64, 64, image::Rgba([30, 160, 90, 255]));
+    let mut png = Cursor::new(Vec::new());
+    opaque.write_to(&mut png, ImageFormat::Png).unwrap();
+    let v = render_bytes(png.get_ref(), &p, &Limits::default()).unwrap().1;
+    assert!(!has_alpha(&v[0].bytes), "an opaque RGBA source is written without alpha");
+    // Left half visible green, right half fully transparent: an alpha plane, and the
+    // colour under the transparent half is the green around it, not black.
+    let half =
+        RgbaImage::from_fn(64, 64, |x, _| if x < 32 { image::Rgba([30, 160, 90, 255]) } else { image::Rgba([0, 0, 0, 0]) });
+    let mut png = Cursor::new(Vec::new());
+    half.write_to(&mut png, ImageFormat::Png).unwrap();
+    let v = render_bytes(png.get_ref(), &p, &Limits::default()).unwrap().1;
+    assert!(has_alpha(&v[0].bytes), "a translucent source keeps its alpha");
+    let back = decode_avif(&v[0].bytes);
+    let hidden = avg(&back, 48, 8, 60, 56);
+    assert!((hidden[1] - 160.0).abs() < 20.0 && hidden[0] < 60.0, "colour under the transparent half: {hidden:?}");
+    let alpha = back.to_rgba8().get_pixel(50, 30).0[3];
+    assert!(alpha < 10, "the right half stays transparent ({alpha})");
+}

@@ -287,7 +287,7 @@ pub(super) fn decode<R: BufRead>(input: R, header: &Header, target: (u32, u32)) 
         let (w, h) = (started.width(), started.height());
         let ch = if grey { 1 } else { 3 };
         let k = shrink::factor_for(w as u32, h as u32, target);
-        let mut acc = Shrinker::new(w as u32, h as u32, ch, k)?;
+        let mut acc = Shrinker::<u8>::new(w as u32, h as u32, ch, k)?;
         // CMYK arrives at 4 bytes per pixel and is converted to RGB row by row.
         let line_in = w * if cmyk.is_some() { 4 } else { ch };
         let line = w * ch;

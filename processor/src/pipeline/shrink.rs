@@ -7,17 +7,81 @@
 //! What the order changes is memory: the sums of an output row are kept only until the
 //! caller says every input row it covers has arrived ([`Shrinker::rows_done`]); a
 //! row-ordered source therefore holds one or two rows of sums, an interlaced one all of
-//! them (4 bytes per channel per output pixel).
+//! them (4 bytes per channel per output pixel for 8-bit samples, 8 for 16-bit ones).
+//!
+//! Samples are 8 or 16 bits ([`Sample`]): a 16-bit source is reduced at 16 bits and
+//! stays so until the final 8-bit encode.
 //!
 //! Alpha is accumulated premultiplied, so transparent pixels do not bleed their colour,
 //! as in the Lanczos step that follows.
 
-use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use std::ops::{Add, AddAssign, Mul};
+
+use image::{DynamicImage, ImageBuffer, Luma, Rgb, Rgba};
 
 use super::PipelineError;
 
-/// The largest factor: 255 x 255 x 256 x 256 still fits the premultiplied sums in a u32.
+/// The largest factor: 255 x 255 x 256 x 256 still fits the premultiplied sums of 8-bit
+/// samples in a u32 (16-bit ones are summed in a u64).
 pub(super) const MAX_FACTOR: u32 = 256;
+
+/// A sample the accumulator reduces: `u8`, summed in a `u32`, or `u16`, summed in a `u64`.
+pub(super) trait Sample: Copy + Default + Send + 'static {
+    /// The sums' type: large enough for `MAX` x `MAX` x [`MAX_FACTOR`]².
+    type Acc: Copy + Default + PartialEq + Add<Output = Self::Acc> + AddAssign + Mul<Output = Self::Acc>;
+    /// Bytes of one sample.
+    const BYTES: u64;
+    /// A sample's value in the sums' type.
+    fn acc(self) -> Self::Acc;
+    /// `n` in the sums' type.
+    fn count(n: u32) -> Self::Acc;
+    /// `(sum + div / 2) / div`: the rounded mean, which fits a sample.
+    fn mean(sum: Self::Acc, div: Self::Acc) -> Self;
+    /// A grey (1), RGB (3) or RGBA (4) image of these samples.
+    fn image(width: u32, height: u32, channels: usize, buf: Vec<Self>) -> Option<DynamicImage>;
+}
+
+impl Sample for u8 {
+    type Acc = u32;
+    const BYTES: u64 = 1;
+    fn acc(self) -> u32 {
+        u32::from(self)
+    }
+    fn count(n: u32) -> u32 {
+        n
+    }
+    fn mean(sum: u32, div: u32) -> u8 {
+        (sum + div / 2).checked_div(div).unwrap_or(0) as u8
+    }
+    fn image(width: u32, height: u32, channels: usize, buf: Vec<u8>) -> Option<DynamicImage> {
+        match channels {
+            1 => ImageBuffer::<Luma<u8>, _>::from_raw(width, height, buf).map(DynamicImage::ImageLuma8),
+            3 => ImageBuffer::<Rgb<u8>, _>::from_raw(width, height, buf).map(DynamicImage::ImageRgb8),
+            _ => ImageBuffer::<Rgba<u8>, _>::from_raw(width, height, buf).map(DynamicImage::ImageRgba8),
+        }
+    }
+}
+
+impl Sample for u16 {
+    type Acc = u64;
+    const BYTES: u64 = 2;
+    fn acc(self) -> u64 {
+        u64::from(self)
+    }
+    fn count(n: u32) -> u64 {
+        u64::from(n)
+    }
+    fn mean(sum: u64, div: u64) -> u16 {
+        (sum + div / 2).checked_div(div).unwrap_or(0) as u16
+    }
+    fn image(width: u32, height: u32, channels: usize, buf: Vec<u16>) -> Option<DynamicImage> {
+        match channels {
+            1 => ImageBuffer::<Luma<u16>, _>::from_raw(width, height, buf).map(DynamicImage::ImageLuma16),
+            3 => ImageBuffer::<Rgb<u16>, _>::from_raw(width, height, buf).map(DynamicImage::ImageRgb16),
+            _ => ImageBuffer::<Rgba<u16>, _>::from_raw(width, height, buf).map(DynamicImage::ImageRgba16),
+        }
+    }
+}
 
 /// Channels of the accumulator for `channels` decoded ones (grey + alpha becomes RGBA,
 /// the layouts the resizer and encoders take).
@@ -30,7 +94,7 @@ pub(super) fn out_channels(channels: usize) -> usize {
 }
 
 /// Grey + alpha rows become RGBA (in `scratch`); the other layouts pass through.
-pub(super) fn to_layout<'a>(row: &'a [u8], channels: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+pub(super) fn to_layout<'a, S: Sample>(row: &'a [S], channels: usize, scratch: &'a mut Vec<S>) -> &'a [S] {
     if channels != 2 {
         return row;
     }
@@ -52,8 +116,8 @@ pub(super) fn reduced_size(width: u32, height: u32, k: u32) -> (u32, u32) {
     (width.div_ceil(k), height.div_ceil(k))
 }
 
-/// A box reduction in progress. See the module documentation.
-pub(super) struct Shrinker {
+/// A box reduction in progress, of `S` samples. See the module documentation.
+pub(super) struct Shrinker<S: Sample> {
     width: u32,
     height: u32,
     channels: usize,
@@ -61,27 +125,27 @@ pub(super) struct Shrinker {
     out_w: u32,
     out_h: u32,
     /// Sums of output rows `first_open..first_open + sums.len() / row_len`.
-    sums: Vec<u32>,
+    sums: Vec<S::Acc>,
     first_open: u32,
     /// Finished output rows (all of them when `k == 1`, written directly).
-    out: Vec<u8>,
+    out: Vec<S>,
 }
 
 fn alloc_failed(what: &str, bytes: usize) -> PipelineError {
     PipelineError::DecodeLimit(format!("could not allocate {bytes} bytes for {what}"))
 }
 
-impl Shrinker {
+impl<S: Sample> Shrinker<S> {
     /// A reduction of a `width` x `height` image with `channels` (1 = grey, 3 = RGB,
-    /// 4 = RGBA, 8 bits each) by `k` in both directions.
+    /// 4 = RGBA) by `k` in both directions.
     pub fn new(width: u32, height: u32, channels: usize, k: u32) -> Result<Self, PipelineError> {
         debug_assert!(matches!(channels, 1 | 3 | 4));
         let k = k.clamp(1, MAX_FACTOR);
         let (out_w, out_h) = reduced_size(width, height, k);
         let len = out_w as usize * out_h as usize * channels;
         let mut out = Vec::new();
-        out.try_reserve_exact(len).map_err(|_| alloc_failed("the reduced image", len))?;
-        out.resize(len, 0);
+        out.try_reserve_exact(len).map_err(|_| alloc_failed("the reduced image", len * S::BYTES as usize))?;
+        out.resize(len, S::default());
         Ok(Shrinker { width, height, channels, k, out_w, out_h, sums: Vec::new(), first_open: 0, out })
     }
 
@@ -89,9 +153,9 @@ impl Shrinker {
         self.out_w as usize * self.channels
     }
 
-    /// Adds `pixels` (whole pixels of `channels` bytes) of source row `y`, the `i`-th at
+    /// Adds `pixels` (whole pixels of `channels` samples) of source row `y`, the `i`-th at
     /// column `x0 + i * step`. Pixels outside the image are ignored.
-    pub fn add_row(&mut self, y: u32, x0: u32, step: u32, pixels: &[u8]) -> Result<(), PipelineError> {
+    pub fn add_row(&mut self, y: u32, x0: u32, step: u32, pixels: &[S]) -> Result<(), PipelineError> {
         if y >= self.height || x0 >= self.width {
             return Ok(());
         }
@@ -118,13 +182,14 @@ impl Shrinker {
         let open_rows = (r - self.first_open + 1) as usize;
         if self.sums.len() < open_rows * row_len {
             let want = open_rows * row_len;
-            self.sums.try_reserve(want - self.sums.len()).map_err(|_| alloc_failed("the reduction's sums", want * 4))?;
-            self.sums.resize(want, 0);
+            let bytes = want * size_of::<S::Acc>();
+            self.sums.try_reserve(want - self.sums.len()).map_err(|_| alloc_failed("the reduction's sums", bytes))?;
+            self.sums.resize(want, S::Acc::default());
         }
         let sums = &mut self.sums[(r - self.first_open) as usize * row_len..][..row_len];
         match ch {
-            1 => accumulate::<1>(sums, pixels, x0, step, self.k),
-            3 => accumulate::<3>(sums, pixels, x0, step, self.k),
+            1 => accumulate::<S, 1>(sums, pixels, x0, step, self.k),
+            3 => accumulate::<S, 3>(sums, pixels, x0, step, self.k),
             _ => accumulate_alpha(sums, pixels, x0, step, self.k),
         }
         Ok(())
@@ -156,27 +221,22 @@ impl Shrinker {
         }
     }
 
-    /// The reduced image (grey, RGB or RGBA by `channels`).
+    /// The reduced image (grey, RGB or RGBA by `channels`, of `S` samples).
     pub fn finish(mut self) -> Result<DynamicImage, PipelineError> {
         self.rows_done(self.height);
-        let (w, h, buf) = (self.out_w, self.out_h, self.out);
-        let img = match self.channels {
-            1 => GrayImage::from_raw(w, h, buf).map(DynamicImage::ImageLuma8),
-            3 => RgbImage::from_raw(w, h, buf).map(DynamicImage::ImageRgb8),
-            _ => RgbaImage::from_raw(w, h, buf).map(DynamicImage::ImageRgba8),
-        };
-        img.ok_or_else(|| PipelineError::DecodeFailed("reduction produced a short buffer".into()))
+        S::image(self.out_w, self.out_h, self.channels, self.out)
+            .ok_or_else(|| PipelineError::DecodeFailed("reduction produced a short buffer".into()))
     }
 }
 
-fn accumulate<const C: usize>(sums: &mut [u32], pixels: &[u8], x0: u32, step: u32, k: u32) {
+fn accumulate<S: Sample, const C: usize>(sums: &mut [S::Acc], pixels: &[S], x0: u32, step: u32, k: u32) {
     if step == 1 {
         let mut cell = (x0 / k) as usize;
         let mut left = k - x0 % k;
         for px in pixels.chunks_exact(C) {
             let s = &mut sums[cell * C..cell * C + C];
             for c in 0..C {
-                s[c] += u32::from(px[c]);
+                s[c] += px[c].acc();
             }
             left -= 1;
             if left == 0 {
@@ -188,41 +248,42 @@ fn accumulate<const C: usize>(sums: &mut [u32], pixels: &[u8], x0: u32, step: u3
         for (i, px) in pixels.chunks_exact(C).enumerate() {
             let cell = ((x0 + i as u32 * step) / k) as usize;
             for c in 0..C {
-                sums[cell * C + c] += u32::from(px[c]);
+                sums[cell * C + c] += px[c].acc();
             }
         }
     }
 }
 
-fn accumulate_alpha(sums: &mut [u32], pixels: &[u8], x0: u32, step: u32, k: u32) {
+fn accumulate_alpha<S: Sample>(sums: &mut [S::Acc], pixels: &[S], x0: u32, step: u32, k: u32) {
     for (i, px) in pixels.chunks_exact(4).enumerate() {
         let cell = ((x0 + i as u32 * step) / k) as usize;
-        let a = u32::from(px[3]);
+        let a = px[3].acc();
         let s = &mut sums[cell * 4..cell * 4 + 4];
-        s[0] += u32::from(px[0]) * a;
-        s[1] += u32::from(px[1]) * a;
-        s[2] += u32::from(px[2]) * a;
+        s[0] += px[0].acc() * a;
+        s[1] += px[1].acc() * a;
+        s[2] += px[2].acc() * a;
         s[3] += a;
     }
 }
 
 /// Means of one output row's cells (`sums` is `None` when no pixel of it arrived).
-fn finish_row(out: &mut [u8], sums: Option<&[u32]>, channels: usize, k: u32, width: u32, cell_h: u32) {
+fn finish_row<S: Sample>(out: &mut [S], sums: Option<&[S::Acc]>, channels: usize, k: u32, width: u32, cell_h: u32) {
     let Some(sums) = sums else {
         return; // nothing arrived: the decoder reports the truncation, the row stays black
     };
     for (cx, (o, s)) in out.chunks_exact_mut(channels).zip(sums.chunks_exact(channels)).enumerate() {
         let cell_w = k.min(width - cx as u32 * k);
-        let count = cell_w * cell_h;
+        let count = S::count(cell_w * cell_h);
         if channels == 4 {
+            // Premultiplied sums: colour = sum(c * a) / sum(a); fully transparent is 0.
             let a = s[3];
-            o[3] = ((a + count / 2) / count) as u8;
+            o[3] = S::mean(a, count);
             for c in 0..3 {
-                o[c] = (s[c] + a / 2).checked_div(a).unwrap_or(0) as u8;
+                o[c] = S::mean(s[c], a);
             }
         } else {
             for c in 0..channels {
-                o[c] = ((s[c] + count / 2) / count) as u8;
+                o[c] = S::mean(s[c], count);
             }
         }
     }
@@ -265,7 +326,7 @@ mod tests {
     fn rows_in_order_match_the_reference() {
         for (w, h, ch, k) in [(37u32, 23u32, 3usize, 4u32), (64, 64, 1, 8), (10, 9, 3, 1), (5, 5, 3, 7)] {
             let px = pattern(w, h, ch);
-            let mut s = Shrinker::new(w, h, ch, k).unwrap();
+            let mut s = Shrinker::<u8>::new(w, h, ch, k).unwrap();
             for y in 0..h {
                 s.add_row(y, 0, 1, &px[(y * w) as usize * ch..][..w as usize * ch]).unwrap();
                 s.rows_done(y + 1);
@@ -281,7 +342,7 @@ mod tests {
         let px = pattern(w, h, ch);
         let want = reference(w, h, ch, k, &px);
         // 16x16 tiles, row of tiles by row of tiles.
-        let mut s = Shrinker::new(w, h, ch, k).unwrap();
+        let mut s = Shrinker::<u8>::new(w, h, ch, k).unwrap();
         for ty in (0..h).step_by(16) {
             for tx in (0..w).step_by(16) {
                 for y in ty..(ty + 16).min(h) {
@@ -294,7 +355,7 @@ mod tests {
         assert_eq!(s.finish().unwrap().as_bytes(), want);
         // Adam7: seven passes over the whole image, rows_done only at the end.
         let passes = [(0, 8, 0, 8), (4, 8, 0, 8), (0, 4, 4, 8), (2, 4, 0, 4), (0, 2, 2, 4), (1, 2, 0, 2), (0, 1, 1, 2)];
-        let mut s = Shrinker::new(w, h, ch, k).unwrap();
+        let mut s = Shrinker::<u8>::new(w, h, ch, k).unwrap();
         for (x0, dx, y0, dy) in passes {
             for y in (y0..h).step_by(dy as usize) {
                 let row: Vec<u8> =
@@ -308,9 +369,38 @@ mod tests {
     #[test]
     fn alpha_is_premultiplied() {
         // One opaque red pixel and one transparent green one: the cell is half-transparent red.
-        let mut s = Shrinker::new(2, 1, 4, 2).unwrap();
+        let mut s = Shrinker::<u8>::new(2, 1, 4, 2).unwrap();
         s.add_row(0, 0, 1, &[255, 0, 0, 255, 0, 255, 0, 0]).unwrap();
         assert_eq!(s.finish().unwrap().as_bytes(), &[255, 0, 0, 128]);
+    }
+
+    #[test]
+    fn sixteen_bit_samples_keep_their_precision() {
+        // Three pixels in four at 25828 (8-bit 100.498) and one at 26085 (101.498): the
+        // 16-bit mean is 25892 (8-bit 100.75, so 101), where rounding each pixel to 8
+        // bits first would give 100.25 (so 100).
+        let (w, h) = (8u32, 8u32);
+        let px: Vec<u16> = (0..w * h).map(|i| if i % 2 == 1 && (i / w) % 2 == 1 { 26085 } else { 25828 }).collect();
+        let mut s = Shrinker::<u16>::new(w, h, 1, 4).unwrap();
+        for y in 0..h {
+            s.add_row(y, 0, 1, &px[(y * w) as usize..][..w as usize]).unwrap();
+            s.rows_done(y + 1);
+        }
+        let DynamicImage::ImageLuma16(g) = s.finish().unwrap() else { panic!("a 16-bit reduction gives 16-bit grey") };
+        assert_eq!(g.dimensions(), (2, 2));
+        assert!(g.as_raw().iter().all(|&v| v == 25892), "{:?}", g.as_raw());
+        assert_eq!(DynamicImage::ImageLuma16(g).to_luma8().as_raw(), &[101u8; 4]);
+        // Premultiplied alpha at 16 bits, at the extremes of the sums.
+        let mut s = Shrinker::<u16>::new(2, 1, 4, 2).unwrap();
+        s.add_row(0, 0, 1, &[65535, 0, 0, 65535, 0, 65535, 0, 0]).unwrap();
+        let DynamicImage::ImageRgba16(rgba) = s.finish().unwrap() else { panic!("16-bit RGBA") };
+        assert_eq!(rgba.as_raw(), &[65535, 0, 0, 32768]);
+        let mut s = Shrinker::<u16>::new(256, 256, 4, MAX_FACTOR).unwrap();
+        for y in 0..256 {
+            s.add_row(y, 0, 1, &[65535u16; 256 * 4]).unwrap();
+        }
+        let DynamicImage::ImageRgba16(rgba) = s.finish().unwrap() else { panic!("16-bit RGBA") };
+        assert_eq!(rgba.as_raw(), &[65535; 4], "no overflow at the largest factor");
     }
 
     #[test]

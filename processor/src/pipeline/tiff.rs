@@ -4,7 +4,8 @@
 //! Chunks are read in index order (strips top to bottom; tiles left to right, row of
 //! tiles by row of tiles), so the accumulator keeps the sums of one band of rows only.
 //! Streamed: 8- or 16-bit unsigned grey, grey + alpha, RGB and RGBA, interleaved
-//! (`PlanarConfiguration` 1), `BlackIsZero` or `RGB`. Anything else (planar, palette,
+//! (`PlanarConfiguration` 1), `BlackIsZero` or `RGB`; 16-bit samples stay 16-bit (the
+//! reduction and everything after it run at 16 bits). Anything else (planar, palette,
 //! CMYK, YCbCr, float, `WhiteIsZero`, bilevel) is decoded whole by `image`, within the
 //! job's memory reservation. A single strip or tile larger than the decoder's chunk
 //! limit fails with `decode_limit`.
@@ -16,7 +17,7 @@ use tiff::decoder::{ChunkType, Decoder, DecodingResult};
 use tiff::tags::Tag;
 use tiff::ColorType;
 
-use super::shrink::{self, factor_for, reduced_size, Shrinker};
+use super::shrink::{self, factor_for, reduced_size, Sample, Shrinker};
 use super::PipelineError;
 
 /// The largest strip or tile the streaming decoder reads at once.
@@ -83,22 +84,59 @@ pub(super) fn estimate(h: &Header, samples: usize, bits: u8, target: (u32, u32))
     let k = factor_for(h.width, h.height, target);
     let (w, hh) = reduced_size(h.width, h.height, k);
     let ch = shrink::out_channels(samples) as u64;
-    let chunk = u64::from(h.chunk.0) * u64::from(h.chunk.1) * samples as u64 * u64::from(bits / 8);
+    let sample = u64::from(bits / 8); // 1 or 2 bytes, and sums of 4 or 8
+    let chunk = u64::from(h.chunk.0) * u64::from(h.chunk.1) * samples as u64 * sample;
     let band_rows = u64::from(h.chunk.1.div_ceil(k)) + 1;
-    let sums = u64::from(w) * ch * 4 * band_rows;
-    chunk * 3 + u64::from(h.chunk.0) * ch + sums + u64::from(w) * u64::from(hh) * ch
+    let sums = u64::from(w) * ch * 4 * sample * band_rows;
+    chunk * 3 + u64::from(h.chunk.0) * ch * sample + sums + u64::from(w) * u64::from(hh) * ch * sample
 }
 
-/// Decodes the first image chunk by chunk, area-reduced to at least twice `target`.
+/// Decodes the first image chunk by chunk, area-reduced to at least twice `target`: 8-bit
+/// samples, or 16-bit ones for a 16-bit file.
 pub(super) fn decode<R: Read + Seek>(input: R, target: (u32, u32)) -> Result<DynamicImage, PipelineError> {
     let mut d = open(input)?;
     let h = header_of(&mut d)?;
-    let Some((samples, _)) = h.stream else {
-        return Err(PipelineError::UnsupportedFormat("TIFF layout not streamable".into()));
-    };
+    match h.stream {
+        Some((samples, 16)) => reduce::<R, u16>(d, &h, samples, target),
+        Some((samples, _)) => reduce::<R, u8>(d, &h, samples, target),
+        None => Err(PipelineError::UnsupportedFormat("TIFF layout not streamable".into())),
+    }
+}
+
+/// The samples of a decoded chunk, when they are of this type.
+trait ChunkSamples: Sample {
+    fn of(data: &DecodingResult) -> Option<&[Self]>;
+}
+
+impl ChunkSamples for u8 {
+    fn of(data: &DecodingResult) -> Option<&[u8]> {
+        if let DecodingResult::U8(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+impl ChunkSamples for u16 {
+    fn of(data: &DecodingResult) -> Option<&[u16]> {
+        if let DecodingResult::U16(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+fn reduce<R: Read + Seek, S: ChunkSamples>(
+    mut d: Decoder<R>,
+    h: &Header,
+    samples: usize,
+    target: (u32, u32),
+) -> Result<DynamicImage, PipelineError> {
     let k = factor_for(h.width, h.height, target);
     let out_ch = shrink::out_channels(samples);
-    let mut shrinker = Shrinker::new(h.width, h.height, out_ch, k)?;
+    let mut shrinker = Shrinker::<S>::new(h.width, h.height, out_ch, k)?;
     let (cw, chh) = h.chunk;
     let (count, across) = match d.get_chunk_type() {
         ChunkType::Strip => (h.height.div_ceil(chh.max(1)), 1),
@@ -107,25 +145,16 @@ pub(super) fn decode<R: Read + Seek>(input: R, target: (u32, u32)) -> Result<Dyn
             (across * h.height.div_ceil(chh.max(1)), across)
         }
     };
-    let (mut row8, mut expanded) = (Vec::new(), Vec::new());
+    let mut expanded = Vec::new();
     let short = || PipelineError::DecodeFailed("TIFF chunk shorter than its dimensions".into());
     for i in 0..count {
         let (x0, y0) = ((i % across) * cw, (i / across) * chh);
         let (dw, dh) = d.chunk_data_dimensions(i);
         let data = d.read_chunk(i).map_err(map_err)?;
+        let data = S::of(&data).ok_or_else(|| PipelineError::UnsupportedFormat("TIFF sample type".into()))?;
         let stride = dw as usize * samples;
         for r in 0..dh as usize {
-            let rows = r * stride..(r + 1) * stride;
-            let px: &[u8] = match &data {
-                DecodingResult::U8(v) => v.get(rows).ok_or_else(short)?,
-                DecodingResult::U16(v) => {
-                    let s = v.get(rows).ok_or_else(short)?;
-                    row8.clear();
-                    row8.extend(s.iter().map(|&x| ((u32::from(x) * 255 + 32767) / 65535) as u8));
-                    &row8
-                }
-                _ => return Err(PipelineError::UnsupportedFormat("TIFF sample type".into())),
-            };
+            let px = data.get(r * stride..(r + 1) * stride).ok_or_else(short)?;
             let px = shrink::to_layout(px, samples, &mut expanded);
             shrinker.add_row(y0 + r as u32, x0, 1, px)?;
         }

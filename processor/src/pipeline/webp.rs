@@ -51,7 +51,7 @@ pub(super) fn features(head: &[u8]) -> Result<Features, PipelineError> {
 /// The size libwebp's scaler reduces to: twice `target` (the margin kept for the final
 /// Lanczos resize), keeping the aspect ratio; libwebp's area scaler takes any ratio, so
 /// no integer factor is needed. The full size when that is not larger.
-fn scaled_size(f: &Features, target: (u32, u32)) -> (u32, u32) {
+pub(super) fn scaled_size(f: &Features, target: (u32, u32)) -> (u32, u32) {
     let (sw, sh) = (u64::from(f.width.max(1)), u64::from(f.height.max(1)));
     let (tw, th) = (2 * u64::from(target.0.max(1)), 2 * u64::from(target.1.max(1)));
     if sw <= tw || sh <= th {
