@@ -10,8 +10,7 @@
 //! happens in the source's (gamma-encoded) space, and lcms then touches a few megapixels
 //! instead of the source's hundreds. CMYK JPEGs are converted earlier, scanline by
 //! scanline as they are decoded (`jpeg::decode`): the reduction needs RGB. A CMYK JPEG
-//! without a profile is read as device CMYK, `R = 255 (1 - C)(1 - K)`, which is what
-//! browsers show for one (see ARCHITECTURE.md on why no CMYK profile is bundled).
+//! without a profile goes through a generic one, FOGRA39 ([`GENERIC_CMYK`]).
 //! Intent: perceptual, which LittleCMS takes as relative colorimetric for the matrix
 //! profiles of RGB sources.
 
@@ -87,43 +86,36 @@ pub(super) fn to_srgb(img: &mut DynamicImage, icc: &[u8]) -> Result<(), Pipeline
     Ok(())
 }
 
-/// CMYK scanlines to sRGB: through the source's profile, or as device CMYK without one.
+/// The profile of a CMYK source without one: FOGRA39 (coated offset, ISO 12647-2), the
+/// press condition most CMYK files in Europe are made for, as libvips and Photoshop's
+/// defaults assume one. Made by ArgyllCMS's `colprof` from Fogra's measurements in
+/// Debian's `icc-profiles-free` (Zlib licence); `processor/assets/README.md` says how.
+const GENERIC_CMYK: &[u8] = include_bytes!("../../assets/generic-cmyk.icc");
+
+/// CMYK scanlines to sRGB: through the source's profile, or [`GENERIC_CMYK`] without one.
 pub(super) struct CmykToRgb {
-    transform: Option<Transform<u8, u8>>,
-    /// Adobe (Photoshop) JPEGs store CMYK inverted: 0 is full ink.
-    inverted: bool,
+    transform: Transform<u8, u8>,
 }
 
 impl CmykToRgb {
+    /// `inverted`: Adobe (Photoshop) JPEGs store CMYK inverted, 0 being full ink.
     pub fn new(icc: Option<&[u8]>, inverted: bool) -> Result<Self, PipelineError> {
-        let profile = icc.and_then(open).filter(|p| p.color_space() == lcms2::ColorSpaceSignature::CmykData);
-        let transform = match profile {
-            None => None,
-            Some(src) => {
-                // lcms's CMYK_8_REV reads inverted samples.
-                let format = if inverted { PixelFormat::CMYK_8_REV } else { PixelFormat::CMYK_8 };
-                let t = Transform::new(&src, format, &Profile::new_srgb(), PixelFormat::RGB_8, Intent::Perceptual)
-                    .map_err(|e| PipelineError::DecodeFailed(format!("CMYK profile: {e}")))?;
-                Some(t)
-            }
+        let cmyk = |p: &Profile| p.color_space() == lcms2::ColorSpaceSignature::CmykData;
+        let src = match icc.and_then(open).filter(cmyk) {
+            Some(own) => own,
+            None => Profile::new_icc(GENERIC_CMYK)
+                .map_err(|e| PipelineError::DecodeFailed(format!("the generic CMYK profile: {e}")))?,
         };
-        Ok(CmykToRgb { transform, inverted })
+        // lcms's CMYK_8_REV reads inverted samples.
+        let format = if inverted { PixelFormat::CMYK_8_REV } else { PixelFormat::CMYK_8 };
+        let transform = Transform::new(&src, format, &Profile::new_srgb(), PixelFormat::RGB_8, Intent::Perceptual)
+            .map_err(|e| PipelineError::DecodeFailed(format!("CMYK profile: {e}")))?;
+        Ok(CmykToRgb { transform })
     }
 
     /// `cmyk` (4 bytes per pixel) into `rgb` (3 bytes per pixel).
     pub fn row(&self, cmyk: &[u8], rgb: &mut [u8]) {
-        if let Some(t) = &self.transform {
-            t.transform_pixels(cmyk, rgb);
-            return;
-        }
-        for (px, out) in cmyk.chunks_exact(4).zip(rgb.chunks_exact_mut(3)) {
-            // The amount of paper left: 255 - ink, or the sample itself when inverted.
-            let paper = |v: u8| u32::from(if self.inverted { v } else { 255 - v });
-            let k = paper(px[3]);
-            for (o, &c) in out.iter_mut().zip(&px[..3]) {
-                *o = ((paper(c) * k + 127) / 255) as u8;
-            }
-        }
+        self.transform.transform_pixels(cmyk, rgb);
     }
 }
 
@@ -211,14 +203,22 @@ mod tests {
     }
 
     #[test]
-    fn device_cmyk_without_a_profile() {
+    fn cmyk_without_a_profile_goes_through_the_generic_one() {
+        // FOGRA39 through LittleCMS, as Pillow's ImageCms gives it for the same profile:
+        // paper white, and process cyan, which the naive formula makes (0, 255, 255).
         let c = CmykToRgb::new(None, false).unwrap();
         let mut rgb = [0u8; 6];
         c.row(&[0, 0, 0, 0, 255, 0, 0, 0], &mut rgb);
-        assert_eq!(rgb, [255, 255, 255, 0, 255, 255]);
+        let near = |got: &[u8], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 2);
+        assert!(near(&rgb[..3], [255, 255, 255]) && near(&rgb[3..], [0, 159, 227]), "{rgb:?}");
+        // Inverted (Adobe) samples: the same colours from 255 - ink.
         let inv = CmykToRgb::new(None, true).unwrap();
         inv.row(&[255, 255, 255, 255, 0, 255, 255, 255], &mut rgb);
-        assert_eq!(rgb, [255, 255, 255, 0, 255, 255]);
+        assert!(near(&rgb[..3], [255, 255, 255]) && near(&rgb[3..], [0, 159, 227]), "{rgb:?}");
+        // An RGB profile handed in for a CMYK source is ignored, as a missing one is.
+        let ignored = CmykToRgb::new(Some(&Profile::new_srgb().icc().unwrap()), false).unwrap();
+        ignored.row(&[0, 0, 0, 0, 255, 0, 0, 0], &mut rgb);
+        assert!(near(&rgb[3..], [0, 159, 227]), "{rgb:?}");
     }
 
     #[test]
