@@ -33,7 +33,12 @@
 --     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;
 --     --                         CREATE VIEW edge_t AS SELECT * FROM t;
 --     -- for each aggregate: an empty table of its columns and a dt DATE (sql/aggregates.sql).
--- Times are compared in UTC; hours and days are their starts as TIMESTAMP.
+-- Times are compared in UTC; hours and days are their starts as TIMESTAMP. Every fact's `ts`
+-- is a TIMESTAMP in UTC, and reports compare it with their bounds as TIMESTAMP: a cast
+-- between TIMESTAMPTZ and TIMESTAMP goes through ICU's calendar, about 50 ns a row, which
+-- was most of a report's time over millions of aggregate rows. utc() does it with
+-- arithmetic, whatever the session's time zone.
+CREATE OR REPLACE MACRO utc(t) AS make_timestamp(epoch_us(t));
 
 -- Whether t is not at the start of its `unit` ('hour' or 'day'): an edge inside a bucket.
 CREATE OR REPLACE MACRO cut(t, unit) AS t::TIMESTAMP <> date_trunc(unit, t::TIMESTAMP);
@@ -86,118 +91,118 @@ CREATE OR REPLACE MACRO raw_uploads(a, b) AS TABLE
 SELECT * FROM recent_uploads
 UNION ALL BY NAME
 SELECT * FROM edge_uploads WHERE reread(dt, a, b, 'hour', 0)
-  AND NOT whole(date_trunc('hour', uploaded_at::TIMESTAMP), 'hour', a, b);
+  AND NOT whole(date_trunc('hour', utc(uploaded_at)), 'hour', a, b);
 
 -- Uploads: `images` of them at `ts`, with their bytes and dimensions' sums.
 CREATE OR REPLACE MACRO upload_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, format, content_type, images, bytes,
+SELECT customer_id, hour AS ts, format, content_type, images, bytes,
        sum_width, n_width, sum_height, n_height
 FROM agg_uploads WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
-SELECT customer_id, uploaded_at, format, content_type, 1, bytes,
+SELECT customer_id, utc(uploaded_at), format, content_type, 1, bytes,
        width, (width IS NOT NULL)::BIGINT, height, (height IS NOT NULL)::BIGINT
 FROM raw_uploads(a, b);
 
 -- One row per job (or aggregated hour): processed (an attempt succeeded) or failed (none
 -- did), at the time its last attempt finished.
 CREATE OR REPLACE MACRO job_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, processed, failed
+SELECT customer_id, hour AS ts, processed, failed
 FROM agg_jobs WHERE span(dt, a, b, agg_job_lag()) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1))
 UNION ALL
-SELECT customer_id, finished_at, succeeded::BIGINT, (NOT succeeded)::BIGINT
+SELECT customer_id, utc(finished_at), succeeded::BIGINT, (NOT succeeded)::BIGINT
 FROM raw_outcomes(a, b, 'hour')
-WHERE NOT edge OR NOT whole(date_trunc('hour', finished_at::TIMESTAMP), 'hour', a, b);
+WHERE NOT edge OR NOT whole(date_trunc('hour', utc(finished_at)), 'hour', a, b);
 
 -- Processing time of succeeded jobs: a value counted n times, by the day (aggregates) or
 -- time their last attempt finished.
 CREATE OR REPLACE MACRO job_ms_facts(a, b) AS TABLE
-SELECT customer_id, day::TIMESTAMPTZ AS ts, value, n
+SELECT customer_id, day::TIMESTAMP AS ts, value, n
 FROM agg_job_ms WHERE span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
-SELECT customer_id, finished_at, duration_ms::DOUBLE, 1
+SELECT customer_id, utc(finished_at), duration_ms::DOUBLE, 1
 FROM raw_outcomes(a, b, 'day')
 WHERE duration_ms IS NOT NULL
-  AND (NOT edge OR NOT whole(date_trunc('day', finished_at::TIMESTAMP), 'day', a, b));
+  AND (NOT edge OR NOT whole(date_trunc('day', utc(finished_at)), 'day', a, b));
 
 -- Attempts by status (and how many were retries), when they finished.
 CREATE OR REPLACE MACRO attempt_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, status, attempts, retries
+SELECT customer_id, hour AS ts, status, attempts, retries
 FROM agg_attempts WHERE span(dt, a, b, agg_job_lag()) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1))
 UNION ALL
-SELECT customer_id, finished_at, status, 1, (attempt > 1)::BIGINT
+SELECT customer_id, utc(finished_at), status, 1, (attempt > 1)::BIGINT
 FROM raw_jobs(a, b, 'hour')
-WHERE dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('hour', finished_at::TIMESTAMP), 'hour', a, b);
+WHERE dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('hour', utc(finished_at)), 'hour', a, b);
 
 -- Queue wait and processing time of every attempt, of customer c (NULL: all customers,
 -- from the smaller all-customer histograms).
 CREATE OR REPLACE MACRO attempt_ms_facts(a, b, c) AS TABLE
-SELECT NULL::VARCHAR AS customer_id, day::TIMESTAMPTZ AS ts, metric, value, n
+SELECT NULL::VARCHAR AS customer_id, day::TIMESTAMP AS ts, metric, value, n
 FROM agg_attempt_ms_all
 WHERE c IS NULL AND span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
-SELECT customer_id, day::TIMESTAMPTZ, metric, value, n
+SELECT customer_id, day::TIMESTAMP, metric, value, n
 FROM agg_attempt_ms
 WHERE customer_id = c AND span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
 UNION ALL
-SELECT customer_id, finished_at, metric, v, 1
+SELECT customer_id, utc(finished_at), metric, v, 1
 FROM raw_jobs(a, b, 'day'),
      LATERAL (VALUES ('processing', duration_ms::DOUBLE),
-                     ('queue_wait', (epoch_us(started_at::TIMESTAMP) - epoch_us(enqueued_at::TIMESTAMP)) / 1000.0)) AS l(metric, v)
+                     ('queue_wait', (epoch_us(started_at) - epoch_us(enqueued_at)) / 1000.0)) AS l(metric, v)
 WHERE (c IS NULL OR customer_id = c)
-  AND (dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('day', finished_at::TIMESTAMP), 'day', a, b));
+  AND (dt NOT IN (SELECT day FROM agg_days) OR NOT whole(date_trunc('day', utc(finished_at)), 'day', a, b));
 
 CREATE OR REPLACE MACRO variant_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, variants, bytes
+SELECT customer_id, hour AS ts, variants, bytes
 FROM agg_variants WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
-SELECT customer_id, created_at, 1, bytes
+SELECT customer_id, utc(created_at), 1, bytes
 FROM (SELECT * FROM recent_variants
       UNION ALL BY NAME
       SELECT * FROM edge_variants WHERE reread(dt, a, b, 'hour', 0)
-        AND NOT whole(date_trunc('hour', created_at::TIMESTAMP), 'hour', a, b));
+        AND NOT whole(date_trunc('hour', utc(created_at)), 'hour', a, b));
 
 CREATE OR REPLACE MACRO deletion_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, reason, deletions, bytes
+SELECT customer_id, hour AS ts, reason, deletions, bytes
 FROM agg_deletions WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
-SELECT customer_id, deleted_at, reason, 1, bytes
+SELECT customer_id, utc(deleted_at), reason, 1, bytes
 FROM (SELECT * FROM recent_deletions
       UNION ALL BY NAME
       SELECT * FROM edge_deletions WHERE reread(dt, a, b, 'hour', 0)
-        AND NOT whole(date_trunc('hour', deleted_at::TIMESTAMP), 'hour', a, b));
+        AND NOT whole(date_trunc('hour', utc(deleted_at)), 'hour', a, b));
 
 -- Post events (`created`, `published`, `failed`, `deleted`), `n` of them at `ts`.
 CREATE OR REPLACE MACRO post_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+SELECT customer_id, hour AS ts, event, n
 FROM agg_posts WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
-SELECT customer_id, "at", event, 1
+SELECT customer_id, utc("at"), event, 1
 FROM (SELECT * FROM recent_posts
       UNION ALL BY NAME
       SELECT * FROM edge_posts WHERE reread(dt, a, b, 'hour', 0)
-        AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
+        AND NOT whole(date_trunc('hour', utc("at")), 'hour', a, b));
 
 -- Comment events (`created`, `deleted`), `n` of them at `ts`.
 CREATE OR REPLACE MACRO comment_facts(a, b) AS TABLE
-SELECT customer_id, hour::TIMESTAMPTZ AS ts, event, n
+SELECT customer_id, hour AS ts, event, n
 FROM agg_comments WHERE span(dt, a, b, 0) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 0))
 UNION ALL
-SELECT customer_id, "at", event, 1
+SELECT customer_id, utc("at"), event, 1
 FROM (SELECT * FROM recent_comments
       UNION ALL BY NAME
       SELECT * FROM edge_comments WHERE reread(dt, a, b, 'hour', 0)
-        AND NOT whole(date_trunc('hour', "at"::TIMESTAMP), 'hour', a, b));
+        AND NOT whole(date_trunc('hour', utc("at")), 'hour', a, b));
 
 -- Comments created and deleted per post (per day from the aggregates, per comment raw).
 CREATE OR REPLACE MACRO post_comment_facts(a, b) AS TABLE
-SELECT customer_id, post_id, day::TIMESTAMPTZ AS ts, created, deleted
+SELECT customer_id, post_id, day::TIMESTAMP AS ts, created, deleted
 FROM agg_post_comments WHERE span(dt, a, b, 0) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 0))
 UNION ALL
-SELECT customer_id, post_id, "at", (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
+SELECT customer_id, post_id, utc("at"), (event = 'created')::BIGINT, (event = 'deleted')::BIGINT
 FROM (SELECT * FROM recent_comments
       UNION ALL BY NAME
       SELECT * FROM edge_comments WHERE reread(dt, a, b, 'day', 0)
-        AND NOT whole(date_trunc('day', "at"::TIMESTAMP), 'day', a, b));
+        AND NOT whole(date_trunc('day', utc("at")), 'day', a, b));
 
 -- Each post's events: its customer, author, when it was published and deleted (NULL: not
 -- on that day, or not yet as far as the lake knows); a post's state is the earliest of

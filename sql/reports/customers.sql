@@ -12,7 +12,7 @@
 WITH up AS (
     SELECT customer_id, sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes_uploaded
     FROM upload_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 ), st AS (
@@ -23,7 +23,7 @@ WITH up AS (
 ), jb AS (
     SELECT customer_id, sum(processed)::BIGINT AS processed, sum(failed)::BIGINT AS failed
     FROM job_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 ), ranked AS (
@@ -33,7 +33,7 @@ WITH up AS (
     FROM (
         SELECT customer_id, value, sum(n) AS n
         FROM job_ms_facts($1, $2)
-        WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+        WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
           AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
         GROUP BY ALL
     )
@@ -46,13 +46,13 @@ WITH up AS (
 ), po AS (
     SELECT customer_id, sum(n)::BIGINT AS posts
     FROM post_facts($1, $2)
-    WHERE event = 'published' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE event = 'published' AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 ), co AS (
     SELECT customer_id, sum(n)::BIGINT AS comments
     FROM comment_facts($1, $2)
-    WHERE event = 'created' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE event = 'created' AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY customer_id
 )

@@ -7,18 +7,35 @@
 -- Only posts with a comment made in the range, published, and not deleted (as the lake
 -- knows now: a deleted post's comments are gone with it) are listed. author: the post's
 -- (NULL when it has none); published_at: when it was published (UTC, like every report's times).
-WITH counts AS (
+--
+-- Each post's state is all-time (post_state_facts: millions of rows), so it is looked up
+-- for the most-commented posts only: the 4 x limit first, with every post tied with the
+-- last of them. When at least `limit` of those are listed, no other post can rank above
+-- them, and the ranking is exact; otherwise the state of every counted post is read.
+WITH counts AS MATERIALIZED (
     SELECT post_id, sum(created)::BIGINT AS comments, sum(deleted)::BIGINT AS comments_deleted
     FROM post_comment_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY post_id
     HAVING sum(created) > 0
+), top AS (
+    SELECT post_id, comments FROM counts
+    WHERE comments >= (SELECT min(comments) FROM (SELECT comments FROM counts ORDER BY comments DESC LIMIT 4 * $4::BIGINT))
+), listed_top AS (
+    SELECT post_id FROM post_state_facts() SEMI JOIN top USING (post_id)
+    GROUP BY post_id
+    HAVING min(published_at) IS NOT NULL AND min(deleted_at) IS NULL
+       AND ($3::VARCHAR IS NULL OR any_value(customer_id) = $3::VARCHAR)
+), least AS (
+    -- The state is read for the posts with at least this many comments: the top's fewest
+    -- when the top lists `limit` posts, otherwise 1 (every counted post).
+    SELECT CASE WHEN (SELECT count(*) FROM listed_top) >= $4::BIGINT THEN (SELECT min(comments) FROM top) ELSE 1 END AS comments
 ), state AS (
-    -- The state of the counted posts only (post_state_facts is every post, all time).
     SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
            min(published_at) AS published_at, min(deleted_at) AS deleted_at
-    FROM post_state_facts() SEMI JOIN counts USING (post_id)
+    FROM post_state_facts()
+    SEMI JOIN (SELECT post_id FROM counts WHERE comments >= (SELECT comments FROM least)) USING (post_id)
     GROUP BY post_id
     HAVING $3::VARCHAR IS NULL OR any_value(customer_id) = $3::VARCHAR
 )

@@ -6,14 +6,14 @@
 -- processing = duration_ms, both in milliseconds, over every attempt of the day (exact
 -- from the views, within 1 % from the daily aggregates' histograms; see sql/facts.sql).
 WITH counts AS (
-    SELECT ts::TIMESTAMP::DATE AS day,
+    SELECT ts::DATE AS day,
            sum(attempts)::BIGINT AS attempts,
            coalesce(sum(attempts) FILTER (WHERE status = 'succeeded'), 0)::BIGINT AS succeeded,
            coalesce(sum(attempts) FILTER (WHERE status = 'failed'), 0)::BIGINT AS failed,
            coalesce(sum(attempts) FILTER (WHERE status = 'dead_lettered'), 0)::BIGINT AS dead_lettered,
            sum(retries)::BIGINT AS retries
     FROM attempt_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), ranked AS (
@@ -21,9 +21,9 @@ WITH counts AS (
            sum(n) OVER (PARTITION BY day, metric ORDER BY value ROWS UNBOUNDED PRECEDING) AS below,
            sum(n) OVER (PARTITION BY day, metric) AS total
     FROM (
-        SELECT ts::TIMESTAMP::DATE AS day, metric, value, sum(n) AS n
+        SELECT ts::DATE AS day, metric, value, sum(n) AS n
         FROM attempt_ms_facts($1, $2, $3::VARCHAR)
-        WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+        WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
         GROUP BY ALL
     )
 ), pct AS (

@@ -11,7 +11,7 @@
 WITH up AS (
     SELECT coalesce(sum(images), 0)::BIGINT AS images, coalesce(sum(bytes), 0)::BIGINT AS bytes
     FROM upload_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 ), st AS (
     SELECT coalesce(sum(bytes), 0)::BIGINT AS stored
@@ -21,12 +21,12 @@ WITH up AS (
     SELECT coalesce(sum(processed), 0)::BIGINT AS processed,
            coalesce(sum(failed), 0)::BIGINT AS failed
     FROM job_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 ), de AS (
     SELECT coalesce(sum(deletions), 0)::BIGINT AS expired, coalesce(sum(bytes), 0)::BIGINT AS expired_bytes
     FROM deletion_facts($1, $2)
-    WHERE reason = 'expired' AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE reason = 'expired' AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
 )
 SELECT

@@ -19,7 +19,7 @@ WITH o AS (
     SELECT r.format, r.content_type, 0, 0, 0, 0, 0, 0, o.succeeded::BIGINT, (NOT o.succeeded)::BIGINT
     FROM agg_unattempted r JOIN o USING (image_id)
     WHERE span(r.dt, $1, $2, 0)
-      AND (whole(date_trunc('hour', r.uploaded_at::TIMESTAMP), 'hour', $1, $2) OR NOT reread(r.dt, $1, $2, 'hour', 0))
+      AND (whole(date_trunc('hour', utc(r.uploaded_at)), 'hour', $1, $2) OR NOT reread(r.dt, $1, $2, 'hour', 0))
       AND r.uploaded_at >= $1::TIMESTAMPTZ AND r.uploaded_at < $2::TIMESTAMPTZ
       AND ($3::VARCHAR IS NULL OR r.customer_id = $3::VARCHAR)
     UNION ALL

@@ -20,7 +20,7 @@ WITH net AS (
 ), per_day AS MATERIALIZED (
     -- Facts read once (through the macros of sql/facts.sql); everything below works on
     -- these (customer, day) sums.
-    SELECT customer_id, ts::TIMESTAMP::DATE AS day, ts < $2::TIMESTAMPTZ AS before_to, sum(delta) AS delta
+    SELECT customer_id, ts::DATE AS day, ts < $2::TIMESTAMP AS before_to, sum(delta) AS delta
     FROM net
     GROUP BY ALL
 ), keyed AS MATERIALIZED (
@@ -52,7 +52,7 @@ WITH net AS (
     GROUP BY who
 ), snapshot_trend AS (
     SELECT coalesce(customer_id, '') AS who,
-           regr_slope(originals_bytes + variants_bytes, epoch_us(taken_at::TIMESTAMP) / 86400e6) AS per_day,
+           regr_slope(originals_bytes + variants_bytes, epoch_us(taken_at) / 86400e6) AS per_day,
            count(DISTINCT taken_at) AS points
     FROM range_usage
     WHERE taken_at >= $1::TIMESTAMPTZ AND taken_at < $2::TIMESTAMPTZ

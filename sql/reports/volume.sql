@@ -9,46 +9,46 @@
 -- posts: posts published; comments: comments made (`created`; later deletions not netted out).
 -- Facts come through the macros of sql/facts.sql.
 WITH up AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket,
            sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes
     FROM upload_facts($1, $2)
-    WHERE ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), pr AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(attempts)::BIGINT AS processed
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(attempts)::BIGINT AS processed
     FROM attempt_facts($1, $2)
     WHERE status = 'succeeded'
-      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), fa AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(failed)::BIGINT AS failed
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(failed)::BIGINT AS failed
     FROM job_facts($1, $2)
     WHERE failed > 0
-      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), ex AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket,
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket,
            sum(deletions)::BIGINT AS expired, sum(bytes)::BIGINT AS expired_bytes
     FROM deletion_facts($1, $2)
     WHERE reason = 'expired'
-      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), po AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS posts
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(n)::BIGINT AS posts
     FROM post_facts($1, $2)
     WHERE event = 'published'
-      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), co AS (
-    SELECT date_trunc($4::VARCHAR, ts::TIMESTAMP) AS bucket, sum(n)::BIGINT AS comments
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(n)::BIGINT AS comments
     FROM comment_facts($1, $2)
     WHERE event = 'created'
-      AND ts >= $1::TIMESTAMPTZ AND ts < $2::TIMESTAMPTZ
+      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), span AS (
