@@ -1,9 +1,9 @@
 //! The raw facts of one report's range that are not in memory, as views of the query's own
 //! connection (DuckDB's temporary objects are per connection), created just before it:
 //! - `edge_{t}`, for each aggregated input table `t`: the files of the aggregated days an
-//!   edge of the range cuts (an edge inside a day: that day and the day before, for the
-//!   jobs that finished after midnight). The macros of sql/facts.sql reread the cut hours
-//!   (days) from these in place of their aggregate rows.
+//!   edge of the range cuts (for the jobs, the day before each too: the attempts that
+//!   finished after midnight, `reread(.., 1)` in sql/facts.sql). The macros of
+//!   sql/facts.sql reread the cut hours (days) from these in place of their aggregate rows.
 //! - `range_usage`: the usage snapshots of the range's days (the usage table is not
 //!   aggregated; the usage report's trend reads them).
 //!
@@ -36,14 +36,19 @@ pub struct DayFiles {
     tables: Vec<(Table, TableFiles)>,
 }
 
-/// The days an edge of [from, to) cuts: for an edge inside a day, that day and the one
-/// before.
-pub fn edge_days(from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<NaiveDate> {
+/// The days of `table` an edge of [from, to) makes a query reread: for an edge inside a
+/// day, that day, and for the jobs the day before too (the macros reread the jobs of the
+/// edge's day and the day before, `reread(.., 1)`: a job's attempts are in the day it was
+/// enqueued). The other tables' facts of the day before are not read: a view over them
+/// would still deduplicate them all.
+pub fn edge_days(table: Table, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<NaiveDate> {
     let mut out = BTreeSet::new();
     for t in [from, to] {
         let d = t.date_naive();
         if t.naive_utc() != d.and_hms_opt(0, 0, 0).expect("midnight exists") {
-            out.extend(d.pred_opt());
+            if table == Table::Jobs {
+                out.extend(d.pred_opt());
+            }
             out.insert(d);
         }
     }
@@ -88,14 +93,13 @@ impl DayFiles {
 
     /// The statements that (re)create the views of a query over [from, to).
     pub fn sql(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-        let edges = edge_days(from, to);
         let mut out = String::new();
         for (t, files) in &self.tables {
             let (name, listed): (String, Vec<String>) = if *t == Table::Usage {
                 let days = files.days.iter().filter(|(d, _)| (from.date_naive()..=to.date_naive()).contains(*d));
                 (RANGE_USAGE.into(), days.flat_map(|(_, f)| f.iter().cloned()).collect())
             } else {
-                let days = edges.iter().filter_map(|d| files.days.get(d));
+                let days = edge_days(*t, from, to).into_iter().filter_map(|d| files.days.get(&d));
                 (format!("edge_{}", t.name()), days.flatten().cloned().collect())
             };
             let sql = objects::view_over(&files.view_sql, *t, &name, &listed, true).unwrap_or_else(|| {
@@ -123,11 +127,14 @@ mod tests {
     }
 
     #[test]
-    fn edges_are_the_cut_days_and_the_days_before() {
-        assert!(edge_days(at(1, 0, 0), at(20, 0, 0)).is_empty());
-        assert_eq!(edge_days(at(10, 9, 17), at(20, 0, 0)), [day(9), day(10)].into());
-        assert_eq!(edge_days(at(10, 0, 0), at(20, 16, 43)), [day(19), day(20)].into());
-        assert_eq!(edge_days(at(10, 9, 0), at(10, 16, 0)), [day(9), day(10)].into());
+    fn edges_are_the_cut_days_and_for_jobs_the_days_before() {
+        assert!(edge_days(Table::Jobs, at(1, 0, 0), at(20, 0, 0)).is_empty());
+        assert_eq!(edge_days(Table::Jobs, at(10, 9, 17), at(20, 0, 0)), [day(9), day(10)].into());
+        assert_eq!(edge_days(Table::Jobs, at(10, 0, 0), at(20, 16, 43)), [day(19), day(20)].into());
+        assert_eq!(edge_days(Table::Jobs, at(10, 9, 0), at(10, 16, 0)), [day(9), day(10)].into());
+        assert_eq!(edge_days(Table::Uploads, at(10, 9, 17), at(20, 16, 43)), [day(10), day(20)].into());
+        assert_eq!(edge_days(Table::Comments, at(10, 9, 0), at(10, 16, 0)), [day(10)].into());
+        assert!(edge_days(Table::Variants, at(1, 0, 0), at(20, 0, 0)).is_empty());
     }
 
     #[test]
@@ -147,11 +154,13 @@ mod tests {
         let view = |name: &str| sql.split(";\n").find(|s| s.contains(&format!("VIEW {name} AS"))).unwrap().to_string();
         let uploads = view("edge_uploads");
         assert!(uploads.starts_with("CREATE OR REPLACE TEMP VIEW edge_uploads AS"), "{uploads}");
+        assert!(uploads.contains("dt=2026-11-10/u.parquet"), "{uploads}");
+        assert_eq!(uploads.matches(".parquet'").count(), 1, "day 29 is raw (recent_uploads), day 9 not read: {uploads}");
+        let jobs = view("edge_jobs");
         for d in [9, 10, 28] {
-            assert!(uploads.contains(&format!("dt=2026-11-{d:02}/u.parquet")), "day {d}: {uploads}");
+            assert!(jobs.contains(&format!("dt=2026-11-{d:02}/j.parquet")), "day {d}: {jobs}");
         }
-        assert_eq!(uploads.matches(".parquet'").count(), 3, "day 29 is raw (recent_uploads): {uploads}");
-        assert!(view("edge_jobs").contains("dt=2026-11-09/j.parquet"));
+        assert_eq!(jobs.matches(".parquet'").count(), 3, "{jobs}");
         assert!(view("edge_variants").contains("agg_empty.variants"), "no files: the empty stand-in");
         let usage = view("range_usage");
         assert_eq!(usage.matches(".parquet'").count(), 20, "days 10 to 29: {usage}");

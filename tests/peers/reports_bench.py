@@ -62,11 +62,17 @@ def call(sql, opening):
     raise ValueError(opening)
 
 
+ONE_SCAN_FILES = 64
+
+
 def view_over(view_sql, glob, name, files, temp=False):
     """The view of views.sql's statement over these files only, as the service makes it
-    (reporting/src/objects.rs, view_over): the window over the copies only."""
+    (reporting/src/objects.rs, view_over): the window over the copies only, or over more
+    than ONE_SCAN_FILES files one scan with the window over every row."""
     scan = call(view_sql, "read_parquet(").replace(glob, lit(files))
     window = call(view_sql, "QUALIFY row_number() OVER (")
+    if len(files) > ONE_SCAN_FILES:
+        return f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {name} AS SELECT * EXCLUDE (filename) FROM {scan} {window} = 1"
     return (f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {name} AS "
             f"WITH facts AS NOT MATERIALIZED (SELECT * FROM {scan}), "
             "copies AS (SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1) "
@@ -171,21 +177,23 @@ def connect(lake, aggregates=True):
 
 def edge_views(con, frm, to):
     """The views a query over [frm, to) reads besides the others (reporting/src/edges.rs):
-    edge_t, the files of the aggregated days an edge cuts (and the day before each), and
-    range_usage, the usage files of the range's days."""
+    edge_t, the files of the aggregated days an edge cuts (for the jobs, and the day before
+    each), and range_usage, the usage files of the range's days."""
     import datetime as dt
     e = _EDGES[id(con)]
-    cut = set()
+    cut, before = set(), set()
     for t in (frm, to):
         if t.time() != dt.time(0):
-            cut |= {t.date() - dt.timedelta(days=1), t.date()}
+            cut.add(t.date())
+            before.add(t.date() - dt.timedelta(days=1))
     for t in INPUTS + ["usage"]:
         if t == "usage":
             name = "range_usage"
             files = [f for d, fs in e["files"][t].items() if frm.date() <= dt.date.fromisoformat(d) <= to.date() for f in fs]
         else:
             name = f"edge_{t}"
-            files = [f for d in sorted(cut) if d.isoformat() in e["days"] for f in e["files"][t].get(d.isoformat(), [])]
+            days = cut | before if t == "jobs" else cut
+            files = [f for d in sorted(days) if d.isoformat() in e["days"] for f in e["files"][t].get(d.isoformat(), [])]
         if files:
             glob = "'" + e["lake"].replace("'", "''") + f"/{t}/*/*.parquet'"
             con.execute(view_over(e["view_of"][t], glob, name, files, temp=True))
