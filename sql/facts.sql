@@ -10,8 +10,8 @@
 --     those days only): today, and a day whose facts changed since it was aggregated;
 --   * for a range edge inside an hour (day), the raw facts of that one bucket, in place of
 --     its aggregate rows (reread/whole below), from edge_* (the views of views.sql over the
---     files of the aggregated days an edge cuts, and the day before each: the service
---     makes them for each query, on its connection).
+--     files of the aggregated days an edge cuts, and for the jobs the day before each:
+--     the service makes them for each query, on its connection).
 -- Figures that are all-time by definition (stored bytes, each post's state) come from the
 -- in-memory aggregates (stored_by_day: each aggregated day's net bytes per customer;
 -- agg_post_state) plus the raw facts. So a report costs its range's days, the days not

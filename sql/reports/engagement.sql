@@ -46,7 +46,7 @@ SELECT
     c.comments,
     c.comments_deleted,
     s.published_at::TIMESTAMP AS published_at
-FROM counts c
+FROM (SELECT * FROM counts WHERE comments >= (SELECT comments FROM least)) c
 JOIN state s USING (post_id)
 WHERE s.published_at IS NOT NULL AND s.deleted_at IS NULL
 ORDER BY c.comments DESC, s.post_id
