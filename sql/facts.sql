@@ -34,10 +34,11 @@
 --     --                         CREATE VIEW edge_t AS SELECT * FROM t;
 --     -- for each aggregate: an empty table of its columns and a dt DATE (sql/aggregates.sql).
 -- Times are compared in UTC; hours and days are their starts as TIMESTAMP. Every fact's `ts`
--- is a TIMESTAMP in UTC, and reports compare it with their bounds as TIMESTAMP: a cast
--- between TIMESTAMPTZ and TIMESTAMP goes through ICU's calendar, about 50 ns a row, which
--- was most of a report's time over millions of aggregate rows. utc() does it with
--- arithmetic, whatever the session's time zone.
+-- is a TIMESTAMP in UTC, and reports compare it with their bounds as TIMESTAMP: where
+-- DuckDB has ICU (Python's duckdb, the command line), a cast between TIMESTAMPTZ and
+-- TIMESTAMP goes through ICU's calendar, about 50 ns a row, which was most of a report's
+-- time over millions of aggregate rows. utc() does it with arithmetic, whatever the
+-- session's time zone.
 CREATE OR REPLACE MACRO utc(t) AS make_timestamp(epoch_us(t));
 
 -- Whether t is not at the start of its `unit` ('hour' or 'day'): an edge inside a bucket.
