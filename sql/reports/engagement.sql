@@ -31,11 +31,13 @@ WITH counts AS MATERIALIZED (
     -- The state is read for the posts with at least this many comments: the top's fewest
     -- when the top lists `limit` posts, otherwise 1 (every counted post).
     SELECT CASE WHEN (SELECT count(*) FROM listed_top) >= $4::BIGINT THEN (SELECT min(comments) FROM top) ELSE 1 END AS comments
+), looked_up AS (
+    SELECT * FROM counts WHERE comments >= (SELECT comments FROM least)
 ), state AS (
     SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS author,
            min(published_at) AS published_at, min(deleted_at) AS deleted_at
     FROM post_state_facts()
-    SEMI JOIN (SELECT post_id FROM counts WHERE comments >= (SELECT comments FROM least)) USING (post_id)
+    SEMI JOIN looked_up USING (post_id)
     GROUP BY post_id
     HAVING $3::VARCHAR IS NULL OR any_value(customer_id) = $3::VARCHAR
 )
@@ -46,7 +48,7 @@ SELECT
     c.comments,
     c.comments_deleted,
     s.published_at::TIMESTAMP AS published_at
-FROM (SELECT * FROM counts WHERE comments >= (SELECT comments FROM least)) c
+FROM looked_up c
 JOIN state s USING (post_id)
 WHERE s.published_at IS NOT NULL AND s.deleted_at IS NULL
 ORDER BY c.comments DESC, s.post_id
