@@ -46,7 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUTS = ["uploads", "jobs", "variants", "deletions", "posts", "comments"]
 AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_attempts", "agg_attempt_ms",
         "agg_attempt_ms_all", "agg_variants", "agg_deletions", "agg_posts", "agg_comments", "agg_post_comments",
-        "agg_post_state"]
+        "agg_post_state", "agg_copies"]
 # core/src/lake/schema.rs, for the empty stand-in of an input with no file on a day.
 SCHEMA = {
     "uploads": "event_id VARCHAR, image_id VARCHAR, customer_id VARCHAR, uploaded_at TIMESTAMPTZ, content_type VARCHAR, "
@@ -149,9 +149,14 @@ def aggregate_day(lake, day, inputs, fp, old):
         files = [os.path.join(lake, k) for k, _ in inputs if k.startswith(f"{t}/")]
         if files:
             lst = "[" + ", ".join(q(f) for f in files) + "]"
-            con.execute(view_sql(t).replace(f"'${{LAKE}}/{t}/*/*.parquet'", lst))
+            view = view_sql(t).replace(f"'${{LAKE}}/{t}/*/*.parquet'", lst)
+            con.execute(view)
+            # Every row, copies included (core::lake::views::every_copy_sql): agg_copies.
+            scan = view[view.index("read_parquet("):view.index("QUALIFY")]
+            con.execute(f"CREATE VIEW {t}_all AS SELECT * EXCLUDE (filename) FROM {scan}")
         else:
             con.execute(f"CREATE TABLE {t} ({SCHEMA[t]}, dt DATE)")
+            con.execute(f"CREATE TABLE {t}_all ({SCHEMA[t]}, dt DATE)")
     con.execute(read("sql/aggregates.sql"))
     meta = "\n".join(f"{k}\t{s}" for k, s in inputs).replace("'", "''")
     for a in AGGS:

@@ -1,6 +1,7 @@
 -- imagelake: the daily aggregates, for DuckDB. The lifecycle runs this script for one day D
 -- with the views uploads, jobs, variants, deletions, posts and comments over the files of
--- that day's partitions (dt = D) only, deduplicated as in views.sql, and writes each table
+-- that day's partitions (dt = D) only, deduplicated as in views.sql (and uploads_all,
+-- jobs_all, ...: every row of the same files, copies included), and writes each table
 -- to lake/agg_{name}/dt=D/{fingerprint}.parquet (core/src/lake/agg.rs). Business users
 -- and BI tools read these tables first: they are small, and already deduplicated.
 --
@@ -133,3 +134,22 @@ SELECT post_id, any_value(customer_id) AS customer_id, any_value(author) AS auth
        min("at") FILTER (WHERE event = 'deleted') AS deleted_at
 FROM posts
 GROUP BY post_id;
+
+-- The day's facts written more than once (a redelivered job, a compaction interrupted
+-- between its write and its deletes), from every row of the day's files (uploads_all,
+-- jobs_all, ...: the views' scans without their deduplication): per input table, each
+-- event id with copies, and how many rows it has. Usually empty. A reader that rereads an
+-- aggregated day's raw facts (a range edge, reporting/src/edges.rs) deduplicates these
+-- alone, instead of counting the copies of every fact of the day.
+CREATE OR REPLACE TABLE agg_copies AS
+SELECT 'uploads' AS fact_table, event_id, count(*)::BIGINT AS copies FROM uploads_all GROUP BY event_id HAVING count(*) > 1
+UNION ALL
+SELECT 'jobs', event_id, count(*)::BIGINT FROM jobs_all GROUP BY event_id HAVING count(*) > 1
+UNION ALL
+SELECT 'variants', event_id, count(*)::BIGINT FROM variants_all GROUP BY event_id HAVING count(*) > 1
+UNION ALL
+SELECT 'deletions', event_id, count(*)::BIGINT FROM deletions_all GROUP BY event_id HAVING count(*) > 1
+UNION ALL
+SELECT 'posts', event_id, count(*)::BIGINT FROM posts_all GROUP BY event_id HAVING count(*) > 1
+UNION ALL
+SELECT 'comments', event_id, count(*)::BIGINT FROM comments_all GROUP BY event_id HAVING count(*) > 1;

@@ -2,8 +2,10 @@
 //! connection (DuckDB's temporary objects are per connection), created just before it:
 //! - `edge_{t}`, for each aggregated input table `t`: the files of the aggregated days an
 //!   edge of the range cuts (for the jobs, the day before each too: the attempts that
-//!   finished after midnight, `reread(.., 1)` in sql/facts.sql). The macros of
-//!   sql/facts.sql reread the cut hours (days) from these in place of their aggregate rows.
+//!   finished after midnight, `reread(.., 1)` in sql/facts.sql), deduplicated with the
+//!   days' list of the facts that have copies (`agg_copies`), not by counting every
+//!   fact's copies. The macros of sql/facts.sql reread the cut hours (days) from these in
+//!   place of their aggregate rows.
 //! - `range_usage`: the usage snapshots of the range's days (the usage table is not
 //!   aggregated; the usage report's trend reads them).
 //!
@@ -13,7 +15,7 @@
 
 use crate::objects::{self, EMPTY_AGG_SCHEMA};
 use chrono::{DateTime, NaiveDate, Utc};
-use imagelake_core::lake::agg::{Listing, INPUTS};
+use imagelake_core::lake::agg::{Agg, Listing, INPUTS};
 use imagelake_core::lake::layout;
 use imagelake_core::lake::views::{self, ViewStatement};
 use imagelake_core::lake::Table;
@@ -53,6 +55,13 @@ pub fn edge_days(table: Table, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeS
         }
     }
     out
+}
+
+/// The `(dt, event_id)` of `table`'s facts with copies in the aggregated days, from their
+/// aggregates (`agg_copies`, sql/aggregates.sql): an edge view deduplicates these only,
+/// instead of counting the copies of every fact of its days.
+fn copies_sql(table: Table) -> String {
+    format!("SELECT dt, event_id FROM {} WHERE fact_table = '{}'", Agg::Copies.name(), table.name())
 }
 
 /// Views in the main schema under the same names, over the empty stand-ins: what a query
@@ -102,7 +111,9 @@ impl DayFiles {
                 let days = edge_days(*t, from, to).into_iter().filter_map(|d| files.days.get(&d));
                 (format!("edge_{}", t.name()), days.flatten().cloned().collect())
             };
-            let sql = objects::view_over(&files.view_sql, *t, &name, &listed, true).unwrap_or_else(|| {
+            // The edge days are aggregated: their aggregates list the facts with copies.
+            let copies = (*t != Table::Usage).then(|| copies_sql(*t));
+            let sql = objects::view_over(&files.view_sql, *t, &name, &listed, true, copies.as_deref()).unwrap_or_else(|| {
                 format!("CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{}", t.name())
             });
             out.push_str(&sql);
@@ -155,6 +166,7 @@ mod tests {
         let uploads = view("edge_uploads");
         assert!(uploads.starts_with("CREATE OR REPLACE TEMP VIEW edge_uploads AS"), "{uploads}");
         assert!(uploads.contains("dt=2026-11-10/u.parquet"), "{uploads}");
+        assert!(uploads.contains("FROM agg_copies WHERE fact_table = 'uploads'") && !uploads.contains("GROUP BY"), "{uploads}");
         assert_eq!(uploads.matches(".parquet'").count(), 1, "day 29 is raw (recent_uploads), day 9 not read: {uploads}");
         let jobs = view("edge_jobs");
         for d in [9, 10, 28] {

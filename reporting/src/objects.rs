@@ -75,7 +75,7 @@ pub fn desired(
         let name = format!("recent_{}", table.name());
         let recent: Vec<String> =
             files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(lake_root, k)).collect();
-        out.push(match view_over(&st.sql, table, &name, &recent, false) {
+        out.push(match view_over(&st.sql, table, &name, &recent, false, None) {
             Some(sql) => Object { name, kind: Kind::View, sql },
             None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
         });
@@ -96,18 +96,21 @@ pub fn desired(
 /// statement, but sorts the copies only: the facts whose `(dt, event_id)` occurs once pass
 /// as they are, and the window runs over the others. Copies are rare, and the window over
 /// every row was most of the cost of reading raw facts (583 ms against 219 ms over two
-/// days of 300 M-row-lake variants). That form names the files three times, and DuckDB
-/// plans each file each time; over more than [`ONE_SCAN_FILES`] files (a day of small
-/// files not yet compacted, whose rows are few for their number) the view scans them
-/// once, with the window over every row, as `views.sql` does.
-pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], temp: bool) -> Option<String> {
+/// days of 300 M-row-lake variants). Finding the copies is a hash aggregation over every
+/// row's `(dt, event_id)`: `copies` is a query of the `(dt, event_id)` that have copies
+/// when they are known already (the aggregated days': `agg_copies`), and `None` counts
+/// them. That form names the files three times (twice with `copies`), and DuckDB plans
+/// each file each time; over more than [`ONE_SCAN_FILES`] files (a day of small files not
+/// yet compacted, whose rows are few for their number) the view scans them once, with the
+/// window over every row, as `views.sql` does.
+pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], temp: bool, copies: Option<&str>) -> Option<String> {
     if files.is_empty() {
         return None;
     }
     let glob = format!("'${{LAKE}}/{}/*/*.parquet'", table.name());
     let unexpected = || panic!("views.sql's view of {} has an unexpected form", table.name());
-    let scan = call(view_sql, "read_parquet(").unwrap_or_else(unexpected);
-    let window = call(view_sql, "QUALIFY row_number() OVER (").unwrap_or_else(unexpected);
+    let scan = views::call(view_sql, "read_parquet(").unwrap_or_else(unexpected);
+    let window = views::call(view_sql, "QUALIFY row_number() OVER (").unwrap_or_else(unexpected);
     if !scan.contains(&glob) || !window.contains("PARTITION BY dt, event_id ORDER BY") || !view_sql.contains("EXCLUDE (filename)")
     {
         unexpected();
@@ -117,10 +120,11 @@ pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], tem
     if files.len() > ONE_SCAN_FILES {
         return Some(format!("CREATE OR REPLACE {temp}VIEW {name} AS SELECT * EXCLUDE (filename) FROM {scan} {window} = 1"));
     }
+    let copies = copies.map_or("SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1".to_string(), str::to_string);
     Some(format!(
         "CREATE OR REPLACE {temp}VIEW {name} AS
 WITH facts AS NOT MATERIALIZED (SELECT * FROM {scan}),
-     copies AS (SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1)
+     copies AS ({copies})
 SELECT * EXCLUDE (filename) FROM facts ANTI JOIN copies USING (dt, event_id)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename) FROM (SELECT * FROM facts SEMI JOIN copies USING (dt, event_id) {window} = 1)"
@@ -129,26 +133,6 @@ SELECT * EXCLUDE (filename) FROM (SELECT * FROM facts SEMI JOIN copies USING (dt
 
 /// Over more files than this, [`view_over`] scans them once.
 pub const ONE_SCAN_FILES: usize = 64;
-
-/// The text of `sql` from `open` (which ends with an opening parenthesis) to its closing
-/// parenthesis; `None` if `sql` has no such call.
-fn call<'a>(sql: &'a str, open: &str) -> Option<&'a str> {
-    let start = sql.find(open)?;
-    let mut depth = 0usize;
-    for (i, c) in sql[start + open.len() - 1..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&sql[start..start + open.len() + i]);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
 
 #[cfg(test)]
 mod tests {
@@ -189,11 +173,11 @@ mod tests {
         conn.execute_batch(&views::with_lake(view, &root)).unwrap();
         let files: Vec<String> =
             ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"].iter().map(|f| format!("'{root}/uploads/dt={f}.parquet'")).collect();
-        conn.execute_batch(&view_over(view, Table::Uploads, "derived", &files, false).unwrap()).unwrap();
+        conn.execute_batch(&view_over(view, Table::Uploads, "derived", &files, false, None).unwrap()).unwrap();
         // Over many files, the one-scan form: the same three files named over and over, which
         // keeps the same rows however many copies it sees.
         let many: Vec<String> = files.iter().cycle().take(ONE_SCAN_FILES + 1).cloned().collect();
-        let one_scan = view_over(view, Table::Uploads, "one_scan", &many, false).unwrap();
+        let one_scan = view_over(view, Table::Uploads, "one_scan", &many, false, None).unwrap();
         assert!(!one_scan.contains("ANTI JOIN") && one_scan.matches("read_parquet").count() == 1, "{one_scan}");
         conn.execute_batch(&one_scan).unwrap();
         let read = |name: &str| -> Vec<(String, String, i64)> {
@@ -211,6 +195,16 @@ mod tests {
         assert_eq!(read("uploads"), expected);
         assert_eq!(read("derived"), expected);
         assert_eq!(read("one_scan"), expected);
+        // With the copies listed (as the aggregates list them), the same rows; the list is
+        // what decides: a fact it leaves out keeps every copy.
+        let listed = "SELECT dt, event_id FROM (VALUES (DATE '2026-11-01', 'e1'), (DATE '2026-11-01', 'e2')) c(dt, event_id)";
+        let derived = view_over(view, Table::Uploads, "listed", &files, false, Some(listed)).unwrap();
+        assert!(!derived.contains("GROUP BY"), "{derived}");
+        conn.execute_batch(&derived).unwrap();
+        assert_eq!(read("listed"), expected);
+        let partial = listed.replace(", (DATE '2026-11-01', 'e2')", "");
+        conn.execute_batch(&view_over(view, Table::Uploads, "partial", &files, false, Some(&partial)).unwrap()).unwrap();
+        assert_eq!(read("partial").len(), expected.len() + 1, "e2's two copies both pass");
     }
 
     #[test]

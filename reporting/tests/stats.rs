@@ -19,6 +19,7 @@ use tower::ServiceExt;
 
 mod support;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use imagelake_core::lake::agg::Agg;
 use imagelake_core::lake::{JobRow, UploadRow};
 use support::{config, lake_events, ADMIN, ANALYST, UPLOADER};
 
@@ -331,9 +332,52 @@ async fn aggregates_meet_recent_and_late_facts() {
     defaults_match(&app, &lake, capacity, Expect::Rollups).await;
     let r = aggregate(&ctx).await;
     assert_eq!(r.built, vec![chrono::NaiveDate::from_ymd_opt(2026, 11, 9).unwrap()], "only the changed day: {r:?}");
-    assert_eq!(r.removed, 14, "the 9th's old aggregate files go");
+    assert_eq!(r.removed, Agg::ALL.len() as u64, "the 9th's old aggregate files go");
     assert_eq!(aggregated_days(&app).await, days);
     defaults_match(&app, &lake, capacity, Expect::Rollups).await;
+}
+
+/// A range edge rereads its aggregated day's raw facts, deduplicated with the copies that
+/// day's aggregates list (`agg_copies`): an upload and a job written twice (the job's second
+/// copy an hour later, as a duplicate delivery would write it) are counted once, in the
+/// hour of their earliest copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_hour_counts_a_fact_written_twice_once() {
+    let (ctx, lake) = lake_with_data("edge-copies").await;
+    let upload = Event::Upload(UploadRow {
+        event_id: "up-edge".into(),
+        image_id: "img-edge".into(),
+        customer_id: "acme".into(),
+        uploaded_at: support::at(4, 9, 25),
+        content_type: "image/png".into(),
+        format: "png".into(),
+        bytes: 77_000,
+        width: Some(10),
+        height: Some(10),
+        sha256: "sha-edge".into(),
+    });
+    let enqueued = support::at(4, 9, 25) + ChronoDuration::seconds(1);
+    // The first file keeps the earliest copy: the independent computation keeps the
+    // first file's, the views the earliest.
+    for finished in [support::at(4, 9, 26), support::at(4, 10, 10)] {
+        ctx.lake.write_durable(vec![upload.clone(), job("job-edge", "img-edge", "acme", 1, enqueued, finished)]).await.unwrap();
+    }
+    aggregate(&ctx).await;
+    let app = app(&ctx).await;
+    assert!(aggregated_days(&app).await >= 9);
+    let within = [("from", "2026-11-04T09:17:00Z"), ("to", "2026-11-04T09:43:00Z")];
+    let summary = get(&app, Some(ANALYST), "/v1/stats/summary?from=2026-11-04T09:17:00Z&to=2026-11-04T09:43:00Z", None).await;
+    let s = &summary.json()[0];
+    // img-057 (support::lake_events, 09:39, a retry that succeeds) and img-edge.
+    assert_eq!((s["images"].as_u64(), s["processed"].as_u64()), (Some(2), Some(2)), "{s}");
+    let later = [("from", "2026-11-04T10:05:00Z"), ("to", "2026-11-04T10:30:00Z")];
+    let across = [("from", "2026-11-03T09:17:00Z"), ("to", "2026-11-04T10:30:00Z")];
+    let capacity = ctx.config.capacity.bytes.0;
+    for report in ["summary", "customers", "types", "volume", "processing", "engagement"] {
+        for range in [&within, &later, &across] {
+            matches_independent(&app, &lake, capacity, report, range.as_slice(), Expect::Rollups).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

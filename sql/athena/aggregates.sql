@@ -331,3 +331,25 @@ TBLPROPERTIES (
   'projection.dt.interval.unit'  = 'DAYS',
   'storage.location.template'    = 's3://${BUCKET}/${PREFIX}lake/agg_post_state/dt=${dt}/'
 );
+
+-- `agg_copies`: the facts of day dt written more than once (a redelivered job, an
+-- interrupted compaction), per fact table (`uploads`, `jobs`, ...): the event id and how
+-- many rows it has. Usually empty; the fact tables' deduplicating views count each once.
+CREATE EXTERNAL TABLE IF NOT EXISTS agg_copies (
+  `fact_table`  string,
+  `event_id`    string,
+  `copies`      bigint
+)
+PARTITIONED BY (`dt` string)
+STORED AS PARQUET
+LOCATION 's3://${BUCKET}/${PREFIX}lake/agg_copies/'
+TBLPROPERTIES (
+  'parquet.compression'          = 'ZSTD',
+  'projection.enabled'           = 'true',
+  'projection.dt.type'           = 'date',
+  'projection.dt.format'         = 'yyyy-MM-dd',
+  'projection.dt.range'          = '2024-01-01,NOW',
+  'projection.dt.interval'       = '1',
+  'projection.dt.interval.unit'  = 'DAYS',
+  'storage.location.template'    = 's3://${BUCKET}/${PREFIX}lake/agg_copies/dt=${dt}/'
+);

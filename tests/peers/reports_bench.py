@@ -37,7 +37,7 @@ def statements(script):
 
 AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_attempts", "agg_attempt_ms",
         "agg_attempt_ms_all", "agg_variants", "agg_deletions", "agg_posts", "agg_comments", "agg_post_comments",
-        "agg_post_state"]
+        "agg_post_state", "agg_copies"]
 INPUTS = ["uploads", "jobs", "variants", "deletions", "posts", "comments"]
 
 
@@ -65,17 +65,18 @@ def call(sql, opening):
 ONE_SCAN_FILES = 64
 
 
-def view_over(view_sql, glob, name, files, temp=False):
+def view_over(view_sql, glob, name, files, temp=False, copies=None):
     """The view of views.sql's statement over these files only, as the service makes it
-    (reporting/src/objects.rs, view_over): the window over the copies only, or over more
-    than ONE_SCAN_FILES files one scan with the window over every row."""
+    (reporting/src/objects.rs, view_over): the window over the copies only (`copies`: a
+    query of their (dt, event_id) when the aggregates list them; None: found by counting),
+    or over more than ONE_SCAN_FILES files one scan with the window over every row."""
     scan = call(view_sql, "read_parquet(").replace(glob, lit(files))
     window = call(view_sql, "QUALIFY row_number() OVER (")
     if len(files) > ONE_SCAN_FILES:
         return f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {name} AS SELECT * EXCLUDE (filename) FROM {scan} {window} = 1"
     return (f"CREATE OR REPLACE {'TEMP ' if temp else ''}VIEW {name} AS "
             f"WITH facts AS NOT MATERIALIZED (SELECT * FROM {scan}), "
-            "copies AS (SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1) "
+            f"copies AS ({copies or 'SELECT dt, event_id FROM facts GROUP BY ALL HAVING count(*) > 1'}) "
             "SELECT * EXCLUDE (filename) FROM facts ANTI JOIN copies USING (dt, event_id) "
             "UNION ALL BY NAME "
             f"SELECT * EXCLUDE (filename) FROM (SELECT * FROM facts SEMI JOIN copies USING (dt, event_id) {window} = 1)")
@@ -147,6 +148,7 @@ def connect(lake, aggregates=True):
     con.execute("CREATE SCHEMA agg_empty; SET schema = 'agg_empty'; SET search_path = 'agg_empty'")
     for t, cols in EMPTY.items():
         con.execute(f"CREATE TABLE {t} ({cols}, dt DATE)")
+        con.execute(f"CREATE TABLE {t}_all ({cols}, dt DATE)")
     for body in statements(open(os.path.join(ROOT, "sql", "aggregates.sql")).read()):
         con.execute(body)
     con.execute("RESET schema; RESET search_path")
@@ -178,7 +180,8 @@ def connect(lake, aggregates=True):
 def edge_views(con, frm, to):
     """The views a query over [frm, to) reads besides the others (reporting/src/edges.rs):
     edge_t, the files of the aggregated days an edge cuts (for the jobs, and the day before
-    each), and range_usage, the usage files of the range's days."""
+    each), deduplicated with those days' agg_copies, and range_usage, the usage files of
+    the range's days."""
     import datetime as dt
     e = _EDGES[id(con)]
     cut, before = set(), set()
@@ -196,7 +199,9 @@ def edge_views(con, frm, to):
             files = [f for d in sorted(days) if d.isoformat() in e["days"] for f in e["files"][t].get(d.isoformat(), [])]
         if files:
             glob = "'" + e["lake"].replace("'", "''") + f"/{t}/*/*.parquet'"
-            con.execute(view_over(e["view_of"][t], glob, name, files, temp=True))
+            # The edge days are aggregated: their agg_copies lists the facts with copies.
+            copies = None if t == "usage" else f"SELECT dt, event_id FROM agg_copies WHERE fact_table = '{t}'"
+            con.execute(view_over(e["view_of"][t], glob, name, files, temp=True, copies=copies))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM agg_empty.{t}")
 

@@ -38,10 +38,11 @@ pub enum Agg {
     Comments,
     PostComments,
     PostState,
+    Copies,
 }
 
 impl Agg {
-    pub const ALL: [Agg; 14] = [
+    pub const ALL: [Agg; 15] = [
         Agg::Uploads,
         Agg::Unattempted,
         Agg::LateOutcomes,
@@ -56,6 +57,7 @@ impl Agg {
         Agg::Comments,
         Agg::PostComments,
         Agg::PostState,
+        Agg::Copies,
     ];
 
     /// The table's name in SQL and its directory in the lake.
@@ -75,6 +77,7 @@ impl Agg {
             Agg::Comments => "agg_comments",
             Agg::PostComments => "agg_post_comments",
             Agg::PostState => "agg_post_state",
+            Agg::Copies => "agg_copies",
         }
     }
 

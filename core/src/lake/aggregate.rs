@@ -160,7 +160,8 @@ async fn fetch(store: &SharedStore, rel: &str, lake: &Path) -> Result<Option<()>
     Ok(Some(()))
 }
 
-/// Runs the views over `lake` (one day's files) and the aggregates script, writing each
+/// Runs the views over `lake` (one day's files), and the same scans without the
+/// deduplication ([`views::every_copy_sql`]), and the aggregates script, writing each
 /// table to `out/{name}.parquet`. Returns the rows read (deduplicated facts).
 fn run_sql(lake: &Path, out: &Path, present: &[Table], inputs_meta: &str) -> Result<u64, LakeError> {
     let conn = duckdb::Connection::open_in_memory().map_err(|e| err("duckdb", e))?;
@@ -169,7 +170,12 @@ fn run_sql(lake: &Path, out: &Path, present: &[Table], inputs_meta: &str) -> Res
     let lake_root = lake.display().to_string();
     for st in views::statements(views::VIEWS_SQL) {
         let Some(t) = st.table.filter(|t| INPUTS.contains(t)) else { continue };
-        let sql = if present.contains(&t) { views::with_lake(&st.sql, &lake_root) } else { views::empty_table_sql(t) };
+        let sql = if present.contains(&t) {
+            let every = views::every_copy_sql(&st.sql, t).ok_or_else(|| err(t.name(), "views.sql's view has no scan"))?;
+            format!("{};\n{}", views::with_lake(&st.sql, &lake_root), views::with_lake(&every, &lake_root))
+        } else {
+            format!("{};\n{}", views::empty_table_sql(t), views::empty_table_sql_named(t, &views::every_copy_name(t)))
+        };
         conn.execute_batch(&sql).map_err(|e| err(t.name(), e))?;
     }
     let mut rows = 0u64;
@@ -191,7 +197,8 @@ fn run_sql(lake: &Path, out: &Path, present: &[Table], inputs_meta: &str) -> Res
     Ok(rows)
 }
 
-/// Runs `sql/aggregates.sql` on `conn`, whose `uploads`, `jobs`, ... hold one day's facts.
+/// Runs `sql/aggregates.sql` on `conn`, whose `uploads`, `jobs`, ... hold one day's facts
+/// (and `uploads_all`, `jobs_all`, ... every row of its files, copies included).
 pub fn run_script(conn: &duckdb::Connection) -> Result<(), LakeError> {
     for sql in views::split(AGGREGATES_SQL) {
         let code = views::strip_comments(&sql);
@@ -210,6 +217,7 @@ pub fn create_empty(conn: &duckdb::Connection, schema: &str) -> Result<(), LakeE
         .map_err(|e| err("duckdb", e))?;
     for t in INPUTS {
         conn.execute_batch(&views::empty_table_sql(t)).map_err(|e| err(t.name(), e))?;
+        conn.execute_batch(&views::empty_table_sql_named(t, &views::every_copy_name(t))).map_err(|e| err(t.name(), e))?;
     }
     let r = run_script(conn);
     conn.execute_batch("RESET schema; RESET search_path;").map_err(|e| err("duckdb", e))?;

@@ -108,6 +108,39 @@ pub fn split(script: &str) -> Vec<String> {
     out
 }
 
+/// The text of `sql` from `open` (which ends with an opening parenthesis) to its closing
+/// parenthesis; `None` if `sql` has no such call.
+pub fn call<'a>(sql: &'a str, open: &str) -> Option<&'a str> {
+    let start = sql.find(open)?;
+    let mut depth = 0usize;
+    for (i, c) in sql[start + open.len() - 1..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&sql[start..start + open.len() + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The name under which `sql/aggregates.sql` sees every row of `table`'s files, copies
+/// included (`{table}_all`).
+pub fn every_copy_name(table: Table) -> String {
+    format!("{}_all", table.name())
+}
+
+/// The view [`every_copy_name`] of `table` from its statement in views.sql (`view_sql`):
+/// the same scan without the deduplication. `None` if the statement has no scan.
+pub fn every_copy_sql(view_sql: &str, table: Table) -> Option<String> {
+    let scan = call(view_sql, "read_parquet(")?;
+    Some(format!("CREATE OR REPLACE VIEW {} AS SELECT * EXCLUDE (filename) FROM {scan}", every_copy_name(table)))
+}
+
 /// `CREATE TABLE` of an empty table with `table`'s columns, standing in for its view.
 pub fn empty_table_sql(table: Table) -> String {
     empty_table_sql_named(table, table.name())
