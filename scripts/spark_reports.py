@@ -102,7 +102,7 @@ GROUP BY job_id
 # attempt finished in the range, by outcome; failure_rate = failed / (processed + failed).
 # p50/p95_processing_ms: duration of the succeeded attempts of those jobs (exact, like
 # DuckDB's quantile_cont). bytes_stored: stored now (originals + variants - deletions, all
-# time). posts: `published` post events in the range; comments: `created` comment events.
+# time, but an abandoned upload's: its bytes were never an upload's). posts: `published` post events in the range; comments: `created` comment events.
 CUSTOMERS_SQL = """
 WITH up AS (
     SELECT customer_id,
@@ -123,7 +123,7 @@ WITH up AS (
 ), va AS (
     SELECT customer_id, sum(bytes) AS stored FROM variants GROUP BY customer_id
 ), de AS (
-    SELECT customer_id, sum(bytes) AS removed FROM deletions GROUP BY customer_id
+    SELECT customer_id, sum(bytes) AS removed FROM deletions WHERE reason <> 'abandoned' GROUP BY customer_id
 ), po AS (
     SELECT customer_id, count(*) AS posts
     FROM posts

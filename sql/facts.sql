@@ -219,7 +219,9 @@ SELECT post_id, customer_id, author,
 FROM recent_posts;
 
 -- Bytes stored now, per customer (originals + variants - deletions, all time): the sums
--- of the aggregated days (stored_by_day) and the raw facts of the others.
+-- of the aggregated days (stored_by_day) and the raw facts of the others. An abandoned
+-- upload's deletion (reason `abandoned`: a resumable upload that expired incomplete) is
+-- not subtracted: its bytes were never an upload's.
 CREATE OR REPLACE MACRO stored_facts() AS TABLE
 SELECT customer_id, bytes FROM stored_by_day
 UNION ALL
@@ -227,7 +229,7 @@ SELECT customer_id, bytes FROM recent_uploads
 UNION ALL
 SELECT customer_id, bytes FROM recent_variants
 UNION ALL
-SELECT customer_id, -bytes FROM recent_deletions;
+SELECT customer_id, -bytes FROM recent_deletions WHERE reason <> 'abandoned';
 
 -- The outcome so far of each image with raw jobs or a job on another day than its upload
 -- (for the uploads of agg_unattempted and the raw uploads of [a, b); the others carry

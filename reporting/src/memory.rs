@@ -83,7 +83,7 @@ impl Memory {
                  SELECT dt, customer_id, sum(bytes)::BIGINT FROM (
                      SELECT dt, customer_id, bytes FROM agg_uploads
                      UNION ALL SELECT dt, customer_id, bytes FROM agg_variants
-                     UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions
+                     UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions WHERE reason <> 'abandoned'
                  ) WHERE dt IN ({days}) GROUP BY ALL;\n"
             ));
             let lags: BTreeMap<NaiveDate, i64> = conn

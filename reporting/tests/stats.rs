@@ -380,6 +380,33 @@ async fn a_cut_hour_counts_a_fact_written_twice_once() {
     }
 }
 
+/// A resumable upload that expired incomplete writes a `deletions` row (reason
+/// `abandoned`) of the bytes it had received; they were never an upload's, so the bytes
+/// stored do not drop, read raw or from the aggregates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_upload_leaves_the_bytes_stored_as_they_were() {
+    let (ctx, lake) = lake_with_data("abandoned").await;
+    let app = app(&ctx).await;
+    let stored = |app: Router| async move {
+        let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await.json()[0]["used_bytes"].as_i64().unwrap();
+        let c =
+            get(&app, Some(ANALYST), "/v1/stats/customers?customer=acme", None).await.json()[0]["bytes_stored"].as_i64().unwrap();
+        let u = get(&app, Some(ANALYST), "/v1/stats/usage?customer=acme", None).await.json()[1]["used_bytes"].as_i64().unwrap();
+        (s, c, u)
+    };
+    let before = stored(app.clone()).await;
+    assert!(before.1 > 0 && before.1 == before.2, "{before:?}");
+    let abandoned = |at| imagelake_core::deletion::abandoned_upload_event("upl-gone", "acme", 5_000_000, at);
+    ctx.lake.write_durable(vec![abandoned(support::at(5, 10, 0))]).await.unwrap();
+    ctx.lake.write_durable(vec![abandoned(Utc::now())]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(stored(app.clone()).await, before, "raw");
+    aggregate(&ctx).await;
+    assert!(aggregated_days(&app).await >= 9);
+    assert_eq!(stored(app.clone()).await, before, "aggregated");
+    defaults_match(&app, &lake, ctx.config.capacity.bytes.0, Expect::Rollups).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_bad_parameters() {
     let (ctx, _lake) = lake_with_data("roles").await;

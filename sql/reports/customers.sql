@@ -5,7 +5,8 @@
 -- attempt finished in the range, by outcome; failure_rate = failed / (processed + failed).
 -- p50/p95_processing_ms: duration of the succeeded attempts of those jobs (exact from the
 -- views, within 1 % from the daily aggregates' histograms; see sql/facts.sql).
--- bytes_stored: stored now (originals + variants - deletions, all time).
+-- bytes_stored: stored now (originals + variants - deletions, all time; an
+-- abandoned upload's deletion is not subtracted: its bytes were never an upload's).
 -- posts: posts published in the range (their `published` events). comments: comments made
 -- in the range (their `created` events). Both count what happened in the range: a post or
 -- comment deleted later still counts (deletions are not netted out).

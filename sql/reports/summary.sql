@@ -5,7 +5,8 @@
 -- images/bytes: uploads accepted in the range. processed/failed: processing jobs whose
 -- last attempt finished in the range, by outcome (failed = no attempt succeeded).
 -- expired: variants deleted by retention in the range. used_bytes: stored now, from the
--- lake (originals + variants - deletions, all time).
+-- lake (originals + variants - deletions, all time; an
+-- abandoned upload's deletion is not subtracted: its bytes were never an upload's).
 -- Facts come through the macros of sql/facts.sql: the range's days, and the all-time
 -- sums of stored bytes (stored_facts).
 WITH up AS (

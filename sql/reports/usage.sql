@@ -3,7 +3,8 @@
 -- $4 capacity_bytes (BIGINT)
 --
 -- The first row is the whole lake (customer_id NULL), then one row per customer (only $3
--- when given). used_bytes: originals + variants - deletions, all time (stored_facts).
+-- when given). used_bytes: originals + variants - deletions, all time (stored_facts; an
+-- abandoned upload's deletion is not subtracted: its bytes were never an upload's).
 -- growth_bytes_per_day: least-squares slope of stored bytes over time in [from, to): over
 -- the usage snapshots when there are at least two ('snapshots'), else over the stored
 -- bytes at the end of each day with uploads, variants or deletions ('uploads'): those
@@ -16,7 +17,7 @@ WITH net AS (
     UNION ALL
     SELECT customer_id, ts, bytes FROM variant_facts($1, $2)
     UNION ALL
-    SELECT customer_id, ts, -bytes FROM deletion_facts($1, $2)
+    SELECT customer_id, ts, -bytes FROM deletion_facts($1, $2) WHERE reason <> 'abandoned'
 ), per_day AS MATERIALIZED (
     -- Facts read once (through the macros of sql/facts.sql); everything below works on
     -- these (customer, day) sums.

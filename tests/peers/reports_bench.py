@@ -163,7 +163,7 @@ def connect(lake, aggregates=True):
     if days:
         con.execute("INSERT INTO stored_by_day SELECT dt, customer_id, sum(bytes)::BIGINT FROM ("
                     "SELECT dt, customer_id, bytes FROM agg_uploads UNION ALL SELECT dt, customer_id, bytes FROM agg_variants "
-                    "UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions) GROUP BY ALL")
+                    "UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions WHERE reason <> 'abandoned') GROUP BY ALL")
         lag = con.execute("SELECT coalesce(max(hour::DATE - dt), 0) FROM agg_jobs").fetchone()[0]
     con.execute(f"CREATE MACRO agg_job_lag() AS {int(lag)}")
     # Placeholders in main, so that the macros bind; a query's temporary views come first.

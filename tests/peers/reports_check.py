@@ -9,7 +9,7 @@ Prints the report as a JSON array of objects, as the API answers it (JSON format
 Definitions (the same as sql/reports/*.sql say in words): rows are deduplicated by
 event_id; the range is [from, to); a job's outcome is succeeded if any attempt succeeded,
 else failed, and it falls in the range by its last attempt's finish time; stored bytes are
-uploads + variants - deletions over all time; posts are `published` post events and
+uploads + variants - deletions (but an abandoned upload's) over all time; posts are `published` post events and
 comments `created` comment events in the range; the engagement ranking counts, per post
 published and never deleted, the comments made (and deleted) in the range.
 """
@@ -90,7 +90,8 @@ def outcomes(jobs, key):
 def stored(lake_tables, a, per_customer):
     parts = [of_customer(lake_tables["uploads"], a).select("customer_id", "bytes"),
              of_customer(lake_tables["variants"], a).select("customer_id", "bytes"),
-             of_customer(lake_tables["deletions"], a).select("customer_id", (-pl.col("bytes")).alias("bytes"))]
+             of_customer(lake_tables["deletions"].filter(pl.col("reason") != "abandoned"), a)
+             .select("customer_id", (-pl.col("bytes")).alias("bytes"))]
     df = pl.concat(parts)
     if per_customer:
         return {r["customer_id"]: r["bytes"] for r in df.group_by("customer_id").agg(pl.col("bytes").sum()).to_dicts()}
@@ -268,7 +269,8 @@ def usage(t, a):
     deltas = pl.concat([
         t["uploads"].select("customer_id", pl.col("uploaded_at").alias("ts"), "bytes"),
         t["variants"].select("customer_id", pl.col("created_at").alias("ts"), "bytes"),
-        t["deletions"].select("customer_id", pl.col("deleted_at").alias("ts"), (-pl.col("bytes")).alias("bytes")),
+        t["deletions"].filter(pl.col("reason") != "abandoned")
+        .select("customer_id", pl.col("deleted_at").alias("ts"), (-pl.col("bytes")).alias("bytes")),
     ])
     snaps = in_range(t["usage"], "taken_at", a)
     who = [None] + sorted(set(of_customer(deltas, a)["customer_id"].to_list()))
