@@ -163,8 +163,8 @@ ORDER BY c.customer_id
 
 # sql/reports/volume.sql. :interval is hour, day, week (ISO, from Monday) or month; buckets
 # are UTC (the session time zone), one row per bucket from the first to the last active
-# one, with zeros in between. processed: succeeded attempts; failed: jobs none of whose
-# attempts succeeded, in the bucket of their last attempt; expired: variants deleted by
+# one, with zeros in between. processed: jobs an attempt of which succeeded; failed: jobs
+# none of whose attempts succeeded; both in the bucket of their last attempt; expired: variants deleted by
 # retention; posts: `published` events; comments: `created` events.
 VOLUME_SQL = """
 WITH up AS (
@@ -175,8 +175,8 @@ WITH up AS (
     GROUP BY 1
 ), pr AS (
     SELECT date_trunc(:interval, finished_at) AS bucket, count(*) AS processed
-    FROM jobs
-    WHERE status = 'succeeded' AND finished_at >= CAST(:from AS TIMESTAMP) AND finished_at < CAST(:to AS TIMESTAMP)
+    FROM job_outcomes
+    WHERE succeeded = 1 AND finished_at >= CAST(:from AS TIMESTAMP) AND finished_at < CAST(:to AS TIMESTAMP)
     GROUP BY 1
 ), fa AS (
     SELECT date_trunc(:interval, finished_at) AS bucket, count(*) AS failed

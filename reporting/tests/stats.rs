@@ -407,6 +407,33 @@ async fn an_abandoned_upload_leaves_the_bytes_stored_as_they_were() {
     defaults_match(&app, &lake, ctx.config.capacity.bytes.0, Expect::Rollups).await;
 }
 
+/// A job delivered again while its first delivery ran has two succeeded attempts: one job
+/// processed, in `volume` as in `summary`, read raw or from the aggregates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_succeeded_twice_is_processed_once() {
+    let (ctx, lake) = lake_with_data("succeeded-twice").await;
+    let app = app(&ctx).await;
+    let enqueued = support::at(4, 11, 0);
+    let attempts = [(1, support::at(4, 11, 1)), (2, support::at(4, 11, 5))];
+    let events = attempts.iter().map(|(n, done)| job("job-twice", "img-twice", "acme", *n, enqueued, *done)).collect();
+    ctx.lake.write_durable(events).await.unwrap();
+    let capacity = ctx.config.capacity.bytes.0;
+    for pass in ["raw", "aggregated"] {
+        if pass == "aggregated" {
+            aggregate(&ctx).await;
+            assert!(aggregated_days(&app).await >= 9);
+        }
+        let processed = get(&app, Some(ANALYST), "/v1/stats/summary", None).await.json()[0]["processed"].as_u64().unwrap();
+        assert_eq!(processed, 49, "{pass}: 48 in support::lake_events, and this one");
+        let v = get(&app, Some(ANALYST), "/v1/stats/volume", None).await.json();
+        let per_day: u64 = v.as_array().unwrap().iter().map(|r| r["processed"].as_u64().unwrap()).sum();
+        assert_eq!(per_day, processed, "{pass}: {v}");
+        for interval in ["hour", "day"] {
+            matches_independent(&app, &lake, capacity, "volume", &[("interval", interval)], Expect::Rollups).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_bad_parameters() {
     let (ctx, _lake) = lake_with_data("roles").await;

@@ -3,9 +3,10 @@
 -- $1 from (TIMESTAMP, inclusive)  $2 to (TIMESTAMP, exclusive)  $3 customer (VARCHAR, NULL = all)
 -- $4 interval: 'hour', 'day', 'week' (ISO, from Monday) or 'month'
 --
--- uploads/bytes: uploads accepted. processed: jobs that succeeded. failed: jobs none of
--- whose attempts succeeded, in the interval of their last attempt (as in summary, whose
--- `failed` is the sum of these). expired/expired_bytes: variants deleted by retention.
+-- uploads/bytes: uploads accepted. processed: jobs an attempt of which succeeded; failed:
+-- jobs none of whose attempts succeeded; both in the interval of their last attempt, as in
+-- summary, whose `processed` and `failed` are the sums of these (a job redelivered while
+-- its first delivery ran has two succeeded attempts: one job processed). expired/expired_bytes: variants deleted by retention.
 -- posts: posts published; comments: comments made (`created`; later deletions not netted out).
 -- Facts come through the macros of sql/facts.sql.
 WITH up AS (
@@ -15,18 +16,10 @@ WITH up AS (
     WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
-), pr AS (
-    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(attempts)::BIGINT AS processed
-    FROM attempt_facts($1, $2)
-    WHERE status = 'succeeded'
-      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
-      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
-    GROUP BY 1
-), fa AS (
-    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(failed)::BIGINT AS failed
+), jb AS (
+    SELECT date_trunc($4::VARCHAR, ts) AS bucket, sum(processed)::BIGINT AS processed, sum(failed)::BIGINT AS failed
     FROM job_facts($1, $2)
-    WHERE failed > 0
-      AND ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY 1
 ), ex AS (
@@ -53,7 +46,7 @@ WITH up AS (
     GROUP BY 1
 ), span AS (
     SELECT min(bucket) AS lo, max(bucket) AS hi
-    FROM (SELECT bucket FROM up UNION ALL SELECT bucket FROM pr UNION ALL SELECT bucket FROM fa UNION ALL SELECT bucket FROM ex
+    FROM (SELECT bucket FROM up UNION ALL SELECT bucket FROM jb UNION ALL SELECT bucket FROM ex
           UNION ALL SELECT bucket FROM po UNION ALL SELECT bucket FROM co)
 ), buckets AS (
     SELECT unnest(generate_series(lo, hi, CASE $4::VARCHAR
@@ -68,16 +61,15 @@ SELECT
     b.bucket,
     coalesce(up.uploads, 0)::BIGINT AS uploads,
     coalesce(up.bytes, 0)::BIGINT AS bytes,
-    coalesce(pr.processed, 0)::BIGINT AS processed,
-    coalesce(fa.failed, 0)::BIGINT AS failed,
+    coalesce(jb.processed, 0)::BIGINT AS processed,
+    coalesce(jb.failed, 0)::BIGINT AS failed,
     coalesce(ex.expired, 0)::BIGINT AS expired,
     coalesce(ex.expired_bytes, 0)::BIGINT AS expired_bytes,
     coalesce(po.posts, 0)::BIGINT AS posts,
     coalesce(co.comments, 0)::BIGINT AS comments
 FROM buckets b
 LEFT JOIN up USING (bucket)
-LEFT JOIN pr USING (bucket)
-LEFT JOIN fa USING (bucket)
+LEFT JOIN jb USING (bucket)
 LEFT JOIN ex USING (bucket)
 LEFT JOIN po USING (bucket)
 LEFT JOIN co USING (bucket)

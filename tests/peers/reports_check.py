@@ -182,10 +182,9 @@ def volume(t, a):
         return df.with_columns(pl.col(col).dt.replace_time_zone(None).dt.truncate(every).alias("bucket"))
 
     up = bucketed(in_range(of_customer(t["uploads"], a), "uploaded_at", a), "uploaded_at")
-    pr = bucketed(in_range(of_customer(t["jobs"], a), "finished_at", a).filter(pl.col("status") == "succeeded"), "finished_at")
-    # failed: jobs with no successful attempt, in the bucket of their last attempt.
-    fa = bucketed(in_range(outcomes(of_customer(t["jobs"], a), "job_id").filter(~pl.col("succeeded")), "finished_at", a),
-                  "finished_at")
+    # processed / failed: jobs with a successful attempt / none, in the bucket of their last attempt.
+    jobs = bucketed(in_range(outcomes(of_customer(t["jobs"], a), "job_id"), "finished_at", a), "finished_at")
+    pr, fa = jobs.filter(pl.col("succeeded")), jobs.filter(~pl.col("succeeded"))
     ex = bucketed(in_range(of_customer(t["deletions"], a), "deleted_at", a).filter(pl.col("reason") == "expired"), "deleted_at")
     po = bucketed(published(t, a), "at")
     co = bucketed(commented(t, a), "at")
