@@ -125,7 +125,7 @@ mod tests {
         let rows = [
             (Agg::Uploads, format!("SELECT 'c1' AS customer_id, {bytes}::BIGINT AS bytes")),
             (Agg::Variants, "SELECT 'c1' AS customer_id, 10::BIGINT AS bytes".to_string()),
-            (Agg::Deletions, "SELECT 'c1' AS customer_id, 1::BIGINT AS bytes".to_string()),
+            (Agg::Deletions, "SELECT 'c1' AS customer_id, 'expired' AS reason, 1::BIGINT AS bytes".to_string()),
             (
                 Agg::PostState,
                 format!(
