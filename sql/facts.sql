@@ -24,10 +24,11 @@
 -- from histograms of values rounded to 2 %.
 --
 -- The reporting service provides agg_*, agg_days, recent_*, edge_*, range_usage,
--- stored_by_day and agg_job_lag() (reporting/src/memory.rs, objects.rs, edges.rs).
--- On the command line, reading the raw facts alone, after views.sql:
+-- stored_by_day, post_comment_totals and agg_job_lag() (reporting/src/memory.rs,
+-- objects.rs, edges.rs). On the command line, reading the raw facts alone, after views.sql:
 --     CREATE TABLE agg_days (day DATE);
 --     CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);
+--     CREATE TABLE post_comment_totals (post_id VARCHAR, customer_id VARCHAR, created BIGINT);
 --     CREATE MACRO agg_job_lag() AS 0;
 --     CREATE VIEW range_usage AS SELECT * FROM usage;
 --     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;

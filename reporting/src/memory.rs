@@ -6,6 +6,10 @@
 //!   files took DuckDB 5 ms to plan, per view and query;
 //! - `stored_by_day`: each aggregated day's net stored bytes per customer (its uploads'
 //!   and variants' bytes less its deletions'), for the all-time figures;
+//! - `post_comment_totals`: each post's comments made (`created`) over the aggregated days,
+//!   at least its count in any range of them: the engagement report ranks the posts that
+//!   can reach its bar alone (sql/reports/engagement.sql). It changes by the loaded and
+//!   dropped days' sums (a delta), not by a count of every post;
 //! - `agg_job_lag()`: a constant, the most days between a job's enqueue day and the day
 //!   its last attempt finished, over the aggregated days. A report reads the jobs'
 //!   aggregates from that many days before its range, and no earlier.
@@ -29,9 +33,25 @@ pub fn create_sql(schema: &str) -> String {
         .iter()
         .map(|a| format!("CREATE TABLE {0} AS SELECT *, NULL::DATE AS dt FROM {schema}.{0};\n", a.name()))
         .collect();
-    sql.push_str("CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);\nCREATE MACRO agg_job_lag() AS 0;");
+    sql.push_str("CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);\nCREATE MACRO agg_job_lag() AS 0;\n");
+    sql.push_str("CREATE TABLE post_comment_totals (post_id VARCHAR, customer_id VARCHAR, created BIGINT);");
     sql
 }
+
+/// Adds `post_comment_delta` (rows of post, customer, comments) to `post_comment_totals`:
+/// the posts it has are updated, the others inserted, and a post whose total fell to 0
+/// (its days dropped) removed.
+const POST_TOTALS_SQL: &str = "
+CREATE OR REPLACE TEMP TABLE post_comment_change AS
+SELECT post_id, any_value(customer_id) AS customer_id, sum(created)::BIGINT AS created
+FROM post_comment_delta GROUP BY post_id HAVING sum(created) <> 0;
+UPDATE post_comment_totals SET created = post_comment_totals.created + c.created
+FROM post_comment_change c WHERE post_comment_totals.post_id = c.post_id;
+INSERT INTO post_comment_totals SELECT * FROM post_comment_change ANTI JOIN post_comment_totals USING (post_id);
+DELETE FROM post_comment_totals WHERE created = 0;
+DROP TABLE post_comment_delta;
+DROP TABLE post_comment_change;
+";
 
 /// The days loaded now: each one's fingerprint and job lag (days).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +83,16 @@ impl Memory {
         }
         let mut after = self.clone();
         let mut sql = String::new();
+        let dates =
+            |days: &mut dyn Iterator<Item = NaiveDate>| days.map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+        // The post totals' change: the dropped days' rows, negated (read before they go),
+        // and the loaded days' (after they come).
+        sql.push_str("CREATE OR REPLACE TEMP TABLE post_comment_delta (post_id VARCHAR, customer_id VARCHAR, created BIGINT);\n");
         if !drop.is_empty() {
-            let days = drop.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+            let days = dates(&mut drop.iter().copied());
+            sql.push_str(&format!(
+                "INSERT INTO post_comment_delta SELECT post_id, customer_id, -created FROM agg_post_comments WHERE dt IN ({days});\n"
+            ));
             for table in Agg::ALL.iter().map(|a| a.name()).chain(["stored_by_day"]) {
                 sql.push_str(&format!("DELETE FROM {table} WHERE dt IN ({days});\n"));
             }
@@ -77,7 +105,10 @@ impl Memory {
             for a in Agg::ALL {
                 sql.push_str(&format!("INSERT INTO {} BY NAME SELECT * FROM {};\n", a.name(), read(a)));
             }
-            let days = load.iter().map(|(d, _)| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+            let days = dates(&mut load.iter().map(|(d, _)| *d));
+            sql.push_str(&format!(
+                "INSERT INTO post_comment_delta SELECT post_id, customer_id, created FROM agg_post_comments WHERE dt IN ({days});\n"
+            ));
             sql.push_str(&format!(
                 "INSERT INTO stored_by_day
                  SELECT dt, customer_id, sum(bytes)::BIGINT FROM (
@@ -98,6 +129,7 @@ impl Memory {
                 after.days.insert(*d, ((*fp).clone(), lags.get(d).copied().unwrap_or(0).max(0)));
             }
         }
+        sql.push_str(POST_TOTALS_SQL);
         if after.job_lag() != self.job_lag() {
             sql.push_str(&format!("CREATE OR REPLACE MACRO agg_job_lag() AS {};\n", after.job_lag()));
         }
@@ -131,6 +163,13 @@ mod tests {
                 format!(
                     "SELECT 'p{d}' AS post_id, 'c1' AS customer_id, NULL::VARCHAR AS author, \
                      TIMESTAMPTZ '{d} 10:00:00+00' AS published_at, NULL::TIMESTAMPTZ AS deleted_at"
+                ),
+            ),
+            (
+                Agg::PostComments,
+                format!(
+                    "SELECT 'c1' AS customer_id, post_id, DATE '{d}' AS day, n::BIGINT AS created, 0::BIGINT AS deleted \
+                     FROM (VALUES ('p{d}', 1), ('shared', {bytes} // 50)) v(post_id, n)"
                 ),
             ),
             (Agg::Jobs, format!("SELECT (DATE '{d}' + INTERVAL {lag} DAY + INTERVAL 3 HOUR)::TIMESTAMP AS hour")),
@@ -171,6 +210,15 @@ mod tests {
         let stored =
             || -> i64 { conn.query_row("SELECT coalesce(sum(bytes), 0)::BIGINT FROM stored_by_day", [], |r| r.get(0)).unwrap() };
         let posts = || -> i64 { conn.query_row("SELECT count(*) FROM agg_post_state", [], |r| r.get(0)).unwrap() };
+        let totals = || -> String {
+            conn.query_row(
+                "SELECT string_agg(post_id || '=' || created, ' ' ORDER BY post_id) FROM post_comment_totals",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .unwrap()
+            .unwrap_or_default()
+        };
         let lag = || -> i64 { conn.query_row("SELECT agg_job_lag()", [], |r| r.get(0)).unwrap() };
         let uploads = || -> String {
             conn.query_row("SELECT string_agg(dt::VARCHAR || '=' || bytes, ' ' ORDER BY dt) FROM agg_uploads", [], |r| r.get(0))
@@ -180,16 +228,20 @@ mod tests {
         let m = apply(&Memory::default(), &[(1, "f1"), (2, "f2")]);
         assert_eq!((stored(), posts(), lag()), (100 + 10 - 1 + 200 + 10 - 1, 2, 3));
         assert_eq!(uploads(), "2026-11-01=100 2026-11-02=200");
+        assert_eq!(totals(), "p2026-11-01=1 p2026-11-02=1 shared=6");
         assert!(m.update(&conn, &[(day(1), "f1".into()), (day(2), "f2".into())].into(), file).unwrap().is_none());
         // Day 2 aggregated again (a late fact): its rows are replaced, the lag follows.
         let m = apply(&m, &[(1, "f1"), (2, "g2")]);
         assert_eq!((stored(), posts(), lag()), (109 + 259, 2, 1));
         assert_eq!(uploads(), "2026-11-01=100 2026-11-02=250");
+        assert_eq!(totals(), "p2026-11-01=1 p2026-11-02=1 shared=7");
         // Day 1 no longer current (read raw): it leaves the memory.
         let m = apply(&m, &[(2, "g2")]);
         assert_eq!((stored(), posts(), lag()), (259, 1, 1));
         assert_eq!(uploads(), "2026-11-02=250");
+        assert_eq!(totals(), "p2026-11-02=1 shared=5");
         let m = apply(&m, &[]);
         assert_eq!((stored(), posts(), lag(), m.job_lag()), (0, 0, 0, 0));
+        assert_eq!(totals(), "");
     }
 }

@@ -17,6 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+#[path = "stats/engagement.rs"]
+mod engagement;
 mod support;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use imagelake_core::lake::agg::Agg;
@@ -621,92 +623,4 @@ async fn a_slow_query_times_out_with_503_and_does_not_block_others() {
     // The engine still answers.
     let ok = reporting.engine().query("SELECT 42 AS answer".into(), vec![], None).await.unwrap();
     assert_eq!(ok.batches[0].num_rows(), 1);
-}
-
-/// The engagement report looks up the state of the most-commented posts only (4 x limit,
-/// with ties); when those list too few posts (here the eight most commented are deleted or
-/// never published), it reads every counted post's state, and the ranking stays exact. With
-/// and without aggregates, against the independent computation.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engagement_ranks_exactly_when_the_most_commented_are_not_listed() {
-    use imagelake_core::lake::{CommentEventKind, CommentRow, PostEventKind, PostRow};
-    let ctx = Context::connect(config("engagement-unlisted")).await.unwrap();
-    let lake = ctx.config.storage_dir().join("objects/lake");
-    let mut events = Vec::new();
-    // Posts 0-7: 20 comments each, then deleted (0-3) or never published (4-7).
-    // Posts 8-10: published, with 3, 2 and 2 comments.
-    for i in 0..11u32 {
-        let post_id = format!("busy-{i:02}");
-        let post = |event: PostEventKind, at: DateTime<Utc>| {
-            Event::Post(PostRow {
-                event_id: PostRow::event_id_of(&post_id, event),
-                post_id: post_id.clone(),
-                customer_id: "acme".into(),
-                image_id: format!("img-{i}"),
-                author: Some("ana".into()),
-                event,
-                error_code: None,
-                caption_chars: 5,
-                at,
-            })
-        };
-        events.push(post(PostEventKind::Created, support::at(2, 8, 0)));
-        if !(4..8).contains(&i) {
-            events.push(post(PostEventKind::Published, support::at(2, 9, 0)));
-        }
-        if i < 4 {
-            events.push(post(PostEventKind::Deleted, support::at(5, 9, 0)));
-        }
-        let comments = match i {
-            0..=7 => 20,
-            8 => 3,
-            _ => 2,
-        };
-        for k in 0..comments {
-            let comment_id = format!("c-{i}-{k}");
-            events.push(Event::Comment(CommentRow {
-                event_id: CommentRow::event_id_of(&comment_id, CommentEventKind::Created),
-                comment_id,
-                post_id: post_id.clone(),
-                customer_id: "acme".into(),
-                author: "bo".into(),
-                event: CommentEventKind::Created,
-                chars: 4,
-                at: support::at(3, 10, k),
-            }));
-        }
-    }
-    ctx.lake.write_durable(events).await.unwrap();
-    let app = app(&ctx).await;
-    let ranking = |v: &Value| -> Vec<(String, u64)> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["post_id"].as_str().unwrap().to_string(), r["comments"].as_u64().unwrap()))
-            .collect()
-    };
-    let expected = |limit: usize| -> Vec<(String, u64)> {
-        [("busy-08", 3), ("busy-09", 2), ("busy-10", 2)].iter().take(limit).map(|(p, n)| (p.to_string(), *n)).collect()
-    };
-    for pass in ["raw", "aggregated"] {
-        if pass == "aggregated" {
-            aggregate(&ctx).await;
-            assert!(aggregated_days(&app).await >= 2);
-        }
-        for limit in [1usize, 2, 3, 10] {
-            let uri = format!("/v1/stats/engagement?limit={limit}");
-            let got = get(&app, Some(ANALYST), &uri, None).await;
-            assert_eq!(got.status, 200);
-            assert_eq!(ranking(&got.json()), expected(limit), "{pass} {uri}");
-            matches_independent(
-                &app,
-                &lake,
-                ctx.config.capacity.bytes.0,
-                "engagement",
-                &[("limit", &limit.to_string())],
-                Expect::Exact,
-            )
-            .await;
-        }
-    }
 }

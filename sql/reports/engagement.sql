@@ -8,15 +8,61 @@
 -- knows now: a deleted post's comments are gone with it) are listed. author: the post's
 -- (NULL when it has none); published_at: when it was published (UTC, like every report's times).
 --
+-- Counting every post of a long range is a hash aggregation into millions of posts, so
+-- the ranking is bounded first. A post's comments in any range are at most its comments
+-- of all time: post_comment_totals (the aggregated days, in memory) plus the raw days'.
+--   1. The range's comments of a few candidates (the 4 x limit posts with the most
+--      comments of all time, and of the raw days) are counted, and their state read:
+--      `bar` is the limit-th most comments of a listed candidate.
+--   2. Every post that can reach `bar`: an aggregated total of at least `bar`, or raw
+--      comments. No other post can rank among the first `limit`, so counting these is
+--      exact. When the candidates list fewer than `limit` posts, or more than 200 000
+--      posts can reach the bar (a short range, few comments per post), every post of
+--      the range is counted instead.
 -- Each post's state is all-time (post_state_facts: millions of rows), so it is looked up
 -- for the most-commented posts only: the 4 x limit first, with every post tied with the
 -- last of them. When at least `limit` of those are listed, no other post can rank above
 -- them, and the ranking is exact; otherwise the state of every counted post is read.
-WITH counts AS MATERIALIZED (
+WITH raw AS MATERIALIZED (
+    SELECT post_id, count(*) AS comments FROM recent_comments
+    WHERE event = 'created' AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY post_id
+), candidates AS MATERIALIZED (
+    (SELECT post_id FROM post_comment_totals WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+     ORDER BY created DESC LIMIT 4 * $4::BIGINT)
+    UNION
+    (SELECT post_id FROM raw ORDER BY comments DESC LIMIT 4 * $4::BIGINT)
+), candidate_counts AS (
+    SELECT post_id, sum(created) AS comments
+    FROM post_comment_facts($1, $2) SEMI JOIN candidates USING (post_id)
+    WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    GROUP BY post_id
+    HAVING sum(created) > 0
+), bar AS MATERIALIZED (
+    SELECT (SELECT c.comments FROM candidate_counts c
+            JOIN (SELECT post_id FROM post_state_facts() SEMI JOIN candidates USING (post_id)
+                  GROUP BY post_id
+                  HAVING min(published_at) IS NOT NULL AND min(deleted_at) IS NULL) USING (post_id)
+            ORDER BY c.comments DESC LIMIT 1 OFFSET $4::BIGINT - 1) AS comments
+), bounded AS MATERIALIZED (
+    -- At most this many posts can reach the bar (the raw days' posts all counted).
+    SELECT (SELECT comments FROM bar) IS NOT NULL
+       AND (SELECT count(*) FROM post_comment_totals WHERE created >= (SELECT comments FROM bar)) + (SELECT count(*) FROM raw)
+           <= 200000 AS yes
+), reach AS MATERIALIZED (
+    SELECT post_id FROM post_comment_totals
+    WHERE (SELECT yes FROM bounded) AND created >= (SELECT comments FROM bar)
+      AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    UNION ALL
+    SELECT post_id FROM (SELECT * FROM raw WHERE (SELECT yes FROM bounded)) r LEFT JOIN post_comment_totals t USING (post_id)
+    WHERE r.comments + coalesce(t.created, 0) >= (SELECT comments FROM bar)
+), counts AS MATERIALIZED (
     SELECT post_id, sum(created)::BIGINT AS comments, sum(deleted)::BIGINT AS comments_deleted
     FROM post_comment_facts($1, $2)
     WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+      AND (NOT (SELECT yes FROM bounded) OR post_id IN (SELECT post_id FROM reach))
     GROUP BY post_id
     HAVING sum(created) > 0
 ), top AS (

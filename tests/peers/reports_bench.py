@@ -166,6 +166,8 @@ def connect(lake, aggregates=True):
                     "UNION ALL SELECT dt, customer_id, -bytes FROM agg_deletions WHERE reason <> 'abandoned') GROUP BY ALL")
         lag = con.execute("SELECT coalesce(max(hour::DATE - dt), 0) FROM agg_jobs").fetchone()[0]
     con.execute(f"CREATE MACRO agg_job_lag() AS {int(lag)}")
+    con.execute("CREATE TABLE post_comment_totals AS SELECT post_id, any_value(customer_id) AS customer_id, "
+                "sum(created)::BIGINT AS created FROM agg_post_comments GROUP BY post_id")
     # Placeholders in main, so that the macros bind; a query's temporary views come first.
     for t in INPUTS:
         con.execute(f"CREATE VIEW edge_{t} AS SELECT * FROM agg_empty.{t}")
