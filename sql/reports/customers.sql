@@ -10,7 +10,10 @@
 -- posts: posts published in the range (their `published` events). comments: comments made
 -- in the range (their `created` events). Both count what happened in the range: a post or
 -- comment deleted later still counts (deletions are not netted out).
-WITH up AS (
+WITH job_outcomes AS MATERIALIZED (
+    -- The raw jobs' outcomes that job_facts and job_ms_facts read (once) (sql/facts.sql).
+    SELECT * FROM raw_outcomes($1, $2, 'day')
+), up AS (
     SELECT customer_id, sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes_uploaded
     FROM upload_facts($1, $2)
     WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP

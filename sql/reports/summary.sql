@@ -9,7 +9,10 @@
 -- abandoned upload's deletion is not subtracted: its bytes were never an upload's).
 -- Facts come through the macros of sql/facts.sql: the range's days, and the all-time
 -- sums of stored bytes (stored_facts).
-WITH up AS (
+WITH job_outcomes AS (
+    -- The raw jobs' outcomes that job_facts read (sql/facts.sql).
+    SELECT * FROM raw_outcomes($1, $2, 'hour')
+), up AS (
     SELECT coalesce(sum(images), 0)::BIGINT AS images, coalesce(sum(bytes), 0)::BIGINT AS bytes
     FROM upload_facts($1, $2)
     WHERE ts >= $1::TIMESTAMP AND ts < $2::TIMESTAMP

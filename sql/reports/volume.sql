@@ -9,7 +9,10 @@
 -- its first delivery ran has two succeeded attempts: one job processed). expired/expired_bytes: variants deleted by retention.
 -- posts: posts published; comments: comments made (`created`; later deletions not netted out).
 -- Facts come through the macros of sql/facts.sql.
-WITH up AS (
+WITH job_outcomes AS (
+    -- The raw jobs' outcomes that job_facts read (sql/facts.sql).
+    SELECT * FROM raw_outcomes($1, $2, 'hour')
+), up AS (
     SELECT date_trunc($4::VARCHAR, ts) AS bucket,
            sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes
     FROM upload_facts($1, $2)
