@@ -15,10 +15,10 @@
 --      comments of all time, and of the raw days) are counted, and their state read:
 --      `bar` is the limit-th most comments of a listed candidate.
 --   2. Every post that can reach `bar`: an aggregated total of at least `bar`, or raw
---      comments. No other post can rank among the first `limit`, so counting these is
---      exact. When the candidates list fewer than `limit` posts, or more than 200 000
---      posts can reach the bar (a short range, few comments per post), every post of
---      the range is counted instead.
+--      comments that bring its total to `bar`. No other post can rank among the first
+--      `limit`, so counting these is exact. When the candidates list fewer than `limit`
+--      posts, or more than 200 000 posts can reach the bar (a short range, few comments
+--      per post), every post of the range is counted instead.
 -- Each post's state is all-time (post_state_facts: millions of rows), so it is looked up
 -- for the most-commented posts only: the 4 x limit first, with every post tied with the
 -- last of them. When at least `limit` of those are listed, no other post can rank above

@@ -17,44 +17,19 @@ async fn engagement_ranks_exactly_when_the_most_commented_are_not_listed() {
     // Posts 8-10: published, with 3, 2 and 2 comments.
     for i in 0..11u32 {
         let post_id = format!("busy-{i:02}");
-        let post = |event: PostEventKind, at: DateTime<Utc>| {
-            Event::Post(PostRow {
-                event_id: PostRow::event_id_of(&post_id, event),
-                post_id: post_id.clone(),
-                customer_id: "acme".into(),
-                image_id: format!("img-{i}"),
-                author: Some("ana".into()),
-                event,
-                error_code: None,
-                caption_chars: 5,
-                at,
-            })
-        };
-        events.push(post(PostEventKind::Created, support::at(2, 8, 0)));
+        events.push(post_event(&post_id, PostEventKind::Created, support::at(2, 8, 0)));
         if !(4..8).contains(&i) {
-            events.push(post(PostEventKind::Published, support::at(2, 9, 0)));
+            events.push(post_event(&post_id, PostEventKind::Published, support::at(2, 9, 0)));
         }
         if i < 4 {
-            events.push(post(PostEventKind::Deleted, support::at(5, 9, 0)));
+            events.push(post_event(&post_id, PostEventKind::Deleted, support::at(5, 9, 0)));
         }
-        let comments = match i {
+        let n = match i {
             0..=7 => 20,
             8 => 3,
             _ => 2,
         };
-        for k in 0..comments {
-            let comment_id = format!("c-{i}-{k}");
-            events.push(Event::Comment(CommentRow {
-                event_id: CommentRow::event_id_of(&comment_id, CommentEventKind::Created),
-                comment_id,
-                post_id: post_id.clone(),
-                customer_id: "acme".into(),
-                author: "bo".into(),
-                event: CommentEventKind::Created,
-                chars: 4,
-                at: support::at(3, 10, k),
-            }));
-        }
+        events.extend(comments(&post_id, n, support::at(3, 10, 0)));
     }
     ctx.lake.write_durable(events).await.unwrap();
     let app = app(&ctx).await;
@@ -128,22 +103,22 @@ async fn engagement_counts_the_posts_that_can_reach_the_bar() {
 
 /// A post created and published at `at`, by acme.
 fn published(post_id: &str, at: DateTime<Utc>) -> Vec<Event> {
-    [PostEventKind::Created, PostEventKind::Published]
-        .into_iter()
-        .map(|event| {
-            Event::Post(PostRow {
-                event_id: PostRow::event_id_of(post_id, event),
-                post_id: post_id.into(),
-                customer_id: "acme".into(),
-                image_id: format!("img-{post_id}"),
-                author: Some("ana".into()),
-                event,
-                error_code: None,
-                caption_chars: 5,
-                at,
-            })
-        })
-        .collect()
+    [PostEventKind::Created, PostEventKind::Published].into_iter().map(|event| post_event(post_id, event, at)).collect()
+}
+
+/// One event of an acme post.
+fn post_event(post_id: &str, event: PostEventKind, at: DateTime<Utc>) -> Event {
+    Event::Post(PostRow {
+        event_id: PostRow::event_id_of(post_id, event),
+        post_id: post_id.into(),
+        customer_id: "acme".into(),
+        image_id: format!("img-{post_id}"),
+        author: Some("ana".into()),
+        event,
+        error_code: None,
+        caption_chars: 5,
+        at,
+    })
 }
 
 /// `n` comments made on the post, a minute apart from `at`.
