@@ -44,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # core/src/lake/agg.rs: INPUTS and Agg::ALL.
 INPUTS = ["uploads", "jobs", "variants", "deletions", "posts", "comments"]
-AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_attempts", "agg_attempt_ms",
+AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_job_ms_hour", "agg_attempts", "agg_attempt_ms",
         "agg_attempt_ms_all", "agg_variants", "agg_deletions", "agg_posts", "agg_comments", "agg_post_comments",
         "agg_post_state", "agg_copies"]
 # core/src/lake/schema.rs, for the empty stand-in of an input with no file on a day.

@@ -11,7 +11,10 @@
 --   * for a range edge inside an hour (day), the raw facts of that one bucket, in place of
 --     its aggregate rows (reread/whole below), from edge_* (the views of views.sql over the
 --     files of the aggregated days an edge cuts, and for the jobs the day before each:
---     the service makes them for each query, on its connection).
+--     the service makes them for each query, on its connection). The jobs' latency
+--     histograms are daily: for those same days they come from the hourly ones
+--     (edge_job_ms_hour, over those days' agg_job_ms_hour files), so that an edge rereads
+--     its cut hour, not its day.
 -- Figures that are all-time by definition (stored bytes, each post's state) come from the
 -- in-memory aggregates (stored_by_day: each aggregated day's net bytes per customer;
 -- agg_post_state) plus the raw facts. So a report costs its range's days, the days not
@@ -23,7 +26,8 @@
 -- edge; nothing else is approximate, except the percentiles of aggregated days, which come
 -- from histograms of values rounded to 2 %.
 --
--- The reporting service provides agg_*, agg_days, recent_*, edge_*, range_usage,
+-- The reporting service provides agg_* (but agg_job_ms_hour), agg_days, recent_*, edge_*
+-- (and edge_job_ms_hour), range_usage,
 -- stored_by_day, post_comment_totals and agg_job_lag() (reporting/src/memory.rs,
 -- objects.rs, edges.rs). On the command line, reading the raw facts alone, after views.sql:
 --     CREATE TABLE agg_days (day DATE);
@@ -33,7 +37,8 @@
 --     CREATE VIEW range_usage AS SELECT * FROM usage;
 --     -- for each input table t: CREATE VIEW recent_t AS SELECT * FROM t;
 --     --                         CREATE VIEW edge_t AS SELECT * FROM t;
---     -- for each aggregate: an empty table of its columns and a dt DATE (sql/aggregates.sql).
+--     -- for each aggregate: an empty table of its columns and a dt DATE (sql/aggregates.sql),
+--     -- and the view edge_job_ms_hour over the empty agg_job_ms_hour.
 -- Times are compared in UTC; hours and days are their starts as TIMESTAMP. Every fact's `ts`
 -- is a TIMESTAMP in UTC, and reports compare it with their bounds as TIMESTAMP: where
 -- DuckDB has ICU (Python's duckdb, the command line), a cast between TIMESTAMPTZ and
@@ -78,14 +83,22 @@ SELECT * FROM recent_jobs
 UNION ALL BY NAME
 SELECT * FROM edge_jobs WHERE reread(dt, a, b, unit, 1);
 
--- One row per job of raw_jobs: whether an attempt succeeded, when the last one finished,
--- the duration of the succeeded one; `edge`: from an aggregated day.
+-- One row per job: whether an attempt succeeded, when the last one finished, the duration
+-- of the succeeded one; `edge`: from an aggregated day. Every job of the days not
+-- aggregated; of the aggregated days an edge rereads, the jobs with an attempt that
+-- finished in a bucket an edge cuts only (a job's last attempt is in a cut bucket only if
+-- one of its attempts is): the readers of an edge job keep it only if its last attempt
+-- is in one. So a range cut inside two hours groups those hours' jobs, not four days'.
 CREATE OR REPLACE MACRO raw_outcomes(a, b, unit) AS TABLE
 SELECT any_value(customer_id) AS customer_id, any_value(image_id) AS image_id,
        bool_or(status = 'succeeded') AS succeeded, max(finished_at) AS finished_at,
        max(duration_ms) FILTER (WHERE status = 'succeeded') AS duration_ms,
        bool_or(dt IN (SELECT day FROM agg_days)) AS edge
-FROM raw_jobs(a, b, unit)
+FROM (SELECT * FROM recent_jobs
+      UNION ALL BY NAME
+      SELECT * FROM edge_jobs WHERE reread(dt, a, b, unit, 1)
+        AND job_id IN (SELECT job_id FROM edge_jobs WHERE reread(dt, a, b, unit, 1)
+                         AND NOT whole(date_trunc(unit, utc(finished_at)), unit, a, b)))
 GROUP BY job_id;
 
 -- Raw uploads: of the days not aggregated, and of the aggregated hours an edge cuts.
@@ -107,14 +120,13 @@ FROM raw_uploads(a, b);
 
 -- job_outcomes: the raw_outcomes that job_facts and job_ms_facts read. It is not a table
 -- of the database but a CTE that each report reading them declares first:
---     WITH job_outcomes AS MATERIALIZED (SELECT * FROM raw_outcomes($1, $2, 'day')), ...
+--     WITH job_outcomes AS MATERIALIZED (SELECT * FROM raw_outcomes($1, $2, 'hour')), ...
 -- so that a report that reads both groups the raw attempts into jobs once (customers: a
--- fifth of its time over a range that cuts hours, at 361 M rows). job_ms_facts needs
--- 'day' (its buckets are days); job_facts alone takes 'hour' or 'day' (it keeps the edge
--- rows of cut hours, which both reread). This view only lets the two macros be created:
+-- fifth of its time over a range that cuts hours, at 361 M rows). Both keep the edge rows
+-- of cut hours. This view only lets the two macros be created:
 -- it is dropped after them, so a report that does not declare the CTE fails
 -- ("job_outcomes does not exist") instead of missing the raw jobs.
-CREATE OR REPLACE VIEW job_outcomes AS SELECT * FROM raw_outcomes(NULL::TIMESTAMP, NULL::TIMESTAMP, 'day');
+CREATE OR REPLACE VIEW job_outcomes AS SELECT * FROM raw_outcomes(NULL::TIMESTAMP, NULL::TIMESTAMP, 'hour');
 
 -- One row per job (or aggregated hour): processed (an attempt succeeded) or failed (none
 -- did), at the time its last attempt finished.
@@ -126,16 +138,20 @@ SELECT customer_id, utc(finished_at), succeeded::BIGINT, (NOT succeeded)::BIGINT
 FROM job_outcomes
 WHERE NOT edge OR NOT whole(date_trunc('hour', utc(finished_at)), 'hour', a, b);
 
--- Processing time of succeeded jobs: a value counted n times, by the day (aggregates) or
--- time their last attempt finished.
+-- Processing time of succeeded jobs: a value counted n times, by the day (agg_job_ms),
+-- the hour (agg_job_ms_hour, of the days an edge cuts: edge_job_ms_hour) or the time
+-- (raw, of the hours an edge cuts and the days not aggregated) their last attempt finished.
 CREATE OR REPLACE MACRO job_ms_facts(a, b) AS TABLE
 SELECT customer_id, day::TIMESTAMP AS ts, value, n
-FROM agg_job_ms WHERE span(dt, a, b, agg_job_lag()) AND (whole(day::TIMESTAMP, 'day', a, b) OR NOT reread(dt, a, b, 'day', 1))
+FROM agg_job_ms WHERE span(dt, a, b, agg_job_lag()) AND NOT reread(dt, a, b, 'day', 1)
+UNION ALL
+SELECT customer_id, hour, value, n
+FROM edge_job_ms_hour WHERE reread(dt, a, b, 'day', 1) AND (whole(hour, 'hour', a, b) OR NOT reread(dt, a, b, 'hour', 1))
 UNION ALL
 SELECT customer_id, utc(finished_at), duration_ms::DOUBLE, 1
 FROM job_outcomes
 WHERE duration_ms IS NOT NULL
-  AND (NOT edge OR NOT whole(date_trunc('day', utc(finished_at)), 'day', a, b));
+  AND (NOT edge OR NOT whole(date_trunc('hour', utc(finished_at)), 'hour', a, b));
 
 DROP VIEW job_outcomes;
 
@@ -251,7 +267,7 @@ SELECT customer_id, -bytes FROM recent_deletions WHERE reason <> 'abandoned';
 -- later.
 CREATE OR REPLACE MACRO image_outcomes(a, b) AS TABLE
 SELECT image_id, bool_or(succeeded) AS succeeded
-FROM (SELECT image_id, succeeded FROM raw_outcomes(a, b, 'hour')
+FROM (SELECT image_id, status = 'succeeded' AS succeeded FROM raw_jobs(a, b, 'hour')
       UNION ALL
       SELECT image_id, succeeded FROM agg_late_outcomes WHERE dt >= a::TIMESTAMP::DATE)
 GROUP BY image_id;

@@ -6,6 +6,9 @@
 //!   days' list of the facts that have copies (`agg_copies`), not by counting every
 //!   fact's copies. The macros of sql/facts.sql reread the cut hours (days) from these in
 //!   place of their aggregate rows.
+//! - `edge_job_ms_hour`: the hourly latency histograms (`agg_job_ms_hour`) of the same
+//!   aggregated days as `edge_jobs`: a range cut inside a day reads that day's whole hours
+//!   from them, and only its cut hours from the raw jobs (`job_ms_facts`).
 //! - `range_usage`: the usage snapshots of the range's days (the usage table is not
 //!   aggregated; the usage report's trend reads them).
 //!
@@ -36,7 +39,12 @@ struct TableFiles {
 #[derive(Debug, Default)]
 pub struct DayFiles {
     tables: Vec<(Table, TableFiles)>,
+    /// The `agg_job_ms_hour` file of each aggregated day, quoted.
+    job_ms_hour: BTreeMap<NaiveDate, String>,
 }
+
+/// The name of the hourly latency histograms of a query's edge days.
+const EDGE_JOB_MS_HOUR: &str = "edge_job_ms_hour";
 
 /// The days of `table` an edge of [from, to) makes a query reread: for an edge inside a
 /// day, that day, and for the jobs the day before too (the macros reread the jobs of the
@@ -76,7 +84,12 @@ pub fn placeholders_sql() -> String {
         .chain([(RANGE_USAGE.to_string(), Table::Usage.name())])
         .map(|(name, t)| format!("CREATE VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{t};\n"))
         .collect();
-    format!("{usage};\n{views}")
+    format!("{usage};\n{views}CREATE VIEW {EDGE_JOB_MS_HOUR} AS {};\n", empty_job_ms_hour())
+}
+
+/// The columns of `agg_job_ms_hour` and its `dt`, no rows.
+fn empty_job_ms_hour() -> String {
+    format!("SELECT *, NULL::DATE AS dt FROM {EMPTY_AGG_SCHEMA}.{}", Agg::JobMsHour.name())
 }
 
 impl DayFiles {
@@ -97,7 +110,8 @@ impl DayFiles {
                 files.days.entry(p.day).or_default().push(objects::quote(lake_root, key));
             }
         }
-        DayFiles { tables }
+        let job_ms_hour = current.iter().map(|(d, fp)| (*d, objects::quote(lake_root, &Agg::JobMsHour.key(*d, fp)))).collect();
+        DayFiles { tables, job_ms_hour }
     }
 
     /// The statements that (re)create the views of a query over [from, to).
@@ -119,6 +133,11 @@ impl DayFiles {
             out.push_str(&sql);
             out.push_str(";\n");
         }
+        let hours: Vec<String> =
+            edge_days(Table::Jobs, from, to).iter().filter_map(|d| self.job_ms_hour.get(d)).cloned().collect();
+        let body =
+            if hours.is_empty() { empty_job_ms_hour() } else { format!("SELECT * FROM {}", objects::read_parquet(&hours)) };
+        out.push_str(&format!("CREATE OR REPLACE TEMP VIEW {EDGE_JOB_MS_HOUR} AS {body};\n"));
         out
     }
 }
@@ -173,6 +192,11 @@ mod tests {
             assert!(jobs.contains(&format!("dt=2026-11-{d:02}/j.parquet")), "day {d}: {jobs}");
         }
         assert_eq!(jobs.matches(".parquet'").count(), 3, "{jobs}");
+        let hours = view("edge_job_ms_hour");
+        for d in [9, 10, 28] {
+            assert!(hours.contains(&format!("'/lake/agg_job_ms_hour/dt=2026-11-{d:02}/fp.parquet'")), "day {d}: {hours}");
+        }
+        assert_eq!(hours.matches(".parquet'").count(), 3, "the aggregated edge days of the jobs: {hours}");
         assert!(view("edge_variants").contains("agg_empty.variants"), "no files: the empty stand-in");
         let usage = view("range_usage");
         assert_eq!(usage.matches(".parquet'").count(), 20, "days 10 to 29: {usage}");
@@ -180,5 +204,6 @@ mod tests {
         // Whole days cut nothing.
         let sql = files.sql(at(10, 0, 0), at(12, 0, 0));
         assert!(sql.contains("TEMP VIEW edge_uploads AS SELECT * FROM agg_empty.uploads"), "{sql}");
+        assert!(sql.contains("TEMP VIEW edge_job_ms_hour AS SELECT *, NULL::DATE AS dt FROM agg_empty.agg_job_ms_hour"), "{sql}");
     }
 }

@@ -1,6 +1,7 @@
 //! The lake's daily aggregates, kept in this process's memory as DuckDB tables a day at a
 //! time (the reports' macros, sql/facts.sql, read them):
-//! - `agg_*`: each aggregate table, with its `dt`, loaded from the aggregated days' files.
+//! - `agg_*`: each aggregate table, with its `dt`, loaded from the aggregated days' files
+//!   (but `agg_job_ms_hour`, which a query reads from its edge days' files: edges.rs).
 //!   In memory, a query's filter on `dt` skips the other days' rows by the tables' zone
 //!   maps, at a planning cost that does not grow with the days: a view listing a year of
 //!   files took DuckDB 5 ms to plan, per view and query;
@@ -26,13 +27,16 @@ use duckdb::Connection;
 use imagelake_core::lake::agg::Agg;
 use std::collections::BTreeMap;
 
+/// The aggregates kept here: all but those read from their files (`Agg::in_memory`).
+fn kept() -> impl Iterator<Item = Agg> {
+    Agg::ALL.into_iter().filter(|a| a.in_memory())
+}
+
 /// The tables and the macro, empty; the aggregates' columns come from their stand-ins in
 /// `schema` (objects::EMPTY_AGG_SCHEMA).
 pub fn create_sql(schema: &str) -> String {
-    let mut sql: String = Agg::ALL
-        .iter()
-        .map(|a| format!("CREATE TABLE {0} AS SELECT *, NULL::DATE AS dt FROM {schema}.{0};\n", a.name()))
-        .collect();
+    let mut sql: String =
+        kept().map(|a| format!("CREATE TABLE {0} AS SELECT *, NULL::DATE AS dt FROM {schema}.{0};\n", a.name())).collect();
     sql.push_str("CREATE TABLE stored_by_day (dt DATE, customer_id VARCHAR, bytes BIGINT);\nCREATE MACRO agg_job_lag() AS 0;\n");
     sql.push_str("CREATE TABLE post_comment_totals (post_id VARCHAR, customer_id VARCHAR, created BIGINT);");
     sql
@@ -93,7 +97,7 @@ impl Memory {
             sql.push_str(&format!(
                 "INSERT INTO post_comment_delta SELECT post_id, customer_id, -created FROM agg_post_comments WHERE dt IN ({days});\n"
             ));
-            for table in Agg::ALL.iter().map(|a| a.name()).chain(["stored_by_day"]) {
+            for table in kept().map(|a| a.name()).chain(["stored_by_day"]) {
                 sql.push_str(&format!("DELETE FROM {table} WHERE dt IN ({days});\n"));
             }
             for d in &drop {
@@ -102,7 +106,7 @@ impl Memory {
         }
         if !load.is_empty() {
             let read = |a: Agg| read_parquet(&load.iter().map(|(d, fp)| file(a, *d, fp)).collect::<Vec<_>>());
-            for a in Agg::ALL {
+            for a in kept() {
                 sql.push_str(&format!("INSERT INTO {} BY NAME SELECT * FROM {};\n", a.name(), read(a)));
             }
             let days = dates(&mut load.iter().map(|(d, _)| *d));

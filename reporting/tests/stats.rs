@@ -17,6 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+#[path = "stats/edges.rs"]
+mod edges;
 #[path = "stats/engagement.rs"]
 mod engagement;
 mod support;

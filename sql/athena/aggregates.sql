@@ -131,6 +131,28 @@ TBLPROPERTIES (
   'storage.location.template'    = 's3://${BUCKET}/${PREFIX}lake/agg_job_ms/dt=${dt}/'
 );
 
+-- `agg_job_ms_hour`: the same histogram per customer and hour (UTC) the job finished (five
+-- times the rows of agg_job_ms: for latencies within a day). dt: the enqueue day.
+CREATE EXTERNAL TABLE IF NOT EXISTS agg_job_ms_hour (
+  `customer_id` string,
+  `hour`        timestamp,
+  `value`       double,
+  `n`           bigint
+)
+PARTITIONED BY (`dt` string)
+STORED AS PARQUET
+LOCATION 's3://${BUCKET}/${PREFIX}lake/agg_job_ms_hour/'
+TBLPROPERTIES (
+  'parquet.compression'          = 'ZSTD',
+  'projection.enabled'           = 'true',
+  'projection.dt.type'           = 'date',
+  'projection.dt.format'         = 'yyyy-MM-dd',
+  'projection.dt.range'          = '2024-01-01,NOW',
+  'projection.dt.interval'       = '1',
+  'projection.dt.interval.unit'  = 'DAYS',
+  'storage.location.template'    = 's3://${BUCKET}/${PREFIX}lake/agg_job_ms_hour/dt=${dt}/'
+);
+
 -- `agg_attempts`: attempts per customer, hour (UTC) they finished and status, with the retries
 -- among them (attempt > 1). dt: the day the jobs were enqueued.
 CREATE EXTERNAL TABLE IF NOT EXISTS agg_attempts (

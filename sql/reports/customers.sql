@@ -12,7 +12,7 @@
 -- comment deleted later still counts (deletions are not netted out).
 WITH job_outcomes AS MATERIALIZED (
     -- The raw jobs' outcomes that job_facts and job_ms_facts read (once) (sql/facts.sql).
-    SELECT * FROM raw_outcomes($1, $2, 'day')
+    SELECT * FROM raw_outcomes($1, $2, 'hour')
 ), up AS (
     SELECT customer_id, sum(images)::BIGINT AS uploads, sum(bytes)::BIGINT AS bytes_uploaded
     FROM upload_facts($1, $2)

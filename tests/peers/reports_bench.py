@@ -35,7 +35,7 @@ def statements(script):
             yield body
 
 
-AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_attempts", "agg_attempt_ms",
+AGGS = ["agg_uploads", "agg_unattempted", "agg_late_outcomes", "agg_jobs", "agg_job_ms", "agg_job_ms_hour", "agg_attempts", "agg_attempt_ms",
         "agg_attempt_ms_all", "agg_variants", "agg_deletions", "agg_posts", "agg_comments", "agg_post_comments",
         "agg_post_state", "agg_copies"]
 INPUTS = ["uploads", "jobs", "variants", "deletions", "posts", "comments"]
@@ -153,7 +153,8 @@ def connect(lake, aggregates=True):
         con.execute(body)
     con.execute("RESET schema; RESET search_path")
     # What the service keeps in memory from the same aggregates (reporting/src/memory.rs).
-    for a in AGGS:
+    # (agg_job_ms_hour is read from the edge days' files: edge_views.)
+    for a in (a for a in AGGS if a != "agg_job_ms_hour"):
         con.execute(f"CREATE TABLE {a} AS SELECT *, NULL::DATE AS dt FROM agg_empty.{a}")
         if days:
             con.execute(f"INSERT INTO {a} BY NAME SELECT * FROM read_parquet({lit([agg[a][d][0] for d in days])}, "
@@ -172,18 +173,23 @@ def connect(lake, aggregates=True):
     for t in INPUTS:
         con.execute(f"CREATE VIEW edge_{t} AS SELECT * FROM agg_empty.{t}")
     con.execute("CREATE VIEW range_usage AS SELECT * FROM agg_empty.usage")
-    _EDGES[id(con)] = {"lake": lake, "days": set(days), "view_of": view_of,
+    con.execute(f"CREATE VIEW edge_job_ms_hour AS {EMPTY_JOB_MS_HOUR}")
+    _EDGES[id(con)] = {"lake": lake, "days": set(days), "view_of": view_of, "job_ms_hour": agg["agg_job_ms_hour"],
                  "files": {t: files_by_day(lake, t) for t in INPUTS + ["usage"]}}
     for body in statements(open(os.path.join(ROOT, "sql", "facts.sql")).read()):
         con.execute(body)
     return con, len(days)
 
 
+EMPTY_JOB_MS_HOUR = "SELECT *, NULL::DATE AS dt FROM agg_empty.agg_job_ms_hour"
+
+
 def edge_views(con, frm, to):
     """The views a query over [frm, to) reads besides the others (reporting/src/edges.rs):
     edge_t, the files of the aggregated days an edge cuts (for the jobs, and the day before
-    each), deduplicated with those days' agg_copies, and range_usage, the usage files of
-    the range's days."""
+    each), deduplicated with those days' agg_copies; edge_job_ms_hour, the hourly latency
+    histograms of the jobs' edge days; and range_usage, the usage files of the range's
+    days."""
     import datetime as dt
     e = _EDGES[id(con)]
     cut, before = set(), set()
@@ -206,6 +212,10 @@ def edge_views(con, frm, to):
             con.execute(view_over(e["view_of"][t], glob, name, files, temp=True, copies=copies))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM agg_empty.{t}")
+    hours = [e["job_ms_hour"][d.isoformat()][0] for d in sorted(cut | before) if d.isoformat() in e["days"]]
+    body = (f"SELECT * FROM read_parquet({lit(hours)}, hive_partitioning = true, hive_types = {{'dt': DATE}})"
+            if hours else EMPTY_JOB_MS_HOUR)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW edge_job_ms_hour AS {body}")
 
 
 def params(report, frm="1970-01-01 00:00:00", to="3000-01-01 00:00:00", customer=None, interval="day", by="format",
