@@ -26,6 +26,9 @@ for days in 2 366; do
             --customers "$customers" --days "$days" && "$bin" lake compact && "$bin" lake aggregate) >"$data/generated.txt"
         touch "$data/.complete"
     fi
+    # Days whose aggregates an upgrade of the SQL made stale are made again (the others are
+    # current and skipped), so that the report reads aggregates, as in production.
+    (cd "$data" && IMAGELAKE_DATA_DIR=$data "$bin" lake aggregate) >"$data/aggregated.txt"
     log "$days-day lake: $(awk '/ rows$/ {n += $2} END {print n}' "$data/generated.txt") rows; one-day report $range"
     IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs IMAGELAKE_BENCH_RANGE=$range IMAGELAKE_BENCH_RANGE_LABEL=one-day \
         cargo test --release --quiet --workspace --test bench -- --ignored --nocapture 2>"$data/service.err" |
