@@ -1,6 +1,7 @@
 //! What stands under each name DuckDB's reports read, from a listing of the lake: the
 //! views of the fact tables (`views.sql`), the raw facts of the days not aggregated
-//! (`recent_*`) and the days whose aggregates are current (`agg_days`). Pure: the engine
+//! (`recent_*`, with the facts among them that have copies: `recent_copies_*`) and the days
+//! whose aggregates are current (`agg_days`). Pure: the engine
 //! creates what changed. The aggregates themselves are tables in memory (memory.rs), and a
 //! query's edge days are views of its own connection (edges.rs).
 
@@ -75,7 +76,21 @@ pub fn desired(
         let name = format!("recent_{}", table.name());
         let recent: Vec<String> =
             files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(lake_root, k)).collect();
-        out.push(match view_over(&st.sql, table, &name, &recent, false, None) {
+        // The facts with copies, counted once per listing rather than by every query.
+        let copies = (!recent.is_empty() && recent.len() <= ONE_SCAN_FILES).then(|| {
+            let copies = format!("recent_copies_{}", table.name());
+            out.push(Object {
+                name: copies.clone(),
+                kind: Kind::Table,
+                sql: format!(
+                    "CREATE TABLE {copies} AS SELECT dt, event_id FROM read_parquet([{}], hive_partitioning = true, \
+                     hive_types = {{'dt': DATE}}, union_by_name = true) GROUP BY ALL HAVING count(*) > 1",
+                    recent.join(", ")
+                ),
+            });
+            format!("SELECT dt, event_id FROM {copies}")
+        });
+        out.push(match view_over(&st.sql, table, &name, &recent, false, copies.as_deref()) {
             Some(sql) => Object { name, kind: Kind::View, sql },
             None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
         });
@@ -205,6 +220,17 @@ mod tests {
         let partial = listed.replace(", (DATE '2026-11-01', 'e2')", "");
         conn.execute_batch(&view_over(view, Table::Uploads, "partial", &files, false, Some(&partial)).unwrap()).unwrap();
         assert_eq!(read("partial").len(), expected.len() + 1, "e2's two copies both pass");
+        // The service's objects over the same files: the copies counted into
+        // recent_copies_uploads once, the view reading that table: the same rows.
+        let listing: Listing =
+            ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"].iter().map(|f| (format!("uploads/dt={f}.parquet"), 1)).collect();
+        let (objs, _) = desired(&listing, &root, &st, true);
+        for name in ["recent_copies_uploads", "recent_uploads"] {
+            conn.execute_batch(&sql_of(&objs, name).sql).unwrap();
+        }
+        let copies: i64 = conn.query_row("SELECT count(*) FROM recent_copies_uploads", [], |r| r.get(0)).unwrap();
+        assert_eq!(copies, 2, "(11-01, e1) and (11-01, e2)");
+        assert_eq!(read("recent_uploads"), expected);
     }
 
     #[test]
@@ -234,6 +260,14 @@ mod tests {
         assert!(!recent.contains("2026-11-27") && recent.contains("2026-11-28/b.parquet"), "{recent}");
         assert!(recent.contains("VIEW recent_uploads AS") && recent.contains("QUALIFY"), "{recent}");
         assert!(recent.contains("ORDER BY uploaded_at, filename) = 1"), "the view's own order: {recent}");
+        assert!(recent.contains("copies AS (SELECT dt, event_id FROM recent_copies_uploads)"), "{recent}");
+        let copies = sql_of(&objs, "recent_copies_uploads");
+        assert_eq!(copies.kind, Kind::Table);
+        assert!(copies.sql.contains("2026-11-28/b.parquet") && !copies.sql.contains("2026-11-27"), "{}", copies.sql);
+        let names: Vec<&str> = objs.iter().map(|o| o.name.as_str()).collect();
+        let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(at("recent_copies_uploads") < at("recent_uploads"), "the table before the view that reads it");
+        assert!(!names.contains(&"recent_copies_posts"), "no raw posts, no table");
         assert_eq!(n.get(&d), Some(&fp));
         assert!(sql_of(&objs, "agg_days").sql.contains("DATE '2026-11-27'"));
         assert!(sql_of(&objs, "uploads").sql.contains("/lake/uploads/*/*.parquet"), "the full view reads every day");

@@ -141,7 +141,14 @@ def connect(lake, aggregates=True):
         raw = [f for d, fs in files_by_day(lake, t).items() if d not in days for f in fs]
         if raw:
             glob = "'" + lake.replace("'", "''") + f"/{t}/*/*.parquet'"
-            con.execute(view_over(view_of[t], glob, f"recent_{t}", raw))
+            copies = None
+            if len(raw) <= ONE_SCAN_FILES:
+                # The facts with copies, counted once (reporting/src/objects.rs, desired).
+                con.execute(f"CREATE TABLE recent_copies_{t} AS SELECT dt, event_id FROM read_parquet({lit(raw)}, "
+                            "hive_partitioning = true, hive_types = {'dt': DATE}, union_by_name = true) "
+                            "GROUP BY ALL HAVING count(*) > 1")
+                copies = f"SELECT dt, event_id FROM recent_copies_{t}"
+            con.execute(view_over(view_of[t], glob, f"recent_{t}", raw, copies=copies))
         else:
             con.execute(f"CREATE TABLE recent_{t} ({EMPTY[t]}, dt DATE)")
     # The aggregates' columns, from sql/aggregates.sql over empty inputs.
