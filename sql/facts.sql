@@ -68,6 +68,11 @@ CREATE OR REPLACE MACRO reread(d, a, b, unit, back) AS
      OR (cut(b, unit) AND d BETWEEN b::TIMESTAMP::DATE - back AND b::TIMESTAMP::DATE))
     AND d IN (SELECT day FROM agg_days);
 
+-- Whether [a, b) is longer than a week: the engagement report bounds its ranking only
+-- then (sql/reports/engagement.sql). Its parameters alone decide it, so DuckDB skips
+-- the scans it guards when it is false.
+CREATE OR REPLACE MACRO long_range(a, b) AS b::TIMESTAMP - a::TIMESTAMP > INTERVAL 7 DAY;
+
 -- The q-quantile of values counted n times each, as quantile_cont over the values
 -- repeated: an aggregate over rows (value, below = the running count of the values up to
 -- this one, total = the count of all), interpolated between the values at the 0-based

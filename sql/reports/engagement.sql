@@ -19,16 +19,19 @@
 --      `limit`, so counting these is exact. When the candidates list fewer than `limit`
 --      posts, or more than 200 000 posts can reach the bar (a short range, few comments
 --      per post), every post of the range is counted instead.
+-- A range of a week or less skips the bound (long_range, sql/facts.sql): counting its
+-- posts costs less than the bound's scans of every post of all time (post_comment_totals,
+-- post_state_facts), which would make a short report grow with the lake.
 -- Each post's state is all-time (post_state_facts: millions of rows), so it is looked up
 -- for the most-commented posts only: the 4 x limit first, with every post tied with the
 -- last of them. When at least `limit` of those are listed, no other post can rank above
 -- them, and the ranking is exact; otherwise the state of every counted post is read.
 WITH raw AS MATERIALIZED (
     SELECT post_id, count(*) AS comments FROM recent_comments
-    WHERE event = 'created' AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
+    WHERE long_range($1, $2) AND event = 'created' AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     GROUP BY post_id
 ), candidates AS MATERIALIZED (
-    (SELECT post_id FROM post_comment_totals WHERE $3::VARCHAR IS NULL OR customer_id = $3::VARCHAR
+    (SELECT post_id FROM post_comment_totals WHERE long_range($1, $2) AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
      ORDER BY created DESC LIMIT 4 * $4::BIGINT)
     UNION
     (SELECT post_id FROM raw ORDER BY comments DESC LIMIT 4 * $4::BIGINT)
@@ -42,17 +45,19 @@ WITH raw AS MATERIALIZED (
 ), bar AS MATERIALIZED (
     SELECT (SELECT c.comments FROM candidate_counts c
             JOIN (SELECT post_id FROM post_state_facts() SEMI JOIN candidates USING (post_id)
+                  WHERE long_range($1, $2)
                   GROUP BY post_id
                   HAVING min(published_at) IS NOT NULL AND min(deleted_at) IS NULL) USING (post_id)
             ORDER BY c.comments DESC LIMIT 1 OFFSET $4::BIGINT - 1) AS comments
 ), bounded AS MATERIALIZED (
     -- At most this many posts can reach the bar (the raw days' posts all counted).
-    SELECT (SELECT comments FROM bar) IS NOT NULL
-       AND (SELECT count(*) FROM post_comment_totals WHERE created >= (SELECT comments FROM bar)) + (SELECT count(*) FROM raw)
+    SELECT long_range($1, $2) AND (SELECT comments FROM bar) IS NOT NULL
+       AND (SELECT count(*) FROM post_comment_totals WHERE long_range($1, $2) AND created >= (SELECT comments FROM bar))
+           + (SELECT count(*) FROM raw)
            <= 200000 AS yes
 ), reach AS MATERIALIZED (
     SELECT post_id FROM post_comment_totals
-    WHERE (SELECT yes FROM bounded) AND created >= (SELECT comments FROM bar)
+    WHERE long_range($1, $2) AND (SELECT yes FROM bounded) AND created >= (SELECT comments FROM bar)
       AND ($3::VARCHAR IS NULL OR customer_id = $3::VARCHAR)
     UNION ALL
     SELECT post_id FROM (SELECT * FROM raw WHERE (SELECT yes FROM bounded)) r LEFT JOIN post_comment_totals t USING (post_id)
