@@ -22,8 +22,8 @@
 -- partitioned by the day they were enqueued: the aggregates of the agg_job_lag() days
 -- before a range hold its jobs that finished late, and an edge rereads that day and the
 -- day before (the attempts that finished after midnight). A job whose last attempt
--- finished more than a day after it was enqueued is counted with its whole hour at an
--- edge; nothing else is approximate, except the percentiles of aggregated days, which come
+-- finished more than a day after it was enqueued is counted with its whole hour (its
+-- whole day, for the percentiles) at an edge; nothing else is approximate, except the percentiles of aggregated days, which come
 -- from histograms of values rounded to 2 %.
 --
 -- The reporting service provides agg_* (but agg_job_ms_hour), agg_days, recent_*, edge_*
