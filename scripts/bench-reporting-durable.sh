@@ -5,8 +5,12 @@
 # small files. Then every report over today through the service (reporting/tests/bench.rs,
 # cold start included), before and after the lifecycle's hourly compaction of the current
 # day's writer files. The target is under 1 s after it.
-#   scripts/bench-reporting-durable.sh [IMAGES] [CONCURRENCY] [RUNS]
-# Defaults: 100000 images, 2 tasks (the processor's default: one job per CPU, 2 here), 5 runs.
+#   scripts/bench-reporting-durable.sh [IMAGES] [CONCURRENCY] [RUNS] [PARTS]
+# Defaults: 100000 images, 2 tasks (the processor's default: one job per CPU, 2 here), 5 runs,
+# 1 part. With PARTS > 1 the day is written a slice at a time (as PARTS hours would be) with
+# the compaction after each slice, as the lifecycle runs it every hour; "before" is then the
+# moment before the last slice's compaction: the earlier slices compacted, the last one in
+# small files. IMAGELAKE_BENCH_BEFORE_RUNS (default RUNS) sets the runs before it.
 # The lake is written afresh under $IMAGELAKE_CACHE/bench-reporting/durable-IMAGES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,21 +19,26 @@ source scripts/lib.sh
 images=${1:-100000}
 concurrency=${2:-2}
 runs=${3:-5}
+parts=${4:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$IMAGELAKE_CACHE/target}
 cargo build --release --quiet --workspace --example durable_day --tests
 bin=$CARGO_TARGET_DIR/release/examples/durable_day
 data=$IMAGELAKE_CACHE/bench-reporting/durable-$images
 rm -rf "$data"
 mkdir -p "$data"
-log "writing $images images' facts through write_durable ($concurrency tasks)"
-"$bin" write "$data" "$images" "$concurrency"
 range="$(date -u +%F)T00:00:00Z,$(date -u -d tomorrow +%F)T00:00:00Z"
 bench() {
-    IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$runs IMAGELAKE_BENCH_RANGE=$range IMAGELAKE_BENCH_RANGE_LABEL=today \
+    IMAGELAKE_BENCH_DATA_DIR=$data IMAGELAKE_BENCH_RUNS=$2 IMAGELAKE_BENCH_RANGE=$range IMAGELAKE_BENCH_RANGE_LABEL=today \
         IMAGELAKE_BENCH_RAW_ONLY=1 cargo test --release --quiet --workspace --test bench -- --ignored --nocapture \
         2>"$data/service-$1.err" | grep '^{' | grep -v '"range": "all"' | sed "s/^/$1 /"
 }
-bench before
-log "the hourly compaction of today's writer files"
-"$bin" compact "$data"
-bench after
+for ((part = 0; part < parts; part++)); do
+    log "writing $images images' facts through write_durable ($concurrency tasks), part $((part + 1)) of $parts"
+    "$bin" write "$data" "$images" "$concurrency" "$part" "$parts"
+    if ((part == parts - 1)); then
+        bench before "${IMAGELAKE_BENCH_BEFORE_RUNS:-$runs}"
+    fi
+    log "the hourly compaction of today's writer files"
+    "$bin" compact "$data"
+done
+bench after "$runs"

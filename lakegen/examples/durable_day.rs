@@ -1,12 +1,15 @@
 //! A day of facts written the way the processor writes them (run by
 //! `scripts/bench-reporting-durable.sh`):
 //!
-//!   durable_day write DIR IMAGES CONCURRENCY
+//!   durable_day write DIR IMAGES CONCURRENCY [PART PARTS]
 //!       today's facts of IMAGES processed images (an upload, a succeeded job and the
 //!       four default variants each) through `LakeWriter::write_durable`, one call per image from
 //!       CONCURRENCY tasks, as the processor's workers call it: every call flushes what is
 //!       buffered, so the lake gets the processor's small files. Into the local store
 //!       DIR/store (the layout of a data directory). Prints files written and seconds.
+//!       With PART and PARTS, only the PART-th of PARTS equal slices of the images (0-based),
+//!       which are also the PART-th slice of today's time: a day written an hour at a time,
+//!       with the hourly compaction between the slices.
 //!   durable_day compact DIR
 //!       the lifecycle's hourly compaction (`compact_days` with the current day's writer
 //!       files), timed.
@@ -91,7 +94,7 @@ async fn lake_files(store: &SharedStore) -> usize {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: durable_day write DIR IMAGES CONCURRENCY | durable_day compact DIR";
+    let usage = "usage: durable_day write DIR IMAGES CONCURRENCY [PART PARTS] | durable_day compact DIR";
     let dir = std::path::PathBuf::from(args.get(2).expect(usage));
     let store: SharedStore = Arc::new(LocalStore::open(dir.join("store")).expect("open the store"));
     let started = Instant::now();
@@ -99,14 +102,17 @@ async fn main() {
         Some("write") => {
             let images: u64 = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
             let concurrency: u64 = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
+            let part: u64 = args.get(5).map_or(Some(0), |s| s.parse().ok()).expect(usage);
+            let parts: u64 = args.get(6).map_or(Some(1), |s| s.parse().ok()).filter(|&p| p > part).expect(usage);
+            let (first, end) = (images * part / parts, images * (part + 1) / parts);
             let writer = LakeWriter::new(store.clone(), "bench-processor", LakeConfig::default(), Arc::new(SystemClock));
             let now = Utc::now();
             let tasks: Vec<_> = (0..concurrency)
                 .map(|t| {
                     let writer = writer.clone();
                     tokio::spawn(async move {
-                        let mut i = t;
-                        while i < images {
+                        let mut i = first + t;
+                        while i < end {
                             writer.write_durable(facts(i, images, now)).await.expect("write_durable");
                             i += concurrency;
                         }
@@ -118,7 +124,8 @@ async fn main() {
             }
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "{{\"images\": {images}, \"concurrency\": {concurrency}, \"files\": {}, \"write_s\": {secs:.1}}}",
+                "{{\"images\": {}, \"part\": {part}, \"concurrency\": {concurrency}, \"files\": {}, \"write_s\": {secs:.1}}}",
+                end - first,
                 lake_files(&store).await
             );
         }
