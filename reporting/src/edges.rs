@@ -127,9 +127,10 @@ impl DayFiles {
             };
             // The edge days are aggregated: their aggregates list the facts with copies.
             let copies = (*t != Table::Usage).then(|| copies_sql(*t));
-            let sql = objects::view_over(&files.view_sql, *t, &name, &listed, true, copies.as_deref()).unwrap_or_else(|| {
-                format!("CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{}", t.name())
-            });
+            let sql =
+                objects::view_over(&files.view_sql, *t, &name, &listed, true, copies.as_deref(), None).unwrap_or_else(|| {
+                    format!("CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {EMPTY_AGG_SCHEMA}.{}", t.name())
+                });
             out.push_str(&sql);
             out.push_str(";\n");
         }

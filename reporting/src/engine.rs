@@ -5,6 +5,7 @@
 
 use crate::edges::DayFiles;
 use crate::error::ReportingError;
+use crate::held::{self, Held};
 use crate::lake::{self, Source};
 use crate::memory::Memory;
 use crate::objects::{self, Kind, Object};
@@ -46,6 +47,8 @@ pub(crate) struct LakeState {
     created: HashMap<String, Object>,
     /// The aggregated days loaded in memory (memory.rs).
     memory: Memory,
+    /// The raw days' small files whose rows are held in memory (held.rs).
+    held: Held,
 }
 
 pub struct Engine {
@@ -91,6 +94,7 @@ impl Engine {
         imagelake_core::lake::aggregate::create_empty(&ddl, objects::EMPTY_AGG_SCHEMA).map_err(|e| setup(&e))?;
         ddl.execute_batch(&crate::edges::placeholders_sql()).map_err(|e| setup(&e))?;
         ddl.execute_batch(&crate::memory::create_sql(objects::EMPTY_AGG_SCHEMA)).map_err(|e| setup(&e))?;
+        ddl.execute_batch(&held::create_sql(&imagelake_core::lake::agg::INPUTS)).map_err(|e| setup(&e))?;
         let engine = Arc::new(Engine {
             base: Mutex::new(conn),
             ddl: Mutex::new(ddl),
@@ -103,6 +107,7 @@ impl Engine {
                 listing: Listing::new(),
                 created: HashMap::new(),
                 memory: Memory::default(),
+                held: Held::default(),
             }),
             day_files: RwLock::new(Arc::new(DayFiles::default())),
             aggregates,
@@ -152,25 +157,33 @@ impl Engine {
             .await
             .map_err(|e| ReportingError::LakeUnavailable(e.to_string()))?;
         if listing != state.listing || state.created.is_empty() {
-            let (wanted, current) = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
+            let desired = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
+            let current = desired.current;
             let files = DayFiles::new(&listing, &self.lake_root, &self.statements, &current);
-            let changed: Vec<(Option<Object>, Object)> = wanted
+            let (held_sql, held) = state.held.update(&desired.held, |t, f| {
+                let st = self.statements.iter().find(|s| s.table == Some(t)).expect("views.sql has a view of every table");
+                objects::scan_over(&st.sql, t, f)
+            });
+            let changed: Vec<(Option<Object>, Object)> = desired
+                .objects
                 .into_iter()
                 .filter(|o| state.created.get(&o.name) != Some(o))
                 .map(|o| (state.created.get(&o.name).cloned(), o))
                 .collect();
             let (this, memory) = (self.clone(), state.memory.clone());
             let days = current.len();
-            let (memory, created) = tokio::task::spawn_blocking(move || this.recreate(changed, &memory, &current, files))
-                .await
-                .map_err(|e| ReportingError::Query(e.to_string()))?
-                .map_err(ReportingError::LakeUnavailable)?;
+            let (memory, created) =
+                tokio::task::spawn_blocking(move || this.recreate(changed, &held_sql, &memory, &current, files))
+                    .await
+                    .map_err(|e| ReportingError::Query(e.to_string()))?
+                    .map_err(ReportingError::LakeUnavailable)?;
             for o in created {
                 state.created.insert(o.name.clone(), o);
             }
             if let Some(m) = memory {
                 state.memory = m;
             }
+            state.held = held;
             state.listing = listing;
             self.aggregated_days.store(days, Ordering::SeqCst);
         }
@@ -178,12 +191,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Replaces these objects and brings the memory to the `current` days, in one
-    /// transaction, and the edge views' files with `files` as it commits; returns the
-    /// memory after it (`None`: unchanged) and the new objects.
+    /// Brings the held rows up to date (`held_sql`), replaces these objects and brings the
+    /// memory to the `current` days, in one transaction, and the edge views' files with
+    /// `files` as it commits; returns the memory after it (`None`: unchanged) and the new
+    /// objects.
     fn recreate(
         &self,
         changed: Vec<(Option<Object>, Object)>,
+        held_sql: &str,
         memory: &Memory,
         current: &BTreeMap<chrono::NaiveDate, String>,
         files: DayFiles,
@@ -192,6 +207,7 @@ impl Engine {
         let file = |a, day, fp: &str| objects::agg_file(&self.lake_root, a, day, fp);
         let update = memory.update(&conn, current, file).map_err(|e| format!("could not read the lake's aggregates: {e}"))?;
         let mut sql = String::from("BEGIN TRANSACTION;\n");
+        sql.push_str(held_sql);
         for (old, new) in &changed {
             match old.as_ref().map(|o| o.kind) {
                 Some(Kind::View) => sql.push_str(&format!("DROP VIEW IF EXISTS {};\n", new.name)),

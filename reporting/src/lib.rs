@@ -10,6 +10,7 @@ mod dashboard;
 mod edges;
 mod engine;
 mod error;
+mod held;
 mod lake;
 mod memory;
 mod objects;

@@ -5,12 +5,13 @@
 //! creates what changed. The aggregates themselves are tables in memory (memory.rs), and a
 //! query's edge days are views of its own connection (edges.rs).
 
+use crate::held;
 use chrono::NaiveDate;
 use imagelake_core::lake::agg::{self, Agg, Listing, INPUTS};
 use imagelake_core::lake::layout;
 use imagelake_core::lake::views::{self, ViewStatement};
 use imagelake_core::lake::Table;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The schema that holds the aggregates' empty stand-ins.
 pub const EMPTY_AGG_SCHEMA: &str = "agg_empty";
@@ -44,14 +45,17 @@ pub fn quote(lake_root: &str, key: &str) -> String {
     format!("'{}'", format!("{lake_root}/{}", layout::relative(key)).replace('\'', "''"))
 }
 
-/// The objects for `listing`, and the days that come from the aggregates (with their
-/// fingerprints). Without `aggregates`, every day is read raw.
-pub fn desired(
-    listing: &Listing,
-    lake_root: &str,
-    statements: &[ViewStatement],
-    aggregates: bool,
-) -> (Vec<Object>, BTreeMap<NaiveDate, String>) {
+/// What stands under each name for a listing, the days that come from the aggregates (with
+/// their fingerprints) and the raw days' files held in memory (held.rs).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub objects: Vec<Object>,
+    pub current: BTreeMap<NaiveDate, String>,
+    pub held: BTreeMap<Table, BTreeSet<String>>,
+}
+
+/// The objects for `listing`. Without `aggregates`, every day is read raw.
+pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement], aggregates: bool) -> Desired {
     let days = agg::days(listing);
     let current: BTreeMap<NaiveDate, String> = if aggregates {
         days.into_iter().filter(|(_, d)| d.current).map(|(day, d)| (day, d.fingerprint)).collect()
@@ -59,10 +63,11 @@ pub fn desired(
         BTreeMap::new()
     };
     let mut out = Vec::new();
+    let mut held_files = BTreeMap::new();
     for table in Table::ALL {
-        let files: Vec<(&str, NaiveDate)> = listing
-            .keys()
-            .filter_map(|k| layout::parse(k).filter(|p| p.dir == table.name()).map(|p| (k.as_str(), p.day)))
+        let files: Vec<(&str, NaiveDate, u64)> = listing
+            .iter()
+            .filter_map(|(k, size)| layout::parse(k).filter(|p| p.dir == table.name()).map(|p| (k.as_str(), p.day, *size)))
             .collect();
         let st = statements.iter().find(|s| s.table == Some(table)).expect("views.sql has a view of every table");
         out.push(if files.is_empty() {
@@ -74,26 +79,40 @@ pub fn desired(
             continue;
         }
         let name = format!("recent_{}", table.name());
-        let recent: Vec<String> =
-            files.iter().filter(|(_, d)| !current.contains_key(d)).map(|(k, _)| quote(lake_root, k)).collect();
-        // The facts with copies, counted once per listing rather than by every query.
-        let copies = (!recent.is_empty() && recent.len() <= ONE_SCAN_FILES).then(|| {
+        let (held, recent) = held::split(
+            files.iter().filter(|(_, d, _)| !current.contains_key(d)).map(|(k, _, size)| (quote(lake_root, k), *size)).collect(),
+        );
+        let held_table = (!held.is_empty()).then(|| held::name(table));
+        // The facts with copies, counted once per listing rather than by every query. The
+        // held files' digest is in the statement: a new or merged small file counts again.
+        let copies = ((!recent.is_empty() || held_table.is_some()) && recent.len() <= ONE_SCAN_FILES).then(|| {
             let copies = format!("recent_copies_{}", table.name());
+            let mut sources = Vec::new();
+            if !recent.is_empty() {
+                sources.push(format!(
+                    "SELECT dt, event_id FROM read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}}, \
+                     union_by_name = true)",
+                    recent.join(", ")
+                ));
+            }
+            if let Some(h) = &held_table {
+                sources.push(format!("SELECT dt, event_id FROM {h} /* held: {} */", held::Held::digest(&held)));
+            }
             out.push(Object {
                 name: copies.clone(),
                 kind: Kind::Table,
                 sql: format!(
-                    "CREATE TABLE {copies} AS SELECT dt, event_id FROM read_parquet([{}], hive_partitioning = true, \
-                     hive_types = {{'dt': DATE}}, union_by_name = true) GROUP BY ALL HAVING count(*) > 1",
-                    recent.join(", ")
+                    "CREATE TABLE {copies} AS SELECT dt, event_id FROM ({}) GROUP BY ALL HAVING count(*) > 1",
+                    sources.join(" UNION ALL ")
                 ),
             });
             format!("SELECT dt, event_id FROM {copies}")
         });
-        out.push(match view_over(&st.sql, table, &name, &recent, false, copies.as_deref()) {
+        out.push(match view_over(&st.sql, table, &name, &recent, false, copies.as_deref(), held_table.as_deref()) {
             Some(sql) => Object { name, kind: Kind::View, sql },
             None => Object { name: name.clone(), kind: Kind::Table, sql: views::empty_table_sql_named(table, &name) },
         });
+        held_files.insert(table, held);
     }
     let days_sql = if current.is_empty() {
         "CREATE TABLE agg_days (day DATE)".to_string()
@@ -102,7 +121,7 @@ pub fn desired(
         format!("CREATE TABLE agg_days AS SELECT * FROM (VALUES {}) v(day)", values.join(", "))
     };
     out.push(Object { name: "agg_days".into(), kind: Kind::Table, sql: days_sql });
-    (out, current)
+    Desired { objects: out, current, held: held_files }
 }
 
 /// The view of `table` over these files only (`temp`: a view of the connection that
@@ -117,9 +136,18 @@ pub fn desired(
 /// them. That form names the files three times (twice with `copies`), and DuckDB plans
 /// each file each time; over more than [`ONE_SCAN_FILES`] files (a day of small files not
 /// yet compacted, whose rows are few for their number) the view scans them once, with the
-/// window over every row, as `views.sql` does.
-pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], temp: bool, copies: Option<&str>) -> Option<String> {
-    if files.is_empty() {
+/// window over every row, as `views.sql` does. `held`: a table of more rows of `table`
+/// (held.rs), read with the files.
+pub fn view_over(
+    view_sql: &str,
+    table: Table,
+    name: &str,
+    files: &[String],
+    temp: bool,
+    copies: Option<&str>,
+    held: Option<&str>,
+) -> Option<String> {
+    if files.is_empty() && held.is_none() {
         return None;
     }
     let glob = format!("'${{LAKE}}/{}/*/*.parquet'", table.name());
@@ -130,7 +158,12 @@ pub fn view_over(view_sql: &str, table: Table, name: &str, files: &[String], tem
     {
         unexpected();
     }
-    let scan = scan.replace(&glob, &format!("[{}]", files.join(", ")));
+    let over = scan_over(view_sql, table, files);
+    let scan = match (files.is_empty(), held) {
+        (true, Some(h)) => h.to_string(),
+        (false, Some(h)) => format!("(SELECT * FROM {over} UNION ALL BY NAME SELECT * FROM {h})"),
+        _ => over,
+    };
     let temp = if temp { "TEMP " } else { "" };
     if files.len() > ONE_SCAN_FILES {
         return Some(format!("CREATE OR REPLACE {temp}VIEW {name} AS SELECT * EXCLUDE (filename) FROM {scan} {window} = 1"));
@@ -144,6 +177,14 @@ SELECT * EXCLUDE (filename) FROM facts ANTI JOIN copies USING (dt, event_id)
 UNION ALL BY NAME
 SELECT * EXCLUDE (filename) FROM (SELECT * FROM facts SEMI JOIN copies USING (dt, event_id) {window} = 1)"
     ))
+}
+
+/// `views.sql`'s scan of `table` (its `read_parquet(..)`, with `filename`) over these quoted
+/// files: what the held tables are filled from.
+pub fn scan_over(view_sql: &str, table: Table, files: &[String]) -> String {
+    let scan =
+        views::call(view_sql, "read_parquet(").unwrap_or_else(|| panic!("views.sql's view of {} has no scan", table.name()));
+    scan.replace(&format!("'${{LAKE}}/{}/*/*.parquet'", table.name()), &format!("[{}]", files.join(", ")))
 }
 
 /// Over more files than this, [`view_over`] scans them once.
@@ -188,11 +229,11 @@ mod tests {
         conn.execute_batch(&views::with_lake(view, &root)).unwrap();
         let files: Vec<String> =
             ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"].iter().map(|f| format!("'{root}/uploads/dt={f}.parquet'")).collect();
-        conn.execute_batch(&view_over(view, Table::Uploads, "derived", &files, false, None).unwrap()).unwrap();
+        conn.execute_batch(&view_over(view, Table::Uploads, "derived", &files, false, None, None).unwrap()).unwrap();
         // Over many files, the one-scan form: the same three files named over and over, which
         // keeps the same rows however many copies it sees.
         let many: Vec<String> = files.iter().cycle().take(ONE_SCAN_FILES + 1).cloned().collect();
-        let one_scan = view_over(view, Table::Uploads, "one_scan", &many, false, None).unwrap();
+        let one_scan = view_over(view, Table::Uploads, "one_scan", &many, false, None, None).unwrap();
         assert!(!one_scan.contains("ANTI JOIN") && one_scan.matches("read_parquet").count() == 1, "{one_scan}");
         conn.execute_batch(&one_scan).unwrap();
         let read = |name: &str| -> Vec<(String, String, i64)> {
@@ -213,36 +254,87 @@ mod tests {
         // With the copies listed (as the aggregates list them), the same rows; the list is
         // what decides: a fact it leaves out keeps every copy.
         let listed = "SELECT dt, event_id FROM (VALUES (DATE '2026-11-01', 'e1'), (DATE '2026-11-01', 'e2')) c(dt, event_id)";
-        let derived = view_over(view, Table::Uploads, "listed", &files, false, Some(listed)).unwrap();
+        let derived = view_over(view, Table::Uploads, "listed", &files, false, Some(listed), None).unwrap();
         assert!(!derived.contains("GROUP BY"), "{derived}");
         conn.execute_batch(&derived).unwrap();
         assert_eq!(read("listed"), expected);
         let partial = listed.replace(", (DATE '2026-11-01', 'e2')", "");
-        conn.execute_batch(&view_over(view, Table::Uploads, "partial", &files, false, Some(&partial)).unwrap()).unwrap();
+        conn.execute_batch(&view_over(view, Table::Uploads, "partial", &files, false, Some(&partial), None).unwrap()).unwrap();
         assert_eq!(read("partial").len(), expected.len() + 1, "e2's two copies both pass");
         // The service's objects over the same files: the copies counted into
         // recent_copies_uploads once, the view reading that table: the same rows.
-        let listing: Listing =
-            ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"].iter().map(|f| (format!("uploads/dt={f}.parquet"), 1)).collect();
-        let (objs, _) = desired(&listing, &root, &st, true);
-        for name in ["recent_copies_uploads", "recent_uploads"] {
-            conn.execute_batch(&sql_of(&objs, name).sql).unwrap();
-        }
-        let copies: i64 = conn.query_row("SELECT count(*) FROM recent_copies_uploads", [], |r| r.get(0)).unwrap();
-        assert_eq!(copies, 2, "(11-01, e1) and (11-01, e2)");
+        let listing =
+            |names: &[&str], size: u64| -> Listing { names.iter().map(|f| (format!("uploads/dt={f}.parquet"), size)).collect() };
+        let all = ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"];
+        let objs = desired(&listing(&all, held::HOLD_BYTES + 1), &root, &st, true).objects;
+        let create = |objs: &[Object]| {
+            conn.execute_batch("DROP VIEW IF EXISTS recent_uploads; DROP TABLE IF EXISTS recent_copies_uploads;").unwrap();
+            for name in ["recent_copies_uploads", "recent_uploads"] {
+                conn.execute_batch(&sql_of(objs, name).sql).unwrap();
+            }
+        };
+        create(&objs);
+        let copies = || -> i64 { conn.query_row("SELECT count(*) FROM recent_copies_uploads", [], |r| r.get(0)).unwrap() };
+        assert_eq!(copies(), 2, "(11-01, e1) and (11-01, e2)");
         assert_eq!(read("recent_uploads"), expected);
+        // The same files small: held in memory, the view reads no file, the same rows.
+        conn.execute_batch(&held::create_sql(&[Table::Uploads])).unwrap();
+        let load = |from: &held::Held, d: &Desired| -> (String, held::Held) {
+            let (sql, after) = from.update(&d.held, |t, f| scan_over(view, t, f));
+            conn.execute_batch(&sql).unwrap();
+            create(&d.objects);
+            (sql, after)
+        };
+        let small = desired(&listing(&all, 1), &root, &st, true);
+        assert!(!sql_of(&small.objects, "recent_uploads").sql.contains("read_parquet"), "{:?}", small.objects);
+        let (_, now) = load(&held::Held::default(), &small);
+        assert_eq!((copies(), read("recent_uploads")), (2, expected.to_vec()));
+        // c.parquet leaves (merged by a compaction): its rows leave the held table, by name.
+        let fewer = desired(&listing(&all[..2], 1), &root, &st, true);
+        assert_ne!(sql_of(&fewer.objects, "recent_copies_uploads"), sql_of(&small.objects, "recent_copies_uploads"));
+        let (sql, now) = load(&now, &fewer);
+        assert!(sql.contains("DELETE FROM held_uploads WHERE filename IN") && !sql.contains("INSERT"), "{sql}");
+        assert_eq!((copies(), read("recent_uploads")), (2, expected[..3].to_vec()));
+        // c.parquet back as a big file, scanned, beside the held a and b: the same rows.
+        let mut mixed = listing(&all[..2], 1);
+        mixed.extend(listing(&all[2..], held::HOLD_BYTES + 1));
+        let mixed = desired(&mixed, &root, &st, true);
+        let (sql, _) = load(&now, &mixed);
+        assert!(sql.is_empty(), "nothing to load: {sql}");
+        let recent = &sql_of(&mixed.objects, "recent_uploads").sql;
+        assert!(
+            recent.contains("2026-11-02/c.parquet") && recent.contains("UNION ALL BY NAME SELECT * FROM held_uploads"),
+            "{recent}"
+        );
+        assert_eq!((copies(), read("recent_uploads")), (2, expected.to_vec()));
+        // A file of a newer writer (a column more) that lacks a column (an older writer's):
+        // held with the columns the table has.
+        conn.execute_batch(&format!(
+            "COPY (SELECT 'e9' AS event_id, 'i9' AS image_id, 'c' AS customer_id, TIMESTAMPTZ '2026-11-02 11:00:00+00' AS uploaded_at,
+                    'image/png' AS content_type, 'png' AS format, 9::BIGINT AS bytes, NULL::INTEGER AS width, 's' AS sha256,
+                    'x' AS future)
+             TO '{root}/uploads/dt=2026-11-02/d.parquet' (FORMAT parquet)"
+        ))
+        .unwrap();
+        let mut newer = listing(&all[..2], 1);
+        newer.extend(listing(&all[2..], held::HOLD_BYTES + 1));
+        newer.extend(listing(&["2026-11-02/d"], 1));
+        load(&now, &desired(&newer, &root, &st, true));
+        let mut with_d = expected.to_vec();
+        with_d.push(("2026-11-02".into(), "e9".into(), 9));
+        assert_eq!(read("recent_uploads"), with_d);
     }
 
     #[test]
     fn current_days_come_from_the_aggregates_and_the_rest_raw() {
         let st = views::statements(views::VIEWS_SQL);
         let mut l: Listing = [
-            ("uploads/dt=2026-11-27/a.parquet".to_string(), 10),
-            ("uploads/dt=2026-11-28/b.parquet".to_string(), 10),
-            ("jobs/dt=2026-11-28/j.parquet".to_string(), 10),
+            ("uploads/dt=2026-11-27/a.parquet".to_string(), 10 << 20),
+            ("uploads/dt=2026-11-28/b.parquet".to_string(), 10 << 20),
+            ("jobs/dt=2026-11-28/j.parquet".to_string(), 10 << 20),
         ]
         .into();
-        let (objs, n) = desired(&l, "/lake", &st, true);
+        let Desired { objects: objs, current: n, .. } = desired(&l, "/lake", &st, true);
         assert_eq!(n.len(), 0);
         assert_eq!(sql_of(&objs, "agg_days").sql, "CREATE TABLE agg_days (day DATE)");
         assert!(sql_of(&objs, "recent_uploads").sql.contains("'/lake/uploads/dt=2026-11-27/a.parquet'"));
@@ -254,7 +346,7 @@ mod tests {
         for a in Agg::ALL {
             l.insert(layout::relative(&a.key(d, &fp)).to_string(), 1);
         }
-        let (objs, n) = desired(&l, "/lake", &st, true);
+        let Desired { objects: objs, current: n, .. } = desired(&l, "/lake", &st, true);
         assert_eq!(n.len(), 1);
         let recent = &sql_of(&objs, "recent_uploads").sql;
         assert!(!recent.contains("2026-11-27") && recent.contains("2026-11-28/b.parquet"), "{recent}");
@@ -272,7 +364,7 @@ mod tests {
         assert!(sql_of(&objs, "agg_days").sql.contains("DATE '2026-11-27'"));
         assert!(sql_of(&objs, "uploads").sql.contains("/lake/uploads/*/*.parquet"), "the full view reads every day");
         // Without aggregates, every day is raw.
-        let (objs, n) = desired(&l, "/lake", &st, false);
+        let Desired { objects: objs, current: n, .. } = desired(&l, "/lake", &st, false);
         assert_eq!(n.len(), 0);
         assert!(sql_of(&objs, "recent_uploads").sql.contains("2026-11-27"));
     }

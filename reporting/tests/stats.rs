@@ -21,6 +21,8 @@ use tower::ServiceExt;
 mod edges;
 #[path = "stats/engagement.rs"]
 mod engagement;
+#[path = "stats/held.rs"]
+mod held;
 mod support;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use imagelake_core::lake::agg::Agg;

@@ -1,0 +1,58 @@
+//! The raw days' small files held in memory (reporting/src/held.rs): each new file's facts
+//! are in the next answer, a compaction that merges the held files changes no figure, and
+//! a fact written again in another file, before or after the merge, counts once.
+
+use super::*;
+
+fn upload(id: &str, at: DateTime<Utc>) -> Event {
+    Event::Upload(UploadRow {
+        event_id: format!("up-{id}"),
+        image_id: id.into(),
+        customer_id: "heldco".into(),
+        uploaded_at: at,
+        content_type: "image/webp".into(),
+        format: "webp".into(),
+        bytes: 12_345,
+        width: Some(10),
+        height: Some(10),
+        sha256: format!("sha-{id}"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_small_files_count_each_fact_once_through_a_compaction() {
+    let (ctx, lake) = lake_with_data("held").await;
+    let app = app(&ctx).await;
+    let capacity = ctx.config.capacity.bytes.0;
+    let figures = |app: Router| async move {
+        let s = get(&app, Some(ANALYST), "/v1/stats/summary", None).await.json()[0].clone();
+        let c = get(&app, Some(ANALYST), "/v1/stats/customers?customer=heldco", None).await.json();
+        let heldco = c.as_array().unwrap().first().map(|r| (r["uploads"].as_u64(), r["processed"].as_u64()));
+        (s["images"].as_u64().unwrap(), s["processed"].as_u64().unwrap(), heldco)
+    };
+    let (images, processed, none) = figures(app.clone()).await;
+    assert_eq!(none, None, "no heldco yet");
+    let listed = || tokio::time::sleep(Duration::from_millis(100));
+    // One new image and its job, then the upload written again in a file of its own.
+    let (at, done) = (support::at(5, 10, 0), support::at(5, 10, 1));
+    ctx.lake.write_durable(vec![upload("h1", at), job("job-h1", "h1", "heldco", 1, at, done)]).await.unwrap();
+    ctx.lake.write_durable(vec![upload("h1", at)]).await.unwrap();
+    listed().await;
+    let expected = (images + 1, processed + 1, Some((Some(1), Some(1))));
+    assert_eq!(figures(app.clone()).await, expected, "the new files' facts, the copy once");
+    defaults_match(&app, &lake, capacity, Expect::Exact).await;
+    // The lifecycle's compaction merges every held file: the held rows are replaced by the
+    // merged files' rows, the figures stay.
+    let merged = imagelake_core::lake::compact::compact_days(&ctx.store, Utc::now().date_naive(), true, &[], 256 << 20, "test")
+        .await
+        .unwrap();
+    assert!(merged.iter().map(|r| r.inputs).sum::<usize>() > 10, "{merged:?}");
+    listed().await;
+    assert_eq!(figures(app.clone()).await, expected, "after the merge");
+    // A copy in a new file beside the merged one, and a second image: counted once each.
+    ctx.lake.write_durable(vec![upload("h1", at), upload("h2", at)]).await.unwrap();
+    listed().await;
+    let (i, p, c) = figures(app.clone()).await;
+    assert_eq!((i, p, c), (images + 2, processed + 1, Some((Some(2), Some(1)))), "a copy beside the merged file");
+    defaults_match(&app, &lake, capacity, Expect::Exact).await;
+}
