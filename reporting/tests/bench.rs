@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use imagelake_core::app::Context;
 use imagelake_core::auth::{hash_key, Role};
 use imagelake_core::config::{Config, KeyConfig};
+use imagelake_core::lake::{Event, UploadRow};
 use std::time::Instant;
 use tower::ServiceExt;
 
@@ -42,7 +43,7 @@ async fn bench_reports() {
     let started = Instant::now();
     let reporting = imagelake_reporting::Reporting::open(ctx.clone()).await.unwrap();
     let open_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let app = imagelake_reporting::routes(reporting).with_state(ctx);
+    let app = imagelake_reporting::routes(reporting).with_state(ctx.clone());
     let (first_ms, days, _) = request(&app, "/v1/stats/customers").await;
     println!("{{\"startup_ms\": {open_ms:.1}, \"first_customers_ms\": {first_ms:.1}, \"aggregated_days\": {days}}}");
     // A lake of today's facts alone (scripts/bench-reporting-durable.sh) has none.
@@ -59,18 +60,51 @@ async fn bench_reports() {
                 times.push(ms);
                 rows = n;
             }
-            let mut sorted = times.clone();
-            sorted.sort_by(f64::total_cmp);
-            let median = if runs % 2 == 1 { sorted[runs / 2] } else { (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2.0 };
-            // Nearest rank.
-            let p95 = sorted[((runs * 95).div_ceil(100)).clamp(1, runs) - 1];
-            let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
-            println!(
-                "{{\"report\": \"{report}\", \"range\": \"{label}\", \"median_ms\": {median:.1}, \"p95_ms\": {p95:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}",
-                list.join(", ")
-            );
+            print_line(report, label, &times, rows);
         }
     }
+    // IMAGELAKE_BENCH_NEW_FILE=1: a report while writers add files: one new file of one
+    // upload fact (through the writer's `write_durable`), then, once the listing is stale,
+    // today's `summary`, which pays the refresh that takes the file in. It adds facts to the
+    // lake (customer `bench-new-file`).
+    if std::env::var_os("IMAGELAKE_BENCH_NEW_FILE").is_some() {
+        let today = chrono::Utc::now().date_naive();
+        let query = format!("/v1/stats/summary?from={today}T00:00:00Z&to={}T00:00:00Z", today + chrono::Duration::days(1));
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let id = imagelake_core::ids::new_id();
+            let fact = UploadRow {
+                event_id: UploadRow::event_id_of(&id),
+                image_id: id,
+                customer_id: "bench-new-file".into(),
+                uploaded_at: chrono::Utc::now(),
+                content_type: "image/png".into(),
+                format: "png".into(),
+                bytes: 1_000,
+                width: Some(1),
+                height: Some(1),
+                sha256: "0".repeat(64),
+            };
+            ctx.lake.write_durable(vec![Event::Upload(fact)]).await.unwrap();
+            tokio::time::sleep(ctx.config.reporting.cache_ttl.0 + std::time::Duration::from_millis(100)).await;
+            times.push(request(&app, &query).await.0);
+        }
+        print_line("summary", "today, after a new file", &times, 1);
+    }
+}
+
+/// One report's line: median, p95 (nearest rank) and every run, in ms.
+fn print_line(report: &str, label: &str, times: &[f64], rows: usize) {
+    let runs = times.len();
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if runs % 2 == 1 { sorted[runs / 2] } else { (sorted[runs / 2 - 1] + sorted[runs / 2]) / 2.0 };
+    let p95 = sorted[((runs * 95).div_ceil(100)).clamp(1, runs) - 1];
+    let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+    println!(
+        "{{\"report\": \"{report}\", \"range\": \"{label}\", \"median_ms\": {median:.1}, \"p95_ms\": {p95:.1}, \"runs_ms\": [{}], \"rows\": {rows}}}",
+        list.join(", ")
+    );
 }
 
 /// One request through the router: its time in ms, the aggregated days it could read, and
