@@ -1,7 +1,7 @@
 //! A day of facts written the way the processor writes them (run by
 //! `scripts/bench-reporting-durable.sh`):
 //!
-//!   durable_day write DIR IMAGES CONCURRENCY [PART PARTS]
+//!   durable_day write DIR IMAGES CONCURRENCY [PART PARTS [BATCH]]
 //!       today's facts of IMAGES processed images (an upload, a succeeded job and the
 //!       four default variants each) through `LakeWriter::write_durable`, one call per image from
 //!       CONCURRENCY tasks, as the processor's workers call it: every call flushes what is
@@ -9,7 +9,8 @@
 //!       DIR/store (the layout of a data directory). Prints files written and seconds.
 //!       With PART and PARTS, only the PART-th of PARTS equal slices of the images (0-based),
 //!       which are also the PART-th slice of today's time: a day written an hour at a time,
-//!       with the hourly compaction between the slices.
+//!       with the hourly compaction between the slices. With BATCH, BATCH images per
+//!       call (fewer, larger files: for slices whose small files are measured by nobody).
 //!   durable_day compact DIR
 //!       the lifecycle's hourly compaction (`compact_days` with the current day's writer
 //!       files), timed.
@@ -94,7 +95,7 @@ async fn lake_files(store: &SharedStore) -> usize {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: durable_day write DIR IMAGES CONCURRENCY [PART PARTS] | durable_day compact DIR";
+    let usage = "usage: durable_day write DIR IMAGES CONCURRENCY [PART PARTS [BATCH]] | durable_day compact DIR";
     let dir = std::path::PathBuf::from(args.get(2).expect(usage));
     let store: SharedStore = Arc::new(LocalStore::open(dir.join("store")).expect("open the store"));
     let started = Instant::now();
@@ -104,6 +105,7 @@ async fn main() {
             let concurrency: u64 = args.get(4).and_then(|s| s.parse().ok()).expect(usage);
             let part: u64 = args.get(5).map_or(Some(0), |s| s.parse().ok()).expect(usage);
             let parts: u64 = args.get(6).map_or(Some(1), |s| s.parse().ok()).filter(|&p| p > part).expect(usage);
+            let batch: u64 = args.get(7).map_or(Some(1), |s| s.parse().ok()).filter(|&b| b > 0).expect(usage);
             let (first, end) = (images * part / parts, images * (part + 1) / parts);
             let writer = LakeWriter::new(store.clone(), "bench-processor", LakeConfig::default(), Arc::new(SystemClock));
             let now = Utc::now();
@@ -111,10 +113,11 @@ async fn main() {
                 .map(|t| {
                     let writer = writer.clone();
                     tokio::spawn(async move {
-                        let mut i = first + t;
+                        let mut i = first + t * batch;
                         while i < end {
-                            writer.write_durable(facts(i, images, now)).await.expect("write_durable");
-                            i += concurrency;
+                            let events = (i..(i + batch).min(end)).flat_map(|j| facts(j, images, now)).collect();
+                            writer.write_durable(events).await.expect("write_durable");
+                            i += concurrency * batch;
                         }
                     })
                 })

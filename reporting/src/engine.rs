@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// A refresh that finds a listed file gone lists again, up to this many times in all.
+const REFRESH_ATTEMPTS: usize = 5;
+
 /// Connections kept idle for the next requests; more are opened under load.
 const MAX_IDLE: usize = 4;
 
@@ -151,6 +154,22 @@ impl Engine {
         if !force && state.last_sync.is_some_and(|t| t.elapsed() < self.cache_ttl) {
             return Ok(());
         }
+        // A file merged away by a compaction between the listing and the load of the held
+        // files (the local backend's compaction deletes its inputs as the refresh runs):
+        // list again.
+        for _ in 1..REFRESH_ATTEMPTS {
+            match self.sync(&mut state).await {
+                Err(ReportingError::LakeUnavailable(m)) if crate::is_vanished_file(&m) => {
+                    tracing::debug!(error = %m, "a lake file vanished during the refresh; listing again");
+                }
+                other => return other,
+            }
+        }
+        self.sync(&mut state).await
+    }
+
+    /// One refresh: sync, list, and re-create what changed.
+    async fn sync(self: &Arc<Self>, state: &mut LakeState) -> Result<(), ReportingError> {
         state.source.sync().await?;
         let root = state.source.root().to_path_buf();
         let listing = tokio::task::spawn_blocking(move || lake::scan(&root))

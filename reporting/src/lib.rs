@@ -70,7 +70,8 @@ impl Reporting {
     }
 }
 
-fn is_vanished_file(message: &str) -> bool {
+/// DuckDB's errors for a listed file that is gone.
+pub(crate) fn is_vanished_file(message: &str) -> bool {
     ["No such file", "No files found", "Cannot open file", "could not be opened"].iter().any(|m| message.contains(m))
 }
 

@@ -56,3 +56,42 @@ async fn held_small_files_count_each_fact_once_through_a_compaction() {
     assert_eq!((i, p, c), (images + 2, processed + 1, Some((Some(2), Some(1)))), "a copy beside the merged file");
     defaults_match(&app, &lake, capacity, Expect::Exact).await;
 }
+
+/// A compaction deletes the files it merged while the service refreshes: a refresh that
+/// finds a listed file gone lists again, and no report fails. A file of copies of facts
+/// the lake has comes and goes (for 2 to 6 ms, every 25 ms or so) while reports run; no
+/// figure changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_merged_away_during_a_refresh_fails_no_report() {
+    let (ctx, lake) = lake_with_data("held-race").await;
+    let app = app(&ctx).await;
+    let images = || async { get(&app, Some(ANALYST), "/v1/stats/summary", None).await };
+    let before = images().await.json()[0]["images"].as_u64().unwrap();
+    let day = std::fs::read_dir(lake.join("uploads")).unwrap().next().unwrap().unwrap().path();
+    let source = std::fs::read_dir(&day).unwrap().next().unwrap().unwrap().path();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flicker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (tmp, file) = (day.join(".flicker.parquet"), day.join(format!("flicker-{i}.parquet")));
+                std::fs::copy(&source, &tmp).unwrap();
+                std::fs::rename(&tmp, &file).unwrap();
+                std::thread::sleep(Duration::from_millis(2 + i % 5));
+                std::fs::remove_file(&file).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                i += 1;
+            }
+            i
+        })
+    };
+    for n in 0..150 {
+        let got = images().await;
+        assert_eq!(got.status, 200, "report {n}: {}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.json()[0]["images"].as_u64(), Some(before), "report {n}");
+        tokio::time::sleep(Duration::from_millis(55)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(flicker.join().unwrap() > 100, "the file came and went while the reports ran");
+}
