@@ -172,9 +172,11 @@ impl Engine {
     async fn sync(self: &Arc<Self>, state: &mut LakeState) -> Result<(), ReportingError> {
         state.source.sync().await?;
         let root = state.source.root().to_path_buf();
-        let listing = tokio::task::spawn_blocking(move || lake::scan(&root))
+        let known = std::mem::take(&mut state.listing);
+        let (listing, known) = tokio::task::spawn_blocking(move || (lake::scan(&root, &known), known))
             .await
             .map_err(|e| ReportingError::LakeUnavailable(e.to_string()))?;
+        state.listing = known;
         if listing != state.listing || state.created.is_empty() {
             let desired = objects::desired(&listing, &self.lake_root, &self.statements, self.aggregates);
             let current = desired.current;

@@ -60,8 +60,11 @@ impl Source {
     }
 }
 
-/// Every Parquet file under `root` (fact tables and aggregates): relative key to size.
-pub fn scan(root: &Path) -> Listing {
+/// Every Parquet file under `root` (fact tables and aggregates): relative key to size. A
+/// file in `known` keeps its size there without a `stat` (lake files are immutable: every
+/// flush and compaction writes a new name, and the mirror renames a whole download into
+/// place), so listing a day of 125 000 small files costs the directory reads alone.
+pub fn scan(root: &Path, known: &Listing) -> Listing {
     let mut out = Listing::new();
     for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
         let Ok(dname) = dir.file_name().into_string() else { continue };
@@ -71,7 +74,8 @@ pub fn scan(root: &Path) -> Listing {
                 let Ok(fname) = f.file_name().into_string() else { continue };
                 let rel = format!("{dname}/{pname}/{fname}");
                 if layout::parse(&rel).is_some() {
-                    out.insert(rel, f.metadata().map(|m| m.len()).unwrap_or(0));
+                    let size = known.get(&rel).copied().unwrap_or_else(|| f.metadata().map(|m| m.len()).unwrap_or(0));
+                    out.insert(rel, size);
                 }
             }
         }
@@ -83,7 +87,8 @@ pub fn scan(root: &Path) -> Listing {
 async fn sync_mirror(store: &SharedStore, root: &Path) -> Result<(usize, usize), String> {
     let remote: Listing = imagelake_core::lake::aggregate::listing(store).await.map_err(|e| e.to_string())?;
     let root_owned = root.to_path_buf();
-    let local: Listing = tokio::task::spawn_blocking(move || scan(&root_owned)).await.map_err(|e| e.to_string())?;
+    let local: Listing =
+        tokio::task::spawn_blocking(move || scan(&root_owned, &Listing::new())).await.map_err(|e| e.to_string())?;
 
     // Files are written before their inputs are deleted, so fetch first, then remove.
     let missing: Vec<(String, u64)> =

@@ -83,30 +83,36 @@ pub fn desired(listing: &Listing, lake_root: &str, statements: &[ViewStatement],
             files.iter().filter(|(_, d, _)| !current.contains_key(d)).map(|(k, _, size)| (quote(lake_root, k), *size)).collect(),
         );
         let held_table = (!held.is_empty()).then(|| held::name(table));
-        // The facts with copies, counted once per listing rather than by every query. The
-        // held files' digest is in the statement: a new or merged small file counts again.
+        // The facts with copies, counted once per listing rather than by every query: those
+        // of the scanned files when these change, and those of the held rows (among them, or
+        // in a scanned file: a probe of the scanned files' keys against the held ones, not a
+        // count of every key) when the held files change (their digest is in the statement).
         let copies = ((!recent.is_empty() || held_table.is_some()) && recent.len() <= ONE_SCAN_FILES).then(|| {
-            let copies = format!("recent_copies_{}", table.name());
-            let mut sources = Vec::new();
-            if !recent.is_empty() {
-                sources.push(format!(
+            let keys = (!recent.is_empty()).then(|| {
+                format!(
                     "SELECT dt, event_id FROM read_parquet([{}], hive_partitioning = true, hive_types = {{'dt': DATE}}, \
                      union_by_name = true)",
                     recent.join(", ")
-                ));
+                )
+            });
+            let mut lists = Vec::new();
+            if let Some(keys) = &keys {
+                let copies = format!("recent_copies_{}", table.name());
+                let sql = format!("CREATE TABLE {copies} AS {keys} GROUP BY ALL HAVING count(*) > 1");
+                out.push(Object { name: copies.clone(), kind: Kind::Table, sql });
+                lists.push(format!("SELECT dt, event_id FROM {copies}"));
             }
             if let Some(h) = &held_table {
-                sources.push(format!("SELECT dt, event_id FROM {h} /* held: {} */", held::Held::digest(&held)));
+                let copies = format!("held_copies_{}", table.name());
+                let mut sql = format!("CREATE TABLE {copies} AS SELECT dt, event_id FROM {h} GROUP BY ALL HAVING count(*) > 1");
+                if let Some(keys) = &keys {
+                    sql.push_str(&format!(" UNION SELECT dt, event_id FROM ({keys}) s SEMI JOIN {h} USING (dt, event_id)"));
+                }
+                sql.push_str(&format!(" /* held: {} */", held::Held::digest(&held)));
+                out.push(Object { name: copies.clone(), kind: Kind::Table, sql });
+                lists.push(format!("SELECT dt, event_id FROM {copies}"));
             }
-            out.push(Object {
-                name: copies.clone(),
-                kind: Kind::Table,
-                sql: format!(
-                    "CREATE TABLE {copies} AS SELECT dt, event_id FROM ({}) GROUP BY ALL HAVING count(*) > 1",
-                    sources.join(" UNION ALL ")
-                ),
-            });
-            format!("SELECT dt, event_id FROM {copies}")
+            lists.join(" UNION ALL ")
         });
         out.push(match view_over(&st.sql, table, &name, &recent, false, copies.as_deref(), held_table.as_deref()) {
             Some(sql) => Object { name, kind: Kind::View, sql },
@@ -267,14 +273,21 @@ mod tests {
             |names: &[&str], size: u64| -> Listing { names.iter().map(|f| (format!("uploads/dt={f}.parquet"), size)).collect() };
         let all = ["2026-11-01/a", "2026-11-01/b", "2026-11-02/c"];
         let objs = desired(&listing(&all, held::HOLD_BYTES + 1), &root, &st, true).objects;
+        let lists = ["recent_copies_uploads", "held_copies_uploads"];
         let create = |objs: &[Object]| {
-            conn.execute_batch("DROP VIEW IF EXISTS recent_uploads; DROP TABLE IF EXISTS recent_copies_uploads;").unwrap();
-            for name in ["recent_copies_uploads", "recent_uploads"] {
-                conn.execute_batch(&sql_of(objs, name).sql).unwrap();
+            conn.execute_batch("DROP VIEW IF EXISTS recent_uploads;").unwrap();
+            for o in objs.iter().filter(|o| lists.contains(&o.name.as_str()) || o.name == "recent_uploads") {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS {}; {}", o.name, o.sql)).unwrap();
+            }
+            for l in lists.iter().filter(|l| objs.iter().all(|o| o.name != **l)) {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS {l}; CREATE TABLE {l} (dt DATE, event_id VARCHAR)")).unwrap();
             }
         };
         create(&objs);
-        let copies = || -> i64 { conn.query_row("SELECT count(*) FROM recent_copies_uploads", [], |r| r.get(0)).unwrap() };
+        let copies = || -> i64 {
+            let sql = "SELECT count(*) FROM (SELECT * FROM recent_copies_uploads UNION SELECT * FROM held_copies_uploads)";
+            conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
         assert_eq!(copies(), 2, "(11-01, e1) and (11-01, e2)");
         assert_eq!(read("recent_uploads"), expected);
         // The same files small: held in memory, the view reads no file, the same rows.
@@ -291,7 +304,8 @@ mod tests {
         assert_eq!((copies(), read("recent_uploads")), (2, expected.to_vec()));
         // c.parquet leaves (merged by a compaction): its rows leave the held table, by name.
         let fewer = desired(&listing(&all[..2], 1), &root, &st, true);
-        assert_ne!(sql_of(&fewer.objects, "recent_copies_uploads"), sql_of(&small.objects, "recent_copies_uploads"));
+        assert_ne!(sql_of(&fewer.objects, "held_copies_uploads"), sql_of(&small.objects, "held_copies_uploads"));
+        assert!(fewer.objects.iter().all(|o| o.name != "recent_copies_uploads"), "no scanned file, no count of one");
         let (sql, now) = load(&now, &fewer);
         assert!(sql.contains("DELETE FROM held_uploads WHERE filename IN") && !sql.contains("INSERT"), "{sql}");
         assert_eq!((copies(), read("recent_uploads")), (2, expected[..3].to_vec()));
@@ -307,6 +321,16 @@ mod tests {
             "{recent}"
         );
         assert_eq!((copies(), read("recent_uploads")), (2, expected.to_vec()));
+        // A held copy of a scanned file's fact (e4 again, later): listed by the probe of the
+        // scanned keys, so the earlier copy alone passes.
+        rows("2026-11-02", "e.parquet", "('e4', '2026-11-02 12:00:00+00', 8)");
+        let mut cross = listing(&all[..2], 1);
+        cross.extend(listing(&all[2..], held::HOLD_BYTES + 1));
+        cross.extend(listing(&["2026-11-02/e"], 1));
+        let cross = desired(&cross, &root, &st, true);
+        assert!(sql_of(&cross.objects, "held_copies_uploads").sql.contains("SEMI JOIN held_uploads"));
+        let (_, now) = load(&now, &cross);
+        assert_eq!((copies(), read("recent_uploads")), (3, expected.to_vec()));
         // A file of a newer writer (a column more) that lacks a column (an older writer's):
         // held with the columns the table has.
         conn.execute_batch(&format!(
