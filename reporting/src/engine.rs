@@ -149,7 +149,20 @@ impl Engine {
     /// aggregates became (stopped being) current, in one transaction: a fact flushed to
     /// the lake is in the next query's answer, and a day moves from the raw facts to its
     /// aggregates at once (a query sees it on one side, never on both or neither).
+    ///
+    /// It runs as a task of its own, so the request that triggers it cannot cancel it
+    /// halfway: DuckDB commits in a blocking thread that nothing stops, and a refresh
+    /// dropped after that commit would leave the recorded state (the held files, the
+    /// memory's days, the objects) behind what DuckDB holds, and the next refresh would
+    /// load the same files twice.
     pub async fn refresh(self: &Arc<Self>, force: bool) -> Result<(), ReportingError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.refresh_whole(force).await })
+            .await
+            .map_err(|e| ReportingError::Query(format!("refresh task failed: {e}")))?
+    }
+
+    async fn refresh_whole(self: &Arc<Self>, force: bool) -> Result<(), ReportingError> {
         let mut state = self.lake.lock().await;
         if !force && state.last_sync.is_some_and(|t| t.elapsed() < self.cache_ttl) {
             return Ok(());
@@ -332,4 +345,43 @@ fn run(conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Answer, Repor
         None => stmt.schema(),
     };
     Ok(Answer { schema, batches, aggregated_days: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagelake_core::lake::Table;
+
+    /// A refresh whose caller gives up halfway still records what it loads: the next
+    /// refresh loads no file twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_dropped_by_its_caller_loads_no_file_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("uploads/dt=2026-11-01");
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = Connection::open_in_memory().unwrap();
+        let write = |range: std::ops::Range<usize>| {
+            for i in range {
+                files
+                    .execute_batch(&format!(
+                        "COPY (SELECT 'e{i}' AS event_id, 'i{i}' AS image_id, 'c' AS customer_id,
+                                TIMESTAMPTZ '2026-11-01 10:00:00+00' AS uploaded_at, 'image/png' AS content_type,
+                                'png' AS format, 1::BIGINT AS bytes, 1 AS width, 1 AS height, 's' AS sha256)
+                         TO '{}/f{i}.parquet' (FORMAT parquet)",
+                        dir.display()
+                    ))
+                    .unwrap();
+            }
+        };
+        write(0..1);
+        let source = Source::Local { root: tmp.path().to_path_buf() };
+        let engine = Engine::open(source, Duration::from_millis(1), Duration::from_secs(60), true).await.unwrap();
+        write(1..2001);
+        // Given up while the 2 000 new files load (a client that disconnects).
+        let _ = tokio::time::timeout(Duration::from_millis(30), engine.refresh(true)).await;
+        engine.refresh(true).await.unwrap();
+        let rows: i64 = engine.ddl.lock().unwrap().query_row("SELECT count(*) FROM held_uploads", [], |r| r.get(0)).unwrap();
+        let recorded = engine.lake.lock().await.held.files.get(&Table::Uploads).map_or(0, |f| f.len());
+        assert_eq!((rows, recorded), (2001, 2001));
+    }
 }

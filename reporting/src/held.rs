@@ -72,8 +72,8 @@ pub struct Held {
 impl Held {
     /// The statements that bring the held tables from `self` to `want`, and the state after
     /// them. `scan(table, files)` is the views' scan of `table` over these quoted files. A
-    /// table that loses more files than it keeps (a compaction merged them) is emptied and
-    /// refilled with what it keeps, so the statement never lists the many files that left.
+    /// table that loses more files than it keeps (a compaction merged them) is dropped and
+    /// made anew with what it keeps, so the statement never lists the many files that left.
     pub fn update(&self, want: &BTreeMap<Table, BTreeSet<String>>, scan: impl Fn(Table, &[String]) -> String) -> (String, Held) {
         let mut sql = String::new();
         let empty = BTreeSet::new();
@@ -83,7 +83,9 @@ impl Held {
             let kept = have.intersection(want).count();
             let removed: Vec<&String> = have.difference(want).collect();
             let added: Vec<String> = if removed.len() > kept {
-                sql.push_str(&format!("DELETE FROM {};\n", name(t)));
+                // Made anew rather than emptied: DuckDB keeps deleted rows' memory until the
+                // row groups go, and this is how an hour's merged files leave.
+                sql.push_str(&format!("DROP TABLE {};\n{}", name(t), create_sql(&[t])));
                 want.iter().cloned().collect()
             } else {
                 if !removed.is_empty() {
@@ -134,10 +136,11 @@ mod tests {
         assert_eq!(sql, insert("'/l/a','/l/b','/l/c'"));
         let (sql, held) = held.update(&BTreeMap::from([(Table::Jobs, set(&["a", "b", "d"]))]), scan);
         assert_eq!(sql, format!("DELETE FROM held_jobs WHERE filename IN ('/l/c');\n{}", insert("'/l/d'")));
-        // Most of them merged away: emptied and refilled with the one kept and the new one.
+        // Most of them merged away: made anew with the one kept and the new one.
         let (sql, held) = held.update(&BTreeMap::from([(Table::Jobs, set(&["d", "e"]))]), scan);
-        assert_eq!(sql, format!("DELETE FROM held_jobs;\n{}", insert("'/l/d','/l/e'")));
+        let anew = format!("DROP TABLE held_jobs;\n{}", create_sql(&[Table::Jobs]));
+        assert_eq!(sql, format!("{anew}{}", insert("'/l/d','/l/e'")));
         let (sql, held) = held.update(&BTreeMap::new(), scan);
-        assert_eq!((sql.as_str(), held), ("DELETE FROM held_jobs;\n", Held::default()));
+        assert_eq!((sql, held), (anew, Held::default()));
     }
 }

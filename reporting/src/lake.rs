@@ -74,7 +74,9 @@ pub fn scan(root: &Path, known: &Listing) -> Listing {
                 let Ok(fname) = f.file_name().into_string() else { continue };
                 let rel = format!("{dname}/{pname}/{fname}");
                 if layout::parse(&rel).is_some() {
-                    let size = known.get(&rel).copied().unwrap_or_else(|| f.metadata().map(|m| m.len()).unwrap_or(0));
+                    // A size of 0 (a failed `stat`, or an empty file) is asked again.
+                    let size =
+                        known.get(&rel).copied().filter(|s| *s > 0).unwrap_or_else(|| f.metadata().map(|m| m.len()).unwrap_or(0));
                     out.insert(rel, size);
                 }
             }

@@ -55,6 +55,31 @@ async fn held_small_files_count_each_fact_once_through_a_compaction() {
     let (i, p, c) = figures(app.clone()).await;
     assert_eq!((i, p, c), (images + 2, processed + 1, Some((Some(2), Some(1)))), "a copy beside the merged file");
     defaults_match(&app, &lake, capacity, Expect::Exact).await;
+    // A file too big to hold (3 000 uploads of distinct hashes: scanned), and a small copy
+    // of one of its facts (held): the probe of the scanned keys lists the copy.
+    let bulk: Vec<Event> = (0..3000u64)
+        .map(|i| {
+            let mut e = upload(&format!("bulk-{i}"), at);
+            if let Event::Upload(u) = &mut e {
+                let h = |k: u128| u128::from(i + 1).wrapping_mul(k).rotate_left(61) ^ k;
+                u.sha256 = format!(
+                    "{:032x}{:032x}",
+                    h(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+                    h(0xD6E8_FEB8_6659_FD93_A54F_F53A_5F1D_36F1)
+                );
+            }
+            e
+        })
+        .collect();
+    ctx.lake.write_durable(bulk).await.unwrap();
+    ctx.lake.write_durable(vec![upload("bulk-7", at)]).await.unwrap();
+    let day = lake.join("uploads/dt=2026-11-05");
+    let big = std::fs::read_dir(&day).unwrap().filter(|f| f.as_ref().unwrap().metadata().unwrap().len() > 64 << 10).count();
+    assert_eq!(big, 1, "one file to scan");
+    listed().await;
+    let (i, p, c) = figures(app.clone()).await;
+    assert_eq!((i, p, c), (images + 3002, processed + 1, Some((Some(3002), Some(1)))), "a held copy of a scanned fact");
+    defaults_match(&app, &lake, capacity, Expect::Exact).await;
 }
 
 /// A compaction deletes the files it merged while the service refreshes: a refresh that
